@@ -1,0 +1,295 @@
+"""Dataset: an immutable, lazy node of a pipeline DAG, validated as it is built.
+
+    Dataset.read("docs/*.jsonl").apply("text_length_filter", min_chars=200).write("out/").run()
+
+Nothing is read until `.run()`; every `.apply()` checks columns, types and arguments first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cache import step_key
+from .errors import PipelineError, SchemaError
+from .operation import OnError, Operation, ensure_no_collision
+from .schema import is_compatible, type_name
+
+if TYPE_CHECKING:
+    from .executors.local import RunResult
+
+ID = "_id"
+PARENT_ID = "_parent_id"
+_STEP_OPTIONS = ("step_name", "on_error", "overwrite")
+
+
+@dataclass(frozen=True)
+class ColumnRef:
+    """Where a visible column's data lives: the step that produced it, under which name."""
+
+    step: str
+    stored: str
+
+
+@dataclass(eq=False)
+class Step:
+    """One node: an operation applied to its parent's output."""
+
+    name: str
+    op: Operation
+    parent: Step | None
+    key: str
+    schema: dict  # visible columns after this step: name -> Arrow type
+    columns: dict[str, ColumnRef]
+    consumed: dict = field(default_factory=dict)
+    produced: dict = field(default_factory=dict)
+    on_error: OnError = "raise"
+
+    @property
+    def kind(self) -> str:
+        return self.op.kind
+
+    @property
+    def changes_rows(self) -> bool:
+        return self.op.kind in ("filter", "expand", "global", "source")
+
+    def chain(self) -> list[Step]:
+        steps: list[Step] = []
+        node: Step | None = self
+        while node is not None:
+            steps.append(node)
+            node = node.parent
+        return steps[::-1]
+
+
+def _instantiate(op: Any, args: dict[str, Any]) -> Operation:
+    from . import registry
+
+    if isinstance(op, str):
+        op = registry.get(op)
+    if isinstance(op, type) and issubclass(op, Operation):
+        return op(**args)
+    if isinstance(op, Operation):
+        if args:
+            raise PipelineError(f"arguments {sorted(args)} given with an already-built "
+                                f"operation; pass the class or name instead", operation=op.name)
+        return op
+    raise PipelineError(f"not an operation: {op!r}")
+
+
+class Dataset:
+    """A lazy dataset: `read`, `apply`, `write`, then `run`."""
+
+    def __init__(self, step: Step):
+        self._step = step
+
+    # --- building ---------------------------------------------------------------------
+    @classmethod
+    def read(cls, source: Any, format: str | None = None, **args: Any) -> Dataset:
+        """Start a pipeline from files (Parquet, JSONL[.gz|.zst], CSV, text), an earlier
+        run's workdir or written output, or a source operation (class, name or instance)."""
+        from .io.resolve import resolve_source
+
+        options = {k: args.pop(k) for k in _STEP_OPTIONS if k in args}
+        op = resolve_source(source, format, args)
+        return cls._root(op, **options)
+
+    @classmethod
+    def _root(cls, op: Operation, step_name: str | None = None, on_error: OnError = "raise",
+              overwrite: bool = False) -> Dataset:
+        if op.kind != "source":
+            raise PipelineError("Dataset.read needs a source operation", operation=op.name)
+        name = step_name or op.name
+        schema = dict(op.schema())
+        if ID in schema:
+            raise SchemaError(f"input has a column named {ID!r}, which datamill reserves for "
+                              "row ids", step=name, operation=op.name)
+        key = step_key(op.identity(), op.version, op.args, [], extra=op.fingerprint())
+        columns = {c: ColumnRef(name, c) for c in [ID, *schema]}
+        schema = {ID: _id_type(), **schema}
+        step = Step(name=name, op=op, parent=None, key=key, schema=schema, columns=columns,
+                    produced=dict(schema), on_error=on_error)
+        return cls(step)
+
+    def apply(self, op: Any, **args: Any) -> Dataset:
+        """Derive a dataset by applying an operation (a class, a registered name or an
+        instance). Step options: `step_name`, `on_error` (raise|skip|quarantine), `overwrite`."""
+        step_name = args.pop("step_name", None)
+        on_error = args.pop("on_error", "raise")
+        overwrite = bool(args.pop("overwrite", False))
+        if on_error not in ("raise", "skip", "quarantine"):
+            raise PipelineError(f"on_error must be raise, skip or quarantine, got {on_error!r}")
+        op = _instantiate(op, args)
+        if op.kind in ("source", "sink"):
+            raise PipelineError(f"use Dataset.read/.write for {op.kind} operations",
+                                operation=op.name)
+        name = step_name or self._unique_name(op.name)
+        parent = self._step
+        schema = dict(parent.schema)
+        columns = dict(parent.columns)
+        consumed = op.resolve_consumes(_visible(schema))
+        self._check_consumes(name, op, consumed)
+        produced: dict = {}
+        if op.kind == "project":
+            mapping = op.project(_visible(schema))
+            for _new, old in mapping.items():
+                if old not in schema:
+                    self._missing(name, op, old)
+            schema = {ID: schema[ID], **{new: schema[old] for new, old in mapping.items()}}
+            columns = {ID: columns[ID], **{new: columns[old] for new, old in mapping.items()}}
+            if PARENT_ID in parent.schema and PARENT_ID not in schema:
+                schema[PARENT_ID] = parent.schema[PARENT_ID]
+                columns[PARENT_ID] = parent.columns[PARENT_ID]
+        else:
+            produced = op.resolve_produces(_visible(schema))
+            reserved = [c for c in produced if c.startswith("_")]
+            if reserved:
+                raise SchemaError(f"produces reserved column name(s) {reserved}; names "
+                                  "starting with '_' belong to datamill", step=name,
+                                  operation=op.name)
+            ensure_no_collision(name, op, _visible(schema), produced, overwrite)
+            for col, typ in produced.items():
+                schema[col] = typ
+                columns[col] = ColumnRef(name, col)
+            if op.kind == "expand":
+                schema[PARENT_ID] = schema[ID]
+                columns[PARENT_ID] = ColumnRef(name, PARENT_ID)
+                columns[ID] = ColumnRef(name, ID)
+        key = step_key(op.identity(), op.version, op.args, [parent.key],
+                       extra={"on_error": on_error, "kind": op.kind})
+        step = Step(name=name, op=op, parent=parent, key=key, schema=schema, columns=columns,
+                    consumed=consumed, produced=produced, on_error=on_error)
+        return Dataset(step)
+
+    def write(self, target: Any, format: str | None = None, **args: Any) -> Dataset:
+        """End the pipeline in a sink: a path (format from the extension or `format=`:
+        parquet, jsonl, csv) or a sink operation."""
+        from .io.resolve import resolve_sink
+
+        step_name = args.pop("step_name", None)
+        op = resolve_sink(target, format, args)
+        name = step_name or self._unique_name(op.name)
+        parent = self._step
+        consumed = op.resolve_consumes(_visible(parent.schema))
+        self._check_consumes(name, op, consumed)
+        key = step_key(op.identity(), op.version, op.args, [parent.key], extra={"kind": "sink"})
+        step = Step(name=name, op=op, parent=parent, key=key, schema=dict(parent.schema),
+                    columns=dict(parent.columns), consumed=consumed)
+        return Dataset(step)
+
+    # --- conveniences over built-in operations ------------------------------------------
+    def select(self, *columns: str) -> Dataset:
+        return self.apply("select", columns=list(columns))
+
+    def drop(self, *columns: str) -> Dataset:
+        return self.apply("drop", columns=list(columns))
+
+    def rename(self, mapping: dict[str, str] | None = None, **renames: str) -> Dataset:
+        return self.apply("rename", mapping={**(mapping or {}), **renames})
+
+    def map(self, function: Any, produces: dict, **options: Any) -> Dataset:
+        return self.apply("python_map", function=function, produces=produces, **options)
+
+    def filter(self, function: Any, **options: Any) -> Dataset:
+        return self.apply("python_filter", function=function, **options)
+
+    def limit(self, n: int) -> Dataset:
+        return self.apply("limit", n=n)
+
+    def sample(self, fraction: float, seed: int = 0) -> Dataset:
+        return self.apply("sample", fraction=fraction, seed=seed)
+
+    def drop_duplicates(self, columns: list[str] | None = None, **options: Any) -> Dataset:
+        return self.apply("drop_duplicates", columns=columns, **options)
+
+    # --- running ----------------------------------------------------------------------
+    def run(self, workdir: str | Path = "datamill-work", *, workers: int | None = None,
+            cache: bool = True, progress: bool | None = None) -> RunResult:
+        """Execute the pipeline ending here with the local executor."""
+        from .executors.local import LocalExecutor
+
+        return LocalExecutor(workdir, workers=workers, cache=cache, progress=progress).run([self])
+
+    def collect(self, workdir: str | Path = "datamill-work", columns: list[str] | None = None,
+                **run_options: Any):
+        """Run (cache permitting) and return this dataset's rows as one pyarrow Table."""
+        from .executors.local import LocalExecutor
+        from .reader import read_table
+
+        executor = LocalExecutor(workdir, **run_options)
+        executor.run([self])
+        return read_table(executor.workdir, self._step, columns)
+
+    # --- introspection ----------------------------------------------------------------
+    @property
+    def step(self) -> Step:
+        return self._step
+
+    @property
+    def schema(self) -> dict:
+        """Visible columns and their Arrow types (row-id columns excluded)."""
+        return _visible(self._step.schema)
+
+    @property
+    def steps(self) -> list[Step]:
+        return self._step.chain()
+
+    def lineage(self) -> dict[str, str]:
+        """Column -> the step that produced it."""
+        return {c: ref.step for c, ref in self._step.columns.items() if not c.startswith("_")}
+
+    def explain(self) -> str:
+        lines = []
+        for step in self.steps:
+            cols = ", ".join(f"{c}: {type_name(t)}" for c, t in step.produced.items()
+                             if not c.startswith("_"))
+            lines.append(f"{step.name:<28} {step.kind:<7} {step.key[:12]}  {cols}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        cols = ", ".join(f"{c}: {type_name(t)}" for c, t in self.schema.items())
+        return f"Dataset(step={self._step.name!r}, columns={{{cols}}})"
+
+    # --- validation helpers -----------------------------------------------------------
+    def _unique_name(self, base: str) -> str:
+        taken = {s.name for s in self._step.chain()}
+        if base not in taken:
+            return base
+        n = 2
+        while f"{base}_{n}" in taken:
+            n += 1
+        return f"{base}_{n}"
+
+    def _missing(self, name: str, op: Operation, column: str) -> None:
+        import difflib
+
+        existing = ", ".join(f"{c} (from {ref.step})" for c, ref in self._step.columns.items()
+                             if not c.startswith("_"))
+        close = difflib.get_close_matches(column, list(_visible(self._step.schema)), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SchemaError(f"consumes column {column!r}, which does not exist{hint}. "
+                          f"Columns: {existing or 'none'}", step=name, operation=op.name)
+
+    def _check_consumes(self, name: str, op: Operation, consumed: dict) -> None:
+        schema = self._step.schema
+        for col, expected in consumed.items():
+            if col not in schema:
+                self._missing(name, op, col)
+            actual = schema[col]
+            if not is_compatible(actual, expected):
+                producer = self._step.columns[col].step
+                raise SchemaError(
+                    f"column {col!r} has type {type_name(actual)} (produced by step "
+                    f"{producer!r}), but the operation consumes {type_name(expected)}",
+                    step=name, operation=op.name)
+
+
+def _visible(schema: dict) -> dict:
+    return {c: t for c, t in schema.items() if not c.startswith("_")}
+
+
+def _id_type():
+    import pyarrow as pa
+
+    return pa.int64()

@@ -1,0 +1,265 @@
+"""The local executor: embedded, no server. Partitions of a stage run in a pool of worker
+processes (forked, so operations are never pickled); the driver plans, tracks progress,
+and commits step records and the manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..dataset import Dataset, Step
+from ..manifest import (
+    SUCCESS,
+    dataset_lineage,
+    load_record,
+    read_partition_stats,
+    step_record,
+    write_manifest,
+)
+from ..plan import Stage, build_stages, stores_data
+from ..reader import partition_count, source_partitions
+from ..storage import Workdir, atomic_write_json, parquet_file_ok, remove_tree
+from . import global_phases, rowwise
+from .progress import Progress
+from .workers import teardown_all
+
+_STATE: dict[str, Any] = {}  # set before forking workers; read inside them
+
+
+@dataclass
+class RunResult:
+    """What a run did: the workdir, the manifest, and each step's record."""
+
+    workdir: Path
+    manifest: dict
+    manifest_path: Path
+    cached: set[str] = field(default_factory=set)
+
+    @property
+    def steps(self) -> list[dict]:
+        seen, out = set(), []
+        for ds in self.manifest["datasets"]:
+            for s in ds["steps"]:
+                if s["cache_key"] not in seen:
+                    seen.add(s["cache_key"])
+                    out.append(s)
+        return out
+
+    def step(self, name: str) -> dict:
+        for s in self.steps:
+            if s["name"] == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def outputs(self) -> list[str]:
+        return [s["arguments"].get("path") for s in self.steps if s.get("kind") == "sink"]
+
+
+def _worker_init() -> None:
+    with contextlib.suppress(Exception):  # die with the driver (Linux)
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    lock_fd = _STATE.get("lock_fd")
+    if lock_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(lock_fd)  # the driver alone holds the workdir lock
+
+
+def _call_unit(name: str, arg: int) -> Any:
+    fn = _STATE["units"][name]
+    queue = _STATE.get("queue")
+    report = (lambda step, rows: queue.put((step, rows))) if queue is not None else None
+    return fn(arg, report)
+
+
+class LocalExecutor:
+    """Runs datasets into a workdir. `workers` defaults to the number of cores."""
+
+    def __init__(self, workdir: str | os.PathLike = "datamill-work", *, workers: int | None = None,
+                 cache: bool = True, progress: bool | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.workdir = Workdir(workdir)
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.cache = cache
+        self.progress_mode = progress
+        self.log = log
+
+    # --- cache ------------------------------------------------------------------------
+    def is_complete(self, step: Step) -> bool:
+        record = load_record(self.workdir, step)
+        if record is None:
+            return False
+        if step.kind == "sink":
+            return step.op.outputs_ok(record)
+        folder = self.workdir.step_dir(step.key)
+        for stats in record.get("partitions", {}).values():
+            for name, size in stats.get("files", {}).items():
+                if not parquet_file_ok(folder / name, size):
+                    return False
+        return True
+
+    def complete_keys(self, chain: list[Step]) -> set[str]:
+        """Keys of the complete prefix of `chain` (a step counts only if its ancestors do)."""
+        done: set[str] = set()
+        for step in chain:
+            if not self.cache or not self.is_complete(step):
+                break
+            done.add(step.key)
+        return done
+
+    # --- running ----------------------------------------------------------------------
+    def run(self, datasets: Iterable[Dataset]) -> RunResult:
+        datasets = list(datasets)
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        started = time.time()
+        with self.workdir.lock() as lock_fd:
+            _STATE["lock_fd"] = lock_fd
+            records: dict[str, dict] = {}
+            cached: set[str] = set()
+            for ds in datasets:
+                chain = ds.step.chain()
+                if not self.cache:
+                    for step in chain:
+                        if step.key not in records:
+                            remove_tree(self.workdir.step_dir(step.key))
+                complete = self.complete_keys(chain)
+                for step in chain:
+                    if step.key in complete and step.key not in records:
+                        cached.add(step.key)
+                        records[step.key] = load_record(self.workdir, step)
+                stages = build_stages(chain, complete | set(records))
+                with Progress(chain, self.progress_mode, self.log) as progress:
+                    for step in chain:
+                        if step.key in records:
+                            progress.cached(step.name, records[step.key])
+                    for stage in stages:
+                        self._run_stage(stage, progress, records)
+            lineages = [dataset_lineage(ds.step, records, cached) for ds in datasets]
+            for ds, lineage in zip(datasets, lineages):
+                if ds.step.kind == "sink" and ds.step.key not in cached:
+                    ds.step.op.finalize(records[ds.step.key], lineage)
+            run = {"datamill_version": __version__, "run_id": run_id,
+                   "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                   "wall_seconds": round(time.time() - started, 3), "workers": self.workers}
+            path = write_manifest(self.workdir, run, lineages)
+            teardown_all()
+        return RunResult(self.workdir.root, {**run, "datasets": lineages}, path, cached)
+
+    def _run_stage(self, stage: Stage, progress: Progress, records: dict) -> None:
+        start = time.perf_counter()
+        count = partition_count(self.workdir, stage.steps[0])
+        for step in stage.steps:
+            folder = self.workdir.step_dir(step.key)
+            folder.mkdir(parents=True, exist_ok=True)
+            if step.kind == "sink":
+                step.op.prepare(fresh=not any(folder.glob("stats-*.json")))
+        progress.stage_started(stage, count)
+        if stage.kind == "rowwise":
+            self._run_rowwise(stage, count, progress)
+        else:
+            self._run_global(stage, count, progress)
+        wall = time.perf_counter() - start
+        for step in stage.steps:
+            stats = read_partition_stats(self.workdir, step, count)
+            record = step_record(step, stats, wall)
+            if step.kind == "source":
+                record["partition_count"] = count
+                record["materialized"] = stores_data(step)
+            if step.kind == "sink":
+                record["outputs"] = [f for s in stats.values() for f in s.get("outputs", [])]
+            atomic_write_json(self.workdir.step_dir(step.key) / SUCCESS, record)
+            records[step.key] = record
+            progress.step_done(step.name, record)
+
+    def _pending(self, steps: list[Step], count: int) -> list[int]:
+        from ..storage import part_name
+
+        return [p for p in range(count)
+                if not all((self.workdir.step_dir(s.key) / part_name("stats", p, "json")).exists()
+                           for s in steps)]
+
+    def _run_rowwise(self, stage: Stage, count: int, progress: Progress) -> None:
+        pending = self._pending(stage.steps, count)
+        progress.skip(stage, count - len(pending))
+        workdir = self.workdir
+
+        def unit(p: int, report: Any) -> dict:
+            return rowwise.run_partition(workdir, stage, p, report)
+
+        self._parallel({"rowwise": unit}, "rowwise", pending, progress)
+
+    def _run_global(self, stage: Stage, count: int, progress: Progress) -> None:
+        step = stage.steps[0]
+        workdir = self.workdir
+        parent_rows = self._rows_hint(step)
+        buckets = global_phases.bucket_count(workdir, step, self.workers, parent_rows)
+        units = {
+            "scan": lambda p, report: global_phases.scan_partition(workdir, step, p, buckets),
+            "reduce": lambda b, report: global_phases.reduce_bucket(workdir, step, b),
+            "apply": lambda p, report: global_phases.apply_partition(workdir, step, p),
+        }
+        self._parallel(units, "scan", list(range(count)), progress, phase=f"{step.name}: scan")
+        self._parallel(units, "reduce", list(range(buckets)), progress,
+                       phase=f"{step.name}: reduce")
+        pending = self._pending([step], count)
+        self._parallel(units, "apply", pending, progress, phase=f"{step.name}: apply")
+        remove_tree(global_phases.shuffle_dir(workdir, step))
+
+    def _rows_hint(self, step: Step) -> int:
+        node = step.parent
+        while node is not None:
+            record = load_record(self.workdir, node)
+            if record and node.kind != "project":
+                return int(record.get("rows_out", 0))
+            node = node.parent
+        return 0
+
+    def _parallel(self, units: dict[str, Callable], name: str, items: list[int],
+                  progress: Progress, phase: str | None = None) -> None:
+        if not items:
+            return
+        if phase:
+            progress.phase(phase, len(items))
+        if self.workers == 1 or len(items) == 1:
+            _STATE.update(units=units, queue=None)
+            for item in items:
+                result = units[name](item, progress.rows)
+                progress.unit_done(phase, result)
+            return
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        _STATE.update(units=units, queue=queue)
+        progress.listen(queue)
+        try:
+            with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=ctx,
+                                     initializer=_worker_init) as pool:
+                futures = {pool.submit(_call_unit, name, item): item for item in items}
+                remaining = set(futures)
+                while remaining:
+                    done, remaining = wait(remaining, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    for fut in done:
+                        exc = fut.exception()
+                        if exc is not None:
+                            for other in remaining:
+                                other.cancel()
+                            raise exc
+                        progress.unit_done(phase, fut.result())
+        finally:
+            progress.stop_listening()
+            _STATE.pop("queue", None)
+
+
+def source_partition_count(step: Step) -> int:
+    return len(source_partitions(step.chain()[0].op))

@@ -1,0 +1,318 @@
+"""One fused pass of a row-wise stage over one partition (runs inside a worker).
+
+Columns travel through the pass keyed by their ColumnRef, so renames cost nothing and each
+step reads exactly the columns its parent exposes under the names it consumes.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..dataset import ID, PARENT_ID, ColumnRef, Step
+from ..errors import DatamillError, OperationError
+from ..plan import Stage, stores_data, stores_index
+from ..reader import INDEX, read_columns, ref_name, source_partitions
+from ..storage import StreamingParquetWriter, Workdir, atomic_write_json, part_name
+from .batches import PARENT_INDEX, filter_result, produced_table, row_json, to_format
+from .workers import prepared
+
+BATCH_ROWS = 65_536
+Report = Callable[[str, int], None]
+
+
+def child_ids(parent_ids: Any, parent_index: Any) -> Any:
+    """Stable ids for the children of an expand: mix(parent id, ordinal among siblings)."""
+    import numpy as np
+
+    pidx = np.asarray(parent_index, dtype=np.int64)
+    n = len(pidx)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(pidx)) + 1]
+    ordinal = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    with np.errstate(over="ignore"):
+        x = np.asarray(parent_ids, dtype=np.int64).view(np.uint64)
+        x = x * np.uint64(0x9E3779B97F4A7C15) + ordinal.astype(np.uint64) + np.uint64(1)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(1)).view(np.int64) * -1 - 1  # negative: derived, never a source id
+
+
+class StepRun:
+    """Writers and counters of one step for one partition."""
+
+    def __init__(self, workdir: Workdir, step: Step, partition: int):
+        import pyarrow as pa
+
+        self.step = step
+        self.partition = partition
+        self.dir = workdir.step_dir(step.key)
+        self.offset = 0  # input rows seen so far in this partition
+        self.rows_in = 0
+        self.rows_out = 0
+        self.dropped: Counter[str] = Counter()
+        self.errors = 0
+        self.seconds = 0.0
+        self.files: list[str] = []
+        self.part = self.dropped_writer = self.quarantine = self.sink_writer = None
+        fields = []
+        if stores_index(step):
+            fields.append((INDEX, pa.int64()))
+        if step.kind == "expand":
+            fields += [(ID, pa.int64()), (PARENT_ID, pa.int64())]
+        if step.kind == "source":
+            fields += list(step.schema.items())
+        elif step.kind in ("map", "filter", "expand"):
+            fields += list(step.produced.items())
+        if stores_data(step) and step.kind != "sink":
+            self.part = StreamingParquetWriter(self.dir / part_name("part", partition),
+                                               pa.schema(fields))
+        if step.kind == "filter":
+            self.dropped_writer = StreamingParquetWriter(
+                self.dir / part_name("dropped", partition),
+                pa.schema([(ID, pa.int64()), ("_reason", pa.string())]))
+        if step.on_error == "quarantine":
+            self.quarantine = StreamingParquetWriter(
+                self.dir / part_name("quarantine", partition),
+                pa.schema([(ID, pa.int64()), ("_error", pa.string()), ("_row", pa.string())]))
+        if step.kind == "sink":
+            self.sink_writer = step.op.open_partition(partition)
+
+    def commit(self) -> None:
+        for writer in (self.part, self.dropped_writer, self.quarantine):
+            if writer is not None:
+                writer.commit()
+                self.files.append(writer.path.name)
+        if self.sink_writer is not None:
+            self.sink_writer_files = self.sink_writer.close()
+
+    def abort(self) -> None:
+        for writer in (self.part, self.dropped_writer, self.quarantine):
+            if writer is not None:
+                writer.abort()
+        if self.sink_writer is not None and hasattr(self.sink_writer, "abort"):
+            self.sink_writer.abort()
+
+    def stats(self) -> dict:
+        import os
+
+        sizes = {f: os.path.getsize(self.dir / f) for f in self.files}
+        out = {"rows_in": self.rows_in, "rows_out": self.rows_out,
+               "dropped": dict(self.dropped), "errors": self.errors,
+               "seconds": round(self.seconds, 6), "files": sizes}
+        if self.sink_writer is not None:
+            out["outputs"] = getattr(self, "sink_writer_files", [])
+        return out
+
+
+def _input_batches(workdir: Workdir, stage: Stage, partition: int) -> Iterator[Any]:
+    import pyarrow as pa
+
+    first = stage.steps[0]
+    if first.kind == "source":
+        part = source_partitions(first.op)[partition]
+        columns = None if stores_data(first) else [r.stored for r in stage.needed]
+        for batch in first.op.read(part, columns):
+            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+            yield table.rename_columns([ref_name(ColumnRef(first.name, c))
+                                        for c in table.schema.names])
+        return
+    table = read_columns(workdir, stage.input_step, partition, stage.needed)
+    if table.num_rows == 0:
+        yield table
+    for start in range(0, table.num_rows, BATCH_ROWS):
+        yield table.slice(start, BATCH_ROWS)
+
+
+def _consumed_input(step: Step, table: Any) -> Any:
+    names = list(step.consumed)
+    refs = [ref_name(step.parent.columns[c]) for c in names]
+    return table.select(refs).rename_columns(names)
+
+
+def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun) -> tuple[Any, Any]:
+    """Call the operation; isolate failing rows per the step's on_error policy.
+
+    Returns (result, ok) where ok is None (all rows fine) or a boolean mask of good rows."""
+    import numpy as np
+
+    fmt = op.batch_format
+    try:
+        return op.process(to_format(inp, fmt)), None
+    except DatamillError:
+        raise
+    except Exception as batch_exc:
+        bad: list[tuple[int, BaseException]] = []
+        results = []
+        for i in range(inp.num_rows):
+            try:
+                results.append(op.process(to_format(inp.slice(i, 1), fmt)))
+            except Exception as exc:  # noqa: BLE001 - reported per row
+                bad.append((i, exc))
+                if step.on_error == "raise":
+                    break
+        if not bad:  # fails as a batch but not row by row: report the batch error
+            raise OperationError(f"{type(batch_exc).__name__}: {batch_exc}",
+                                 step=step.name) from batch_exc
+        if step.on_error == "raise":
+            i, exc = bad[0]
+            raise OperationError(
+                f"{type(exc).__name__}: {exc} (set on_error='skip' or 'quarantine' to go on)",
+                step=step.name, row_id=int(ids[i].as_py())) from exc
+        ok = np.ones(inp.num_rows, dtype=bool)
+        run.errors += len(bad)
+        for i, exc in bad:
+            ok[i] = False
+        if run.quarantine is not None:
+            import pyarrow as pa
+
+            run.quarantine.write(pa.table({
+                ID: pa.array([ids[i].as_py() for i, _ in bad], pa.int64()),
+                "_error": [f"{type(e).__name__}: {e}\n" + "".join(
+                    traceback.format_exception_only(type(e), e)).strip() for _, e in bad],
+                "_row": [row_json(inp, i) for i, _ in bad]}))
+        return _merge_row_results(step, results), ok
+
+
+def _merge_row_results(step: Step, results: list[Any]) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    if step.kind == "filter":
+        masks, reasons = [], []
+        for r in results:
+            m, why = filter_result(step, r, 1)
+            masks.append(m)
+            reasons.append(why if isinstance(why, str) else why[0])
+        return (np.concatenate(masks) if masks else np.zeros(0, bool)), reasons
+    tables = [produced_table(step, r, 1 if step.kind == "map" else None) for r in results]
+    tables = [t for t in tables if t is not None]
+    if step.kind == "expand":
+        fixed = []
+        for k, t in enumerate(tables):  # per-row calls index their own one-row batch
+            fixed.append(t.set_column(0, PARENT_INDEX, pa.array(np.full(t.num_rows, k))))
+        tables = fixed
+    if not tables:
+        fields = list(step.produced.items())
+        if step.kind == "expand":
+            fields = [(PARENT_INDEX, pa.int64()), *fields]
+        return pa.schema(fields).empty_table()
+    return pa.concat_tables(tables)
+
+
+def _apply_step(run: StepRun, op: Any, table: Any, report: Report | None) -> Any:
+    """Run one step on the in-flight batch; write what it stores; return the next batch."""
+    import numpy as np
+    import pyarrow as pa
+
+    step = run.step
+    n = table.num_rows
+    run.rows_in += n
+    start = time.perf_counter()
+    id_col = table.column(ref_name(step.parent.columns[ID])) if step.parent else None
+
+    if step.kind == "source":
+        run.part.write(table.rename_columns([c.split("\x1f", 1)[1] for c in table.schema.names]))
+        out = table
+    elif step.kind == "project":
+        out = table
+    elif step.kind == "sink":
+        cols = {name: ref for name, ref in step.columns.items() if not name.startswith("_")}
+        run.sink_writer.write(table.select([ref_name(r) for r in cols.values()])
+                              .rename_columns(list(cols)))
+        out = table
+    else:
+        result, ok = _call(step, op, _consumed_input(step, table), id_col, run)
+        positions = np.arange(run.offset, run.offset + n, dtype=np.int64)
+        if ok is not None:
+            table = table.filter(pa.array(ok))
+            positions = positions[ok]
+            id_col = id_col.filter(pa.array(ok))
+        if step.kind == "map":
+            produced = produced_table(step, result, table.num_rows)
+            stored = produced
+            if stores_index(step):
+                stored = produced.add_column(0, INDEX, pa.array(positions))
+            run.part.write(stored)
+            out = table
+            for c in produced.schema.names:
+                out = _set(out, ref_name(ColumnRef(step.name, c)), produced.column(c))
+        elif step.kind == "filter":
+            mask, reasons = filter_result(step, result, table.num_rows)
+            dropped = ~mask
+            if dropped.any():
+                dropped_ids = id_col.filter(pa.array(dropped))
+                if isinstance(reasons, str):
+                    why = pa.array([reasons] * int(dropped.sum()), pa.string())
+                    run.dropped[reasons] += int(dropped.sum())
+                else:
+                    picked = [reasons[i] or step.op.reason() for i in np.flatnonzero(dropped)]
+                    why = pa.array(picked, pa.string())
+                    run.dropped.update(picked)
+                run.dropped_writer.write(pa.table({ID: dropped_ids, "_reason": why}))
+            kept = pa.array(mask)
+            out = table.filter(kept)
+            stored = {INDEX: pa.array(positions[mask])}
+            run.part.write(pa.table(stored))
+        else:  # expand
+            produced = produced_table(step, result, None)
+            pidx = produced.column(PARENT_INDEX).to_numpy()
+            if len(pidx) and (pidx.min() < 0 or pidx.max() >= table.num_rows
+                              or (np.diff(pidx) < 0).any()):
+                raise OperationError(f"expand {step.op.name!r} returned _parent_index values "
+                                     "that are out of range or not ascending", step=step.name)
+            parent_ids = id_col.to_numpy()[pidx] if len(pidx) else np.zeros(0, np.int64)
+            ids = child_ids(parent_ids, pidx)
+            children = produced.drop_columns([PARENT_INDEX])
+            run.part.write(pa.table({
+                INDEX: pa.array(positions[pidx] if len(pidx) else positions[:0]),
+                ID: pa.array(ids), PARENT_ID: pa.array(parent_ids, pa.int64()),
+                **{c: children.column(c) for c in children.schema.names}}))
+            out = table.take(pa.array(pidx, pa.int64()))
+            out = _set(out, ref_name(ColumnRef(step.name, ID)), pa.array(ids))
+            out = _set(out, ref_name(ColumnRef(step.name, PARENT_ID)),
+                       pa.array(parent_ids, pa.int64()))
+            for c in children.schema.names:
+                out = _set(out, ref_name(ColumnRef(step.name, c)), children.column(c))
+    run.offset += n
+    run.rows_out += out.num_rows
+    run.seconds += time.perf_counter() - start
+    if report is not None:
+        report(step.name, n)
+    return out
+
+
+def _set(table: Any, name: str, column: Any) -> Any:
+    i = table.schema.get_field_index(name)
+    return table.set_column(i, name, column) if i >= 0 else table.append_column(name, column)
+
+
+def run_partition(workdir: Workdir, stage: Stage, partition: int,
+                  report: Report | None = None) -> dict[str, dict]:
+    """Run the stage's fused pass over one partition; commit every step's output, then each
+    step's stats marker (the partition's commit point). Returns stats per step name."""
+    runs = [StepRun(workdir, step, partition) for step in stage.steps]
+    ops = [prepared(step) for step in stage.steps]
+    try:
+        for batch in _input_batches(workdir, stage, partition):
+            for run, op in zip(runs, ops):
+                batch = _apply_step(run, op, batch, report)
+        for run in runs:
+            run.commit()
+    except BaseException:
+        for run in runs:
+            run.abort()
+        raise
+    stats = {}
+    for run in runs:
+        s = run.stats()
+        atomic_write_json(run.dir / part_name("stats", partition, "json"), s)
+        stats[run.step.name] = s
+    return stats

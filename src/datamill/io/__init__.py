@@ -1,0 +1,1 @@
+"""Sources and sinks: files through fsspec (local, memory://, object stores)."""

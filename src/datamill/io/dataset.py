@@ -1,0 +1,122 @@
+"""Continue from an earlier run: read a dataset that a workdir's manifest describes.
+
+The dataset is read by reference (no copy): its columns come from the steps stored in that
+workdir, which may have been moved or copied elsewhere since (paths inside are relative).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from ..errors import InputError
+from ..operation import Arguments, SourceOperation
+
+
+class ReadWorkdirArgs(Arguments):
+    path: str = Field(description="A workdir of an earlier run (or its manifest.json).")
+    dataset: str | None = Field(None, description="Which dataset of the manifest (the name of "
+                                                  "its last step); default: the last one.")
+
+
+class _Recorded:
+    """Stands in for a step's operation when only its record is known."""
+
+    def __init__(self, record: dict):
+        self.kind = record.get("kind", "map")
+        self.name = record.get("operation", record["name"])
+        self.drops_rows = bool(record.get("stores_index", False))
+        self.materialize = bool(record.get("stores_data", True))
+
+
+class ReadWorkdir(SourceOperation):
+    """Read the dataset an earlier run produced, from its workdir, keeping its row ids."""
+
+    name = "read_workdir"
+    Args = ReadWorkdirArgs
+    materialize = False
+
+    def __init__(self, **arguments: Any):
+        super().__init__(**arguments)
+        self._target: Any = None
+        self._lineage: dict | None = None
+
+    @property
+    def root(self) -> Path:
+        path = Path(self.args.path).expanduser().resolve()
+        return path.parent if path.is_file() else path
+
+    def lineage(self) -> dict:
+        if self._lineage is None:
+            from ..manifest import load_manifest
+
+            try:
+                manifest = load_manifest(self.root)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"not a datamill workdir ({exc})", path=str(self.root)) from None
+            datasets = manifest.get("datasets", [])
+            if not datasets:
+                raise InputError("the manifest lists no dataset", path=str(self.root))
+            wanted = self.args.dataset
+            chosen = [d for d in datasets if d["name"] == wanted] if wanted else datasets[-1:]
+            if not chosen:
+                names = [d["name"] for d in datasets]
+                raise InputError(f"no dataset named {wanted!r} (datasets: {names})",
+                                 path=str(self.root))
+            self._lineage = chosen[0]
+        return self._lineage
+
+    def _steps(self) -> Any:
+        from ..dataset import ColumnRef, Step
+
+        lineage = self.lineage()
+        parent = None
+        for record in lineage["steps"]:
+            if record.get("kind") == "sink":
+                continue
+            op: Any = _Recorded(record)
+            if record.get("kind") == "source" and not record.get("stores_data", True):
+                from .. import registry
+
+                op = registry.get(record["operation"])(**record["arguments"])
+            parent = Step(name=record["name"], op=op, parent=parent, key=record["cache_key"],
+                          schema={}, columns={}, on_error=record.get("on_error", "raise"))
+        columns = {c: ColumnRef(v["step"], v["stored"]) for c, v in lineage["columns"].items()}
+        parent.columns = columns
+        parent.schema = self.schema()
+        return parent
+
+    def target(self) -> Any:
+        if self._target is None:
+            self._target = self._steps()
+        return self._target
+
+    def schema(self) -> dict:
+        import pyarrow as pa
+
+        raw = base64.b64decode(self.lineage()["arrow_schema"])
+        schema = pa.ipc.read_schema(pa.py_buffer(raw))
+        return {f.name: f.type for f in schema if f.name != "_id"}
+
+    def fingerprint(self) -> str:
+        return self.lineage()["steps"][-1]["cache_key"]
+
+    def partitions(self) -> list[int]:
+        first = self.lineage()["steps"][0]
+        return list(range(int(first.get("partition_count", 0))))
+
+    def read(self, partition: int, columns: list[str] | None) -> Iterator[Any]:
+        from ..reader import read_columns
+        from ..storage import Workdir
+
+        target = self.target()
+        names = [c for c in (columns or list(target.columns)) if c in target.columns]
+        if "_id" not in names:
+            names.insert(0, "_id")
+        table = read_columns(Workdir(self.root), target, partition,
+                             [target.columns[c] for c in names])
+        yield table.rename_columns(names)

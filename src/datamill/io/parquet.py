@@ -1,0 +1,126 @@
+"""Parquet: read (referenced in place, never copied into the workdir) and write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import Field
+
+from ..errors import InputError
+from .files import FilePart, cast_to, open_file, with_ids
+from .sink import FileSink, FileSinkArgs
+from .source import FileSource, FileSourceArgs
+
+ROWS_PER_PARTITION = 1_000_000
+
+
+class ReadParquetArgs(FileSourceArgs):
+    rows_per_partition: int = Field(ROWS_PER_PARTITION, gt=0,
+                                    description="Row groups are grouped into units of work of "
+                                                "about this many rows.")
+
+
+class ReadParquet(FileSource):
+    """Read Parquet files. Columns are read in place (only those the pipeline consumes);
+    the workdir references the files instead of copying them."""
+
+    name = "read_parquet"
+    Args = ReadParquetArgs
+    materialize = False
+    suffixes = (".parquet", ".pq")
+
+    def _metadata(self, path: str) -> Any:
+        import pyarrow.parquet as pq
+
+        try:
+            with open_file(path) as fh:
+                return pq.ParquetFile(fh).metadata
+        except Exception as exc:  # noqa: BLE001 - any footer failure means unreadable
+            raise InputError(f"not a readable Parquet file ({exc})", path=path) from None
+
+    def _infer_schema(self) -> Any:
+        first = None
+        for path in self.files:
+            schema = self._metadata(path).schema.to_arrow_schema()
+            schema = schema.remove_metadata()
+            if first is None:
+                first = (path, schema)
+                continue
+            for field in schema:
+                if field.name in first[1].names:
+                    other = first[1].field(field.name).type
+                    if other != field.type:
+                        raise InputError(
+                            f"column {field.name!r} is {field.type} here but {other} in "
+                            f"{first[0]} (mixed types across files; pass schema= to cast)",
+                            path=path)
+            for field in schema:
+                if field.name not in first[1].names:
+                    first = (first[0], first[1].append(field))
+        return first[1]
+
+    def _partitions_of(self, ordinal: int, path: str) -> list[FilePart]:
+        meta = self._metadata(path)
+        parts, group, rows, offset = [], [], 0, 0
+        limit = self.args.rows_per_partition
+        for i in range(meta.num_row_groups):
+            n = meta.row_group(i).num_rows
+            if group and rows + n > limit:
+                parts.append(FilePart(ordinal, path, row_groups=tuple(group), row_offset=offset))
+                offset += rows
+                group, rows = [], 0
+            group.append(i)
+            rows += n
+        if group or not parts:
+            parts.append(FilePart(ordinal, path, row_groups=tuple(group), row_offset=offset))
+        return parts
+
+    def read(self, partition: FilePart, columns: list[str] | None) -> Iterator[Any]:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = self.arrow_schema()
+        wanted = [c for c in (columns or schema.names) if c != "_id"]
+        target = pa.schema([schema.field(c) for c in wanted])
+        offset = partition.row_offset
+        try:
+            with open_file(partition.path) as fh:
+                pf = pq.ParquetFile(fh)
+                present = [c for c in wanted if c in pf.schema_arrow.names]
+                if not partition.row_groups:
+                    return
+                for batch in pf.iter_batches(row_groups=list(partition.row_groups),
+                                             columns=present, batch_size=65_536):
+                    table = cast_to(pa.Table.from_batches([batch]), target, partition.path)
+                    yield with_ids(table, partition.ordinal,
+                                   np.arange(offset, offset + table.num_rows))
+                    offset += table.num_rows
+        except InputError:
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"cannot read Parquet data ({exc})", path=partition.path) from None
+
+
+class WriteParquetArgs(FileSinkArgs):
+    compression: str = Field("zstd", description="Parquet codec: zstd, snappy, lz4, gzip, none.")
+
+
+class WriteParquet(FileSink):
+    """Write Parquet files of about `target_file_size` bytes each (part-PPPPP-NNNN.parquet)."""
+
+    name = "write_parquet"
+    Args = WriteParquetArgs
+    extension = "parquet"
+
+    def _open(self, fh: Any, schema: Any) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(fh, schema, compression=self.args.compression)
+
+    def _write(self, writer: Any, table: Any) -> None:
+        writer.write_table(table, row_group_size=131_072)
+
+    def _close(self, writer: Any) -> None:
+        writer.close()

@@ -1,0 +1,83 @@
+"""Turn what a user passes to `Dataset.read` / `.write` into a source or sink operation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import PipelineError
+from ..operation import Operation, check_kind
+
+SOURCES = {"parquet": "read_parquet", "jsonl": "read_jsonl", "json": "read_jsonl",
+           "csv": "read_csv", "text": "read_text_files", "workdir": "read_workdir"}
+SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv"}
+
+
+def guess_format(path: str) -> str | None:
+    """A format from a path's extension, a datamill folder's contents, or None."""
+    lower = path.lower().rstrip("/")
+    for suffix in (".gz", ".zst", ".zstd", ".bz2"):
+        lower = lower.removesuffix(suffix)
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if lower.endswith((".csv", ".tsv")):
+        return "csv"
+    if lower.endswith((".txt", ".md", ".rst", ".text", ".html", ".htm")):
+        return "text"
+    if "://" not in path and os.path.isdir(path):
+        folder = Path(path)
+        if (folder / "manifest.json").exists() and (folder / "steps").is_dir():
+            return "workdir"
+        if (folder / "_datamill_lineage.json").exists():
+            return "parquet" if any(folder.glob("*.parquet")) else (
+                "jsonl" if any(folder.glob("*.jsonl*")) else "csv")
+        names = [p.name for p in folder.rglob("*") if p.is_file()][:1000]
+        for fmt in ("parquet", "jsonl", "csv"):
+            if names and all(guess_format(n) == fmt for n in names if not n.startswith((".", "_"))):
+                return fmt
+        return "text"
+    if os.path.isfile(path) and path.endswith("manifest.json"):
+        return "workdir"
+    return None
+
+
+def _build(kind: str, target: Any, fmt: str | None, args: dict, table: dict) -> Operation:
+    from .. import registry
+
+    if isinstance(target, Operation):
+        check_kind(target, (kind,), f"Dataset.{'read' if kind == 'source' else 'write'}")
+        return target
+    if isinstance(target, type) and issubclass(target, Operation):
+        op = target(**args)
+        check_kind(op, (kind,), "this call")
+        return op
+    paths = [str(p) for p in target] if isinstance(target, (list, tuple)) else [str(target)]
+    if isinstance(target, str) and fmt is None and "/" not in target and "." not in target:
+        try:  # a registered operation's name
+            cls = registry.get(target)
+            if cls.kind == kind:
+                return cls(**args)
+        except PipelineError:
+            pass
+    fmt = fmt or guess_format(paths[0])
+    if fmt is None:
+        raise PipelineError(f"cannot tell the format of {paths[0]!r}; pass format= one of "
+                            f"{sorted(table)}")
+    if fmt not in table:
+        raise PipelineError(f"unknown format {fmt!r}; choose one of {sorted(table)}")
+    path: Any = paths if len(paths) > 1 else paths[0]
+    return registry.get(table[fmt])(path=path, **args)
+
+
+def resolve_source(source: Any, fmt: str | None, args: dict) -> Operation:
+    return _build("source", source, fmt, args, SOURCES)
+
+
+def resolve_sink(target: Any, fmt: str | None, args: dict) -> Operation:
+    if fmt is None and isinstance(target, (str, os.PathLike)):
+        guessed = guess_format(str(target)) if not os.path.isdir(str(target)) else None
+        fmt = guessed if guessed in SINKS else "parquet"
+    return _build("sink", target, fmt, args, SINKS)

@@ -1,0 +1,153 @@
+"""The base of file sinks: one writer per partition, files rolled at a target size, each
+committed atomically (temp name, then rename); lineage written beside the data."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid
+from typing import Any
+
+from pydantic import Field
+
+from ..errors import StorageError
+from ..operation import Arguments, SinkOperation
+
+LINEAGE = "_datamill_lineage.json"
+
+
+class FileSinkArgs(Arguments):
+    path: str = Field(description="Output directory (any fsspec URL).")
+    target_file_size: int = Field(256 * 2**20, gt=0,
+                                  description="Start a new file past this many bytes.")
+
+
+class FileSink(SinkOperation):
+    """Shared machinery; subclasses implement `_open`, `_write`, `_close`."""
+
+    extension = ""
+    consumes: dict = {}
+
+    def resolve_consumes(self, schema: dict) -> dict:
+        return dict(schema)  # a sink writes every visible column
+
+    @property
+    def fs(self) -> Any:
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(self.args.path)
+        self._root = root
+        return fs
+
+    def _pattern(self) -> re.Pattern:
+        return re.compile(rf"part-\d{{5}}-\d{{4}}\.{re.escape(self.extension)}$")
+
+    def _files_matching(self, prefix: str) -> list[str]:
+        fs = self.fs
+        if not fs.exists(self._root):
+            return []
+        return [f for f in fs.ls(self._root, detail=False)
+                if f.rsplit("/", 1)[-1].startswith(prefix)
+                and self._pattern().search(f.rsplit("/", 1)[-1])]
+
+    def prepare(self, fresh: bool = True) -> None:
+        fs = self.fs
+        fs.makedirs(self._root, exist_ok=True)
+        if fresh:  # a new write replaces what an earlier pipeline left in the folder
+            for f in self._files_matching("part-"):
+                fs.rm(f)
+            for name in (LINEAGE, "_SUCCESS"):
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm(f"{self._root}/{name}")
+
+    def open_partition(self, index: int) -> PartitionWriter:
+        for stale in self._files_matching(f"part-{index:05d}-"):
+            self.fs.rm(stale)  # left by an attempt that was killed before committing
+        return PartitionWriter(self, index)
+
+    def finalize(self, record: dict, lineage: dict) -> None:
+        fs = self.fs
+        with fs.open(f"{self._root}/{LINEAGE}", "w") as fh:
+            fh.write(json.dumps(lineage, indent=1, default=str))
+        with fs.open(f"{self._root}/_SUCCESS", "w") as fh:
+            fh.write("")
+
+    def outputs_ok(self, record: dict) -> bool:
+        fs = self.fs
+        for out in record.get("outputs", []):
+            try:
+                if fs.info(f"{self._root}/{out['file']}")["size"] != out["size"]:
+                    return False
+            except FileNotFoundError:
+                return False
+        return True
+
+    def _open(self, fh: Any, schema: Any) -> Any:
+        raise NotImplementedError
+
+    def _write(self, writer: Any, table: Any) -> None:
+        raise NotImplementedError
+
+    def _close(self, writer: Any) -> None:
+        raise NotImplementedError
+
+
+class PartitionWriter:
+    """Writes one partition's rows into one or more files, each renamed into place on close."""
+
+    def __init__(self, sink: FileSink, index: int):
+        self.sink = sink
+        self.fs = sink.fs
+        self.root = sink._root
+        self.index = index
+        self.seq = 0
+        self.done: list[dict] = []
+        self._fh = self._writer = self._tmp = self._final = None
+
+    def _start(self, schema: Any) -> None:
+        name = f"part-{self.index:05d}-{self.seq:04d}.{self.sink.extension}"
+        self._final = f"{self.root}/{name}"
+        self._tmp = f"{self.root}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+        self._fh = self.fs.open(self._tmp, "wb")
+        self._writer = self.sink._open(self._fh, schema)
+        self.seq += 1
+
+    def write(self, table: Any) -> None:
+        try:
+            if self._writer is None:
+                self._start(table.schema)
+            self.sink._write(self._writer, table)
+            if self._fh.tell() >= self.sink.args.target_file_size:
+                self._finish()
+        except OSError as exc:
+            self.abort()
+            raise StorageError(f"cannot write {self._final or self.root}: {exc}") from exc
+
+    def _finish(self) -> None:
+        self.sink._close(self._writer)
+        self._fh.close()
+        self.fs.mv(self._tmp, self._final)
+        size = self.fs.info(self._final)["size"]
+        self.done.append({"file": self._final.rsplit("/", 1)[-1], "size": size})
+        self._fh = self._writer = None
+
+    def close(self) -> list[dict]:
+        if self._writer is None and not self.done:
+            return []
+        if self._writer is not None:
+            try:
+                self._finish()
+            except OSError as exc:
+                self.abort()
+                raise StorageError(f"cannot write {self._final}: {exc}") from exc
+        return self.done
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._fh is not None:
+                self._fh.close()
+        with contextlib.suppress(Exception):
+            if self._tmp is not None and self.fs.exists(self._tmp):
+                self.fs.rm(self._tmp)
+        self._fh = self._writer = None

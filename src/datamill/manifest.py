@@ -1,0 +1,126 @@
+"""Step records and manifests: the lineage every run leaves behind.
+
+A step record (`steps/<key>/_SUCCESS.json`) holds the operation, its version and arguments,
+the cache key and input keys, rows in/out, drops by reason, errors, timings, and the files
+committed per partition. The manifest (`manifest.json`) lists, for each dataset a run
+produced, its steps in order and, per column, the step that produced it and its type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .cache import canonical
+from .dataset import Step
+from .plan import stores_data, stores_index
+from .schema import type_name
+from .storage import Workdir, atomic_write_json, part_name, read_json
+
+SUCCESS = "_SUCCESS.json"
+MANIFEST = "manifest.json"
+LINEAGE = "_datamill_lineage.json"
+
+
+def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) -> dict:
+    dropped: Counter[str] = Counter()
+    for s in partitions.values():
+        dropped.update(s.get("dropped", {}))
+    return {
+        "name": step.name,
+        "operation": step.op.name,
+        "identity": step.op.identity(),
+        "version": step.op.version,
+        "kind": step.kind,
+        "arguments": canonical(step.op.args),
+        "on_error": step.on_error,
+        "cache_key": step.key,
+        "inputs": [step.parent.key] if step.parent else [],
+        "rows_in": sum(s.get("rows_in", 0) for s in partitions.values()),
+        "rows_out": sum(s.get("rows_out", 0) for s in partitions.values()),
+        "dropped": dict(sorted(dropped.items(), key=lambda kv: -kv[1])),
+        "errors": sum(s.get("errors", 0) for s in partitions.values()),
+        "seconds": round(sum(s.get("seconds", 0.0) for s in partitions.values()), 6),
+        "wall_seconds": round(wall_seconds, 6),
+        "produced": {c: type_name(t) for c, t in step.produced.items()},
+        "stores_index": stores_index(step),
+        "stores_data": stores_data(step),
+        "partitions": {str(p): s for p, s in sorted(partitions.items())},
+    }
+
+
+def read_partition_stats(workdir: Workdir, step: Step, count: int) -> dict[int, dict]:
+    out = {}
+    for p in range(count):
+        s = read_json(workdir.step_dir(step.key) / part_name("stats", p, "json"))
+        if s is not None:
+            out[p] = s
+    return out
+
+
+def load_record(workdir: Workdir, step: Step) -> dict | None:
+    return read_json(workdir.step_dir(step.key) / SUCCESS)
+
+
+def dataset_lineage(step: Step, records: dict[str, dict], cached: set[str]) -> dict:
+    """The lineage of the dataset ending at `step`: its steps (records) and its columns."""
+    steps = []
+    for s in step.chain():
+        record = dict(records.get(s.key) or {"name": s.name, "cache_key": s.key})
+        record.pop("partitions", None)
+        record["cached"] = s.key in cached
+        steps.append(record)
+    columns = {c: {"type": type_name(step.schema[c]), "step": ref.step, "stored": ref.stored}
+               for c, ref in step.columns.items()}
+    return {"name": step.name, "steps": steps, "columns": columns,
+            "arrow_schema": arrow_schema_b64(step.schema)}
+
+
+def arrow_schema_b64(schema: dict) -> str:
+    import base64
+
+    import pyarrow as pa
+
+    return base64.b64encode(pa.schema(list(schema.items())).serialize().to_pybytes()).decode()
+
+
+def write_manifest(workdir: Workdir, run: dict, datasets: list[dict]) -> Path:
+    manifest = {**run, "datasets": datasets}
+    atomic_write_json(workdir.root / "runs" / f"{run['run_id']}.json", manifest)
+    path = workdir.root / MANIFEST
+    atomic_write_json(path, manifest)
+    return path
+
+
+def load_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        for name in (MANIFEST, LINEAGE):
+            if (path / name).exists():
+                path = path / name
+                break
+    return json.loads(path.read_text())
+
+
+def dropped_rows(workdir: str | Path, step_name: str | None = None) -> Any:
+    """The rows each filter of the last run dropped, with their reasons (a pyarrow Table)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    wd = Workdir(workdir)
+    manifest = load_manifest(wd.root)
+    tables = []
+    for ds in manifest["datasets"]:
+        for s in ds["steps"]:
+            if step_name and s["name"] != step_name:
+                continue
+            for f in sorted(wd.step_dir(s["cache_key"]).glob("dropped-*.parquet")):
+                t = pq.read_table(f)
+                tables.append(t.append_column("_step", pa.array([s["name"]] * t.num_rows,
+                                                                pa.string())))
+    if not tables:
+        return pa.table({"_id": pa.array([], pa.int64()), "_reason": pa.array([], pa.string()),
+                         "_step": pa.array([], pa.string())})
+    return pa.concat_tables(tables)

@@ -1,0 +1,318 @@
+"""Operations: typed, reusable units with a spec (columns consumed/produced, arguments, resources).
+
+An operation is a small class over a batch (a pyarrow Table, or a pandas DataFrame when
+`batch_format = "pandas"`). Kinds: map, filter, expand, global, source, sink. Subclasses declare:
+
+    name, version            identity (part of the cache key)
+    Args                     a pydantic model of the arguments (types, defaults, docs)
+    consumes / produces      {column: Arrow type}; keys may be "{arg}" templates
+    resources                cpus, gpus, memory, concurrency
+    setup() / teardown()     once per worker (load models here)
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ArgumentError, PipelineError, SchemaError
+from .schema import normalize_columns
+
+Kind = Literal["map", "filter", "expand", "global", "source", "sink", "project"]
+OnError = Literal["raise", "skip", "quarantine"]
+
+__all__ = [
+    "Arguments", "Field", "Resources", "Operation", "MapOperation", "FilterOperation",
+    "ExpandOperation", "GlobalOperation", "SourceOperation", "SinkOperation",
+    "ProjectOperation",
+]
+
+
+class Arguments(BaseModel):
+    """Base of every operation's `Args`: unknown names are refused, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class Resources(BaseModel):
+    """What one worker of the operation needs. Ray turns these into resource requests."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory: int | None = Field(None, description="bytes per worker")
+    concurrency: int | None = Field(None, description="parallel calls for I/O-bound work")
+
+
+class Operation:
+    """Base class; subclass one of the kind-specific classes below."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    kind: ClassVar[Kind]
+    Args: ClassVar[type[Arguments]] = Arguments
+    consumes: ClassVar[dict[str, Any]] = {}
+    produces: ClassVar[dict[str, Any]] = {}
+    resources: ClassVar[Resources] = Resources()
+    batch_size: ClassVar[int | None] = None
+    batch_format: ClassVar[Literal["arrow", "pandas"]] = "arrow"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            from .registry import register
+
+            register(cls)
+
+    def __init__(self, **arguments: Any) -> None:
+        self.args = self.validate_arguments(arguments)
+
+    # --- spec -------------------------------------------------------------------------
+    @classmethod
+    def description(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "").strip()
+
+    @classmethod
+    def summary(cls) -> str:
+        return cls.description().split("\n\n")[0].replace("\n", " ")
+
+    @classmethod
+    def identity(cls) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @classmethod
+    def validate_arguments(cls, arguments: dict[str, Any]) -> Arguments:
+        known = [f.alias or name for name, f in cls.Args.model_fields.items()]
+        for key in arguments:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                listing = ", ".join(known) or "none"
+                raise ArgumentError(
+                    f"unknown argument {key!r}{hint} (arguments: {listing})", operation=cls.name)
+        try:
+            return cls.Args(**arguments)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+                f" (got {err.get('input')!r})" if err["type"] != "missing"
+                else f"{'.'.join(str(p) for p in err['loc'])}: required argument missing"
+                for err in exc.errors())
+            raise ArgumentError(f"invalid arguments: {problems}", operation=cls.name) from None
+
+    def _template(self, columns: dict[str, Any]) -> dict:
+        values = self.args.model_dump()
+        resolved: dict[str, Any] = {}
+        for key, value in columns.items():
+            if "{" in key:
+                try:
+                    key = key.format(**values)
+                except KeyError as exc:
+                    raise PipelineError(f"column template {key!r} names no argument {exc}",
+                                        operation=self.name) from None
+            resolved[key] = value
+        return normalize_columns(resolved)
+
+    def resolve_consumes(self, schema: dict) -> dict:
+        """Columns this step reads, given the input schema. Override for dynamic contracts."""
+        return self._template(self.consumes)
+
+    def resolve_produces(self, schema: dict) -> dict:
+        """Columns this step adds or replaces, given the input schema."""
+        return self._template(self.produces)
+
+    # --- lifecycle --------------------------------------------------------------------
+    def setup(self) -> None:
+        """Runs once per worker before the first batch (load models, open clients)."""
+
+    def teardown(self) -> None:
+        """Runs once per worker after the last batch."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.args!r})"
+
+
+class MapOperation(Operation):
+    """One row in, one row out: `process(batch)` returns the produced columns."""
+
+    kind = "map"
+
+    def process(self, batch: Any) -> Any:  # Table | dict[str, array] | DataFrame
+        raise NotImplementedError
+
+
+class FilterOperation(Operation):
+    """Keeps or drops rows. `process(batch)` returns a boolean mask (True keeps), or
+    `(mask, reasons)` where `reasons` is one string or one string per row."""
+
+    kind = "filter"
+    default_reason: ClassVar[str] = ""
+
+    def process(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def reason(self) -> str:
+        return self.default_reason or self.name
+
+
+class ExpandOperation(Operation):
+    """One row in, many rows out. `process(batch)` returns the produced columns of the children
+    plus `_parent_index` (the position in `batch` of each child's parent). Children keep their
+    parent's id in `_parent_id` and inherit the parent's other columns."""
+
+    kind = "expand"
+
+    def process(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+
+class ProjectOperation(Operation):
+    """Changes only which columns are visible or their names; stores no data."""
+
+    kind = "project"
+
+    def project(self, schema: dict) -> dict[str, str]:
+        """Return {new name: old name} for the columns that remain."""
+        raise NotImplementedError
+
+
+class GlobalOperation(Operation):
+    """Needs the whole dataset. Runs in phases, out of core:
+
+    1. `scan(batch)` per input partition returns rows to shuffle: a table with a `_key`
+       (uint64 hash) column and whatever else `reduce` needs. Rows are spread into buckets
+       on disk by `_key`; `_id` is attached by the engine.
+    2. `reduce(bucket)` per bucket returns decisions: a table with `_id` and either
+       `_reason` (rows to drop, filter semantics) and/or the produced columns.
+    3. The engine routes decisions back to each partition and stores the step's output.
+    """
+
+    kind = "global"
+    drops_rows: ClassVar[bool] = True
+    keep_unlisted: ClassVar[bool] = True  # rows `reduce` does not mention are kept
+    default_reason: ClassVar[str] = ""
+
+    def reason(self) -> str:
+        """The drop reason of rows that `reduce` does not mention when keep_unlisted=False."""
+        return self.default_reason or self.name
+
+    def scan(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def reduce(self, bucket: Any) -> Any:
+        raise NotImplementedError
+
+
+class SourceOperation(Operation):
+    """Reads input: lists partitions (units of work), gives the schema, yields batches."""
+
+    kind = "source"
+    materialize: ClassVar[bool] = True  # store a Parquet copy in the workdir
+
+    def schema(self) -> dict:
+        raise NotImplementedError
+
+    def partitions(self) -> list[Any]:
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Changes whenever the input changes (file names, sizes, mtimes)."""
+        raise NotImplementedError
+
+    def read(self, partition: Any, columns: list[str] | None) -> Any:  # Iterator[RecordBatch]
+        raise NotImplementedError
+
+
+class SinkOperation(Operation):
+    """Writes the dataset out. `open_partition(index)` returns a writer with
+    `write(table)` and `close() -> list[str]` (the files it committed)."""
+
+    kind = "sink"
+
+    def prepare(self, fresh: bool = True) -> None:
+        """Runs once on the driver before partitions are written; `fresh` is False when
+        resuming a write that already committed some partitions."""
+
+    def open_partition(self, index: int) -> Any:
+        raise NotImplementedError
+
+    def finalize(self, record: dict, lineage: dict) -> None:
+        """Runs once on the driver after every partition is written."""
+
+    def outputs_ok(self, record: dict) -> bool:
+        """Is what an earlier run wrote still there, intact? (cache check)"""
+        return True
+
+
+def check_kind(op: Any, allowed: tuple[str, ...], what: str) -> None:
+    if not isinstance(op, Operation) or op.kind not in allowed:
+        raise PipelineError(f"{what} needs an operation of kind {' or '.join(allowed)}, "
+                            f"got {op!r}")
+
+
+def function_operation(kind: str, fn: Callable, *, name: str | None, version: str,
+                       consumes: dict | None, produces: dict | None,
+                       batch_format: str | None, resources: Resources | None) -> type:
+    """Build an Operation class from a function `fn(batch, **arguments)` (the decorators)."""
+    from pydantic import create_model
+
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    if not params:
+        raise PipelineError(f"{fn.__name__}: an operation function takes the batch first")
+    fields: dict[str, Any] = {}
+    for p in params[1:]:
+        annotation = p.annotation if p.annotation is not inspect.Parameter.empty else Any
+        default = p.default if p.default is not inspect.Parameter.empty else ...
+        fields[p.name] = (annotation, default)
+    op_name = name or fn.__name__
+    args_model = create_model(f"{op_name}_Args", __base__=Arguments, **fields)
+    fmt = batch_format
+    if fmt is None:
+        hint = params[0].annotation
+        fmt = "pandas" if "DataFrame" in str(hint) else "arrow"
+    base = {"map": MapOperation, "filter": FilterOperation, "expand": ExpandOperation}[kind]
+
+    def process(self: Operation, batch: Any) -> Any:
+        return fn(batch, **self.args.model_dump())
+
+    attrs = {
+        "__doc__": fn.__doc__, "__module__": fn.__module__, "__qualname__": fn.__qualname__,
+        "name": op_name, "version": version, "Args": args_model,
+        "consumes": dict(consumes or {}), "produces": dict(produces or {}),
+        "batch_format": fmt, "process": process, "function": staticmethod(fn),
+    }
+    if resources is not None:
+        attrs["resources"] = resources
+    return type(fn.__name__, (base,), attrs)
+
+
+def _decorator(kind: str):
+    def decorate(fn: Callable | None = None, *, name: str | None = None, version: str = "1",
+                 consumes: dict | None = None, produces: dict | None = None,
+                 batch_format: str | None = None, resources: Resources | None = None):
+        def wrap(f: Callable) -> type:
+            return function_operation(kind, f, name=name, version=version, consumes=consumes,
+                                      produces=produces, batch_format=batch_format,
+                                      resources=resources)
+        return wrap(fn) if fn is not None else wrap
+    decorate.__doc__ = f"Decorate `fn(batch, **arguments)` as a {kind} operation class."
+    return decorate
+
+
+map_operation = _decorator("map")
+filter_operation = _decorator("filter")
+expand_operation = _decorator("expand")
+
+
+def ensure_no_collision(step: str, op: Operation, schema: dict, produced: dict,
+                        overwrite: bool) -> None:
+    clashes = [c for c in produced if c in schema]
+    if clashes and not overwrite:
+        raise SchemaError(
+            f"produces column(s) {', '.join(map(repr, clashes))} that already exist; "
+            "pass overwrite=True to replace them", step=step, operation=op.name)

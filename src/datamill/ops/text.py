@@ -1,0 +1,62 @@
+"""Basic text operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from ..operation import Arguments, FilterOperation
+
+
+class TextLengthArgs(Arguments):
+    column: str = Field("text", description="Text column to measure.")
+    min_chars: int | None = Field(None, ge=0, description="Drop rows with fewer characters.")
+    max_chars: int | None = Field(None, ge=0, description="Drop rows with more characters.")
+    min_words: int | None = Field(None, ge=0, description="Drop rows with fewer words.")
+    max_words: int | None = Field(None, ge=0, description="Drop rows with more words.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TextLengthArgs:
+        for low, high in (("min_chars", "max_chars"), ("min_words", "max_words")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"{low}={lo} is greater than {high}={hi}")
+        return self
+
+
+class TextLengthFilter(FilterOperation):
+    """Keep rows whose text length, in characters and/or whitespace-separated words, lies
+    within the bounds. Drop reasons: too_few_chars, too_many_chars, too_few_words,
+    too_many_words, null_text."""
+
+    name = "text_length_filter"
+    Args = TextLengthArgs
+    consumes = {"{column}": "string"}
+
+    def process(self, batch: Any) -> Any:
+        import numpy as np
+        import pyarrow.compute as pc
+
+        a = self.args
+        text = batch.column(a.column)
+        n = len(text)
+        reasons = np.full(n, None, dtype=object)
+        checks = []
+        if a.min_chars is not None or a.max_chars is not None:
+            chars = pc.utf8_length(text).to_numpy(zero_copy_only=False)
+            checks += [(a.min_chars, chars, "too_few_chars", np.less),
+                       (a.max_chars, chars, "too_many_chars", np.greater)]
+        if a.min_words is not None or a.max_words is not None:
+            words = pc.count_substring_regex(text, pattern=r"\S+").to_numpy(
+                zero_copy_only=False)
+            checks += [(a.min_words, words, "too_few_words", np.less),
+                       (a.max_words, words, "too_many_words", np.greater)]
+        for bound, values, reason, compare in reversed(checks):
+            if bound is not None:
+                bad = compare(np.nan_to_num(values.astype(float), nan=0), bound)
+                reasons[bad] = reason
+        null = pc.is_null(text).to_numpy(zero_copy_only=False)
+        reasons[null] = "null_text"
+        keep = np.equal(reasons, None)
+        return keep, reasons

@@ -1,0 +1,121 @@
+"""Read a materialized dataset back, joining columns stored by different steps.
+
+Steps store only what they produce. A filter or expand stores `_index`: for each of its output
+rows, the position of its input row in the partition. Reading column C (produced by step S)
+at step K composes the `_index` maps of the row-changing steps between S and K, then takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .dataset import ColumnRef, Step
+from .errors import StorageError
+from .plan import stores_data, stores_index
+from .storage import Workdir, part_name
+
+INDEX = "_index"
+
+
+def ref_name(ref: ColumnRef) -> str:
+    return f"{ref.step}\x1f{ref.stored}"
+
+
+def source_partitions(op: Any) -> list:
+    cached = getattr(op, "_datamill_partitions", None)
+    if cached is None:
+        cached = op.partitions()
+        op._datamill_partitions = cached
+    return cached
+
+
+def read_step_file(workdir: Workdir, step: Step, partition: int, columns: list[str]):
+    import pyarrow.parquet as pq
+
+    path = workdir.step_dir(step.key) / part_name("part", partition)
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"step {step.name!r}: cannot read {path}: {exc}") from exc
+
+
+def read_columns(workdir: Workdir, step: Step, partition: int, refs: list[ColumnRef]):
+    """The columns `refs` of the dataset at `step`, partition `partition`, as one Table whose
+    column names are `ref_name(ref)`."""
+    import numpy as np
+    import pyarrow as pa
+
+    chain = step.chain()
+    position = {s.name: i for i, s in enumerate(chain)}
+    by_producer: dict[int, list[ColumnRef]] = {}
+    for ref in refs:
+        by_producer.setdefault(position[ref.step], []).append(ref)
+
+    index_cache: dict[int, Any] = {}
+
+    def index_of(i: int):
+        if i not in index_cache:
+            table = read_step_file(workdir, chain[i], partition, [INDEX])
+            index_cache[i] = table.column(INDEX).to_numpy()
+        return index_cache[i]
+
+    # positions[i]: for each output row, its position in the row space after step i
+    target = len(chain) - 1
+    positions: dict[int, Any] = {target: None}  # None = identity
+    current = None
+    lowest = min(by_producer, default=target)
+    for i in range(target, -1, -1):
+        positions[i] = current
+        if i == lowest:
+            break
+        if stores_index(chain[i]):
+            idx = index_of(i)
+            current = idx if current is None else idx[current]
+
+    arrays: dict[str, Any] = {}
+    for i, group in by_producer.items():
+        producer = chain[i]
+        stored = [r.stored for r in group]
+        if producer.kind == "source" and not stores_data(producer):
+            table = read_source_partition(producer, partition, stored)
+        else:
+            table = read_step_file(workdir, producer, partition, stored)
+        pos = positions[i]
+        if pos is not None:
+            table = table.take(pa.array(pos, type=pa.int64()) if isinstance(pos, np.ndarray)
+                               else pos)
+        for ref in group:
+            arrays[ref_name(ref)] = table.column(ref.stored)
+    return pa.table({ref_name(r): arrays[ref_name(r)] for r in refs})
+
+
+def read_source_partition(step: Step, partition: int, columns: list[str] | None):
+    import pyarrow as pa
+
+    part = source_partitions(step.op)[partition]
+    batches = list(step.op.read(part, columns))
+    if not batches:
+        return pa.schema([(c, step.schema[c]) for c in columns or step.schema]).empty_table()
+    return pa.Table.from_batches(batches)
+
+
+def partition_count(workdir: Workdir, step: Step) -> int:
+    source = step.chain()[0]
+    return len(source_partitions(source.op))
+
+
+def read_table(workdir: Workdir | str, step: Step, columns: list[str] | None = None):
+    """Every partition of the dataset at `step`, with its visible columns (or `columns`)."""
+    import pyarrow as pa
+
+    if not isinstance(workdir, Workdir):
+        workdir = Workdir(workdir)
+    names = columns or [c for c in step.columns if not c.startswith("_")]
+    refs = [step.columns[c] for c in names]
+    tables = []
+    for p in range(partition_count(workdir, step)):
+        t = read_columns(workdir, step, p, refs)
+        tables.append(t.rename_columns(names))
+    if not tables:
+        return pa.schema([(c, step.schema[c]) for c in names]).empty_table()
+    return pa.concat_tables(tables)

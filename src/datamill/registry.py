@@ -1,0 +1,54 @@
+"""The catalogue: operations by name, from datamill itself and from entry points."""
+
+from __future__ import annotations
+
+import difflib
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+from .errors import PipelineError
+
+if TYPE_CHECKING:
+    from .operation import Operation
+
+ENTRY_POINT_GROUP = "datamill.operations"
+_REGISTRY: dict[str, type[Operation]] = {}
+_loaded = False
+_BUILTIN_MODULES = (
+    "datamill.io.parquet", "datamill.io.jsonl", "datamill.io.csv", "datamill.io.text_files",
+    "datamill.io.dataset", "datamill.ops.columns", "datamill.ops.text", "datamill.ops.python",
+    "datamill.ops.sample", "datamill.ops.dedup",
+)
+
+
+def register(cls: type[Operation]) -> type[Operation]:
+    """Add an operation class to the catalogue under its `name` (later wins)."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_all() -> dict[str, type[Operation]]:
+    """Import the built-ins and every `datamill.operations` entry point, once."""
+    global _loaded
+    if not _loaded:
+        import importlib
+
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            obj = ep.load()
+            from .operation import Operation
+
+            if isinstance(obj, type) and issubclass(obj, Operation) and obj.name:
+                register(obj)
+        _loaded = True
+    return _REGISTRY
+
+
+def get(name: str) -> type[Operation]:
+    ops = load_all()
+    if name not in ops:
+        close = difflib.get_close_matches(name, list(ops), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise PipelineError(f"no operation named {name!r}{hint} (see `datamill ops list`)")
+    return ops[name]
