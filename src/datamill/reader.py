@@ -93,10 +93,11 @@ def read_source_partition(step: Step, partition: int, columns: list[str] | None)
     import pyarrow as pa
 
     part = source_partitions(step.op)[partition]
-    batches = list(step.op.read(part, columns))
-    if not batches:
+    tables = [b if isinstance(b, pa.Table) else pa.Table.from_batches([b])
+              for b in step.op.read(part, columns)]
+    if not tables:
         return pa.schema([(c, step.schema[c]) for c in columns or step.schema]).empty_table()
-    return pa.Table.from_batches(batches)
+    return pa.concat_tables(tables)
 
 
 def partition_count(workdir: Workdir, step: Step) -> int:

@@ -27,7 +27,9 @@ from ..manifest import (
 )
 from ..plan import Stage, build_stages, stores_data
 from ..reader import partition_count, source_partitions
-from ..storage import Workdir, atomic_write_json, parquet_file_ok, remove_tree
+from ..storage import (
+    Workdir, atomic_write_json, parquet_file_ok, part_name, read_json, remove_tree,
+)
 from . import global_phases, rowwise
 from .progress import Progress
 from .workers import teardown_all
@@ -183,12 +185,19 @@ class LocalExecutor:
             records[step.key] = record
             progress.step_done(step.name, record)
 
-    def _pending(self, steps: list[Step], count: int) -> list[int]:
-        from ..storage import part_name
+    def _committed(self, step: Step, partition: int) -> bool:
+        """Is the partition's marker there, and every file it lists intact?"""
+        folder = self.workdir.step_dir(step.key)
+        stats = read_json(folder / part_name("stats", partition, "json"))
+        if stats is None:
+            return False
+        if step.kind == "sink":
+            return step.op.outputs_ok({"outputs": stats.get("outputs", [])})
+        return all(parquet_file_ok(folder / name, size)
+                   for name, size in stats.get("files", {}).items())
 
-        return [p for p in range(count)
-                if not all((self.workdir.step_dir(s.key) / part_name("stats", p, "json")).exists()
-                           for s in steps)]
+    def _pending(self, steps: list[Step], count: int) -> list[int]:
+        return [p for p in range(count) if not all(self._committed(s, p) for s in steps)]
 
     def _run_rowwise(self, stage: Stage, count: int, progress: Progress) -> None:
         pending = self._pending(stage.steps, count)

@@ -219,7 +219,9 @@ def _apply_step(run: StepRun, op: Any, table: Any, report: Report | None) -> Any
     id_col = table.column(ref_name(step.parent.columns[ID])) if step.parent else None
 
     if step.kind == "source":
-        run.part.write(table.rename_columns([c.split("\x1f", 1)[1] for c in table.schema.names]))
+        if run.part is not None:  # materialized: keep a Parquet copy of what was read
+            run.part.write(table.rename_columns([c.split("\x1f", 1)[1]
+                                                 for c in table.schema.names]))
         out = table
     elif step.kind == "project":
         out = table

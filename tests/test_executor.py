@@ -1,0 +1,249 @@
+"""The local executor: fused streaming passes, workers, row ids, error policies."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+import datamill as dm
+from datamill import ExpandOperation, FilterOperation, MapOperation, OperationError
+
+from .conftest import make_rows, write_jsonl
+
+
+class Upper(MapOperation):
+    """Upper-case copy of `text`."""
+
+    name = "test_upper"
+    consumes = {"text": "string"}
+    produces = {"upper": "string"}
+
+    def process(self, batch):
+        return {"upper": pc.utf8_upper(batch["text"])}
+
+
+class EvenOnly(FilterOperation):
+    """Keep even `n`."""
+
+    name = "test_even_only"
+    consumes = {"n": "int64"}
+
+    def process(self, batch):
+        n = batch["n"].to_numpy()
+        return n % 2 == 0, ["odd" if v % 2 else None for v in n]
+
+
+class Words(ExpandOperation):
+    """One row per word."""
+
+    name = "test_words"
+    consumes = {"text": "string"}
+    produces = {"word": "string", "position": "int32"}
+
+    def process(self, batch):
+        parents, words, positions = [], [], []
+        for i, text in enumerate(batch["text"].to_pylist()):
+            for j, w in enumerate(text.split()):
+                parents.append(i)
+                words.append(w)
+                positions.append(j)
+        return {"_parent_index": parents, "word": words, "position": positions}
+
+
+class SetupCounter(MapOperation):
+    """Records the worker pid and how often setup ran in it."""
+
+    name = "test_setup_counter"
+    consumes = {"n": "int64"}
+    produces = {"pid": "int64", "setups": "int64"}
+
+    def setup(self):
+        self.setups = getattr(self, "setups", 0) + 1
+
+    def process(self, batch):
+        return {"pid": [os.getpid()] * batch.num_rows, "setups": [self.setups] * batch.num_rows}
+
+
+def _many_partitions(tmp_path, n=3000):
+    write_jsonl(tmp_path / "in" / "a.jsonl", make_rows(n, seed=1))
+    write_jsonl(tmp_path / "in" / "b.jsonl", make_rows(n, seed=2))
+    return dm.Dataset.read(str(tmp_path / "in"), block_size=20_000)
+
+
+def test_map_filter_expand_values(tmp_path, docs):
+    ds = dm.Dataset.read(docs).apply(EvenOnly).apply(Upper).apply(Words)
+    table = ds.collect(tmp_path / "w", workers=1, progress=False)
+    rows = make_rows(500)
+    expected = [(w.upper(), w, j) for r in rows if r["n"] % 2 == 0
+                for j, w in enumerate(r["text"].split())]
+    got = list(zip(table["upper"].to_pylist(), table["word"].to_pylist(),
+                   table["position"].to_pylist()))
+    assert [(u.split()[p], w, p) for u, w, p in got] == [(w.upper(), w, j)
+                                                          for _, w, j in expected]
+    assert table.schema.field("position").type == pa.int32()
+
+
+def test_workers_give_identical_results(tmp_path):
+    ds = _many_partitions(tmp_path).apply(EvenOnly).apply(Upper).apply(Words)
+    assert len(ds.step.chain()[0].op.partitions()) > 4
+    one = dm.LocalExecutor(tmp_path / "w1", workers=1, progress=False)
+    two = dm.LocalExecutor(tmp_path / "w2", workers=2, progress=False)
+    one.run([ds])
+    two.run([ds])
+    from datamill.reader import read_table
+
+    cols = ["_id", "_parent_id", "word", "upper", "n"]
+    a = read_table(one.workdir, ds.step, cols)
+    b = read_table(two.workdir, ds.step, cols)
+    assert a.num_rows > 1000 and a.equals(b)
+    assert len(set(a["_id"].to_pylist())) == a.num_rows  # children have unique ids
+
+
+def test_filter_reasons_recorded(tmp_path, docs):
+    result = dm.Dataset.read(docs).apply(EvenOnly).apply(
+        "text_length_filter", min_words=5).run(tmp_path / "w", workers=1, progress=False)
+    even = result.step("test_even_only")
+    assert even["rows_in"] == 500 and even["rows_out"] == 250
+    assert even["dropped"] == {"odd": 250}
+    length = result.step("text_length_filter")
+    expected = sum(1 for r in make_rows(500) if r["n"] % 2 == 0 and len(r["text"].split()) < 5)
+    assert length["dropped"] == {"too_few_words": expected}
+    dropped = dm.dropped_rows(tmp_path / "w")
+    assert dropped.num_rows == 250 + expected
+    assert set(dropped["_reason"].to_pylist()) == {"odd", "too_few_words"}
+
+
+def test_setup_runs_once_per_worker(tmp_path):
+    ds = _many_partitions(tmp_path).apply(SetupCounter)
+    table = ds.collect(tmp_path / "w", workers=2, progress=False)
+    assert set(table["setups"].to_pylist()) == {1}
+    assert len(set(table["pid"].to_pylist())) <= 2
+
+
+def test_only_consumed_columns_are_read(tmp_path):
+    seen = {}
+
+    class Spy(MapOperation):
+        name = "test_spy"
+        consumes = {"n": "int64"}
+        produces = {"m": "int64"}
+
+        def process(self, batch):
+            seen["columns"] = batch.schema.names
+            return {"m": pc.multiply(batch["n"], 2)}
+
+    table = pa.table({"n": list(range(10)), "big": ["x" * 100] * 10})
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, tmp_path / "t.parquet")
+    out = dm.Dataset.read(tmp_path / "t.parquet").apply(Spy).collect(tmp_path / "w", workers=1,
+                                                                      progress=False)
+    assert seen["columns"] == ["n"]
+    assert out["m"].to_pylist() == [2 * i for i in range(10)]
+
+
+class Fragile(MapOperation):
+    """Fails on rows whose n is a multiple of 100."""
+
+    name = "test_fragile"
+    consumes = {"n": "int64"}
+    produces = {"inv": "float64"}
+
+    def process(self, batch):
+        values = batch["n"].to_pylist()
+        if any(v % 100 == 0 for v in values):
+            raise ValueError(f"cannot handle {[v for v in values if v % 100 == 0][0]}")
+        return {"inv": [1 / v for v in values]}
+
+
+def test_on_error_raise_names_step_and_row(tmp_path, docs):
+    ds = dm.Dataset.read(docs).apply(Fragile)
+    with pytest.raises(OperationError) as err:
+        ds.run(tmp_path / "w", workers=1, progress=False)
+    msg = str(err.value)
+    assert "test_fragile" in msg and "_id=0" in msg and "cannot handle 0" in msg
+
+
+def test_on_error_raise_from_worker_process(tmp_path):
+    ds = _many_partitions(tmp_path).apply(Fragile)
+    with pytest.raises(OperationError, match="test_fragile"):
+        ds.run(tmp_path / "w", workers=2, progress=False)
+
+
+def test_on_error_skip_and_quarantine(tmp_path, docs):
+    skip = dm.Dataset.read(docs).apply(Fragile, on_error="skip")
+    table = skip.collect(tmp_path / "w1", workers=1, progress=False)
+    assert table.num_rows == 495 and 0 not in table["n"].to_pylist()
+    quarantine = dm.Dataset.read(docs).apply(Fragile, on_error="quarantine").apply(Upper)
+    result = quarantine.run(tmp_path / "w2", workers=1, progress=False)
+    assert result.step("test_fragile")["errors"] == 5
+    import pyarrow.parquet as pq
+
+    step_dir = tmp_path / "w2" / "steps" / quarantine.step.parent.key
+    q = pq.read_table(next(step_dir.glob("quarantine-*.parquet")))
+    assert q.num_rows == 5
+    import json
+
+    assert sorted(json.loads(r)["n"] for r in q["_row"].to_pylist()) == [0, 100, 200, 300, 400]
+    assert all("cannot handle" in e for e in q["_error"].to_pylist())
+    assert '"n": 100' in " ".join(q["_row"].to_pylist())
+    out = quarantine.collect(tmp_path / "w2", workers=1, progress=False)
+    assert out.num_rows == 495
+    assert out["upper"].to_pylist() == [r["text"].upper() for r in make_rows(500)
+                                        if r["n"] % 100]
+
+
+def test_decorated_and_pandas_operations(tmp_path, docs):
+    @dm.map_operation(consumes={"n": "int64"}, produces={"double": "int64"})
+    def double(batch, factor: int = 2):
+        """Multiply n."""
+        return {"double": pc.multiply(batch["n"], factor)}
+
+    @dm.filter_operation(consumes={"text": "string"})
+    def has_data(batch: "pd.DataFrame", word: str = "data"):  # noqa: F821
+        return batch["text"].str.contains(word).to_numpy(), "no_word"
+
+    ds = dm.Dataset.read(docs).apply(double, factor=3).apply(has_data)
+    assert has_data.batch_format == "pandas"
+    table = ds.collect(tmp_path / "w", workers=1, progress=False)
+    rows = [r for r in make_rows(500) if "data" in r["text"]]
+    assert table["double"].to_pylist() == [3 * r["n"] for r in rows]
+    with pytest.raises(dm.ArgumentError, match="did you mean 'factor'"):
+        dm.Dataset.read(docs).apply(double, factr=3)
+
+
+def test_bad_operation_output_is_reported(tmp_path, docs):
+    class Wrong(MapOperation):
+        name = "test_wrong_output"
+        consumes = {"n": "int64"}
+        produces = {"x": "int64"}
+
+        def process(self, batch):
+            return {"y": batch["n"]}
+
+    with pytest.raises(OperationError, match="did not return declared column"):
+        dm.Dataset.read(docs).apply(Wrong).run(tmp_path / "w", workers=1, progress=False)
+
+    class WrongType(MapOperation):
+        name = "test_wrong_type"
+        consumes = {"text": "string"}
+        produces = {"x": "int64"}
+
+        def process(self, batch):
+            return {"x": batch["text"]}
+
+    with pytest.raises(OperationError, match="declared int64"):
+        dm.Dataset.read(docs).apply(WrongType).run(tmp_path / "w2", workers=1, progress=False)
+
+
+def test_multiple_outputs_share_prefix(tmp_path, docs):
+    base = dm.Dataset.read(docs).apply(EvenOnly)
+    a = base.apply(Upper).write(tmp_path / "a")
+    b = base.apply("text_length_filter", min_words=3).write(tmp_path / "b", format="jsonl")
+    result = dm.LocalExecutor(tmp_path / "w", workers=1, progress=False).run([a, b])
+    assert {s["name"] for s in result.steps} >= {"read_jsonl", "test_even_only", "test_upper",
+                                                 "text_length_filter"}
+    assert list((tmp_path / "a").glob("*.parquet")) and list((tmp_path / "b").glob("*.jsonl"))
