@@ -28,7 +28,12 @@ from ..manifest import (
 from ..plan import Stage, build_stages, stores_data
 from ..reader import partition_count, source_partitions
 from ..storage import (
-    Workdir, atomic_write_json, parquet_file_ok, part_name, read_json, remove_tree,
+    Workdir,
+    atomic_write_json,
+    parquet_file_ok,
+    part_name,
+    read_json,
+    remove_tree,
 )
 from . import global_phases, rowwise
 from .progress import Progress

@@ -114,12 +114,17 @@ class PartitionWriter:
         self.seq += 1
 
     def write(self, table: Any) -> None:
+        """Write rows, in slices of about a tenth of the target size (by in-memory bytes),
+        starting a new file whenever the current one has reached the target."""
+        target = self.sink.args.target_file_size
+        step = max(1, int(table.num_rows * target / 10 / max(table.nbytes, 1)))
         try:
-            if self._writer is None:
-                self._start(table.schema)
-            self.sink._write(self._writer, table)
-            if self._fh.tell() >= self.sink.args.target_file_size:
-                self._finish()
+            for start in range(0, max(table.num_rows, 1), step):
+                if self._writer is None:
+                    self._start(table.schema)
+                self.sink._write(self._writer, table.slice(start, step))
+                if self._fh.tell() >= target:
+                    self._finish()
         except OSError as exc:
             self.abort()
             raise StorageError(f"cannot write {self._final or self.root}: {exc}") from exc

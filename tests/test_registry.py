@@ -1,0 +1,61 @@
+"""The catalogue: built-ins, and operations that other packages publish by entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from datamill import registry
+
+
+def test_builtins_registered():
+    ops = registry.load_all()
+    for name in ("read_jsonl", "read_parquet", "read_csv", "read_text_files", "write_parquet",
+                 "write_jsonl", "write_csv", "select", "rename", "drop", "text_length_filter",
+                 "python_map", "python_filter", "sample", "limit", "drop_duplicates"):
+        assert name in ops, name
+        assert ops[name].summary(), f"{name} has no docstring"
+
+
+def test_entry_point_plugin(tmp_path):
+    """A separately installed package's operation shows up in the catalogue and runs."""
+    pkg = tmp_path / "site"
+    (pkg / "acme_ops").mkdir(parents=True)
+    (pkg / "acme_ops" / "__init__.py").write_text(textwrap.dedent('''
+        import pyarrow.compute as pc
+        from datamill import MapOperation
+
+        class Shout(MapOperation):
+            """Upper-case the text."""
+            name = "acme_shout"
+            consumes = {"text": "string"}
+            produces = {"loud": "string"}
+
+            def process(self, batch):
+                return {"loud": pc.utf8_upper(batch["text"])}
+    '''))
+    dist = pkg / "acme_ops-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-ops\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[datamill.operations]\nshout = acme_ops:Shout\n")
+    code = textwrap.dedent('''
+        import json, sys
+        import datamill as dm
+        from datamill import registry
+        assert "acme_shout" in registry.load_all()
+        path = sys.argv[1] + "/in.jsonl"
+        open(path, "w").write('{"text": "hi there"}\\n')
+        t = dm.Dataset.read(path).apply("acme_shout").collect(sys.argv[1] + "/w",
+                                                             progress=False)
+        print(t["loud"].to_pylist())
+    ''')
+    env = {"PYTHONPATH": str(pkg), "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "['HI THERE']" in out.stdout
