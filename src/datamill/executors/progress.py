@@ -117,6 +117,10 @@ class Progress:
             self._emit(f"datamill: partition done ({first.get('rows_in', 0)} rows in)")
 
     def step_done(self, name: str, record: dict) -> None:
+        if self.bar is not None and name in self.tasks:
+            task = self.tasks[name]
+            total = self.bar.tasks[task].total if task < len(self.bar.tasks) else None
+            self.bar.update(task, completed=total, rows=_fmt_rows(record["rows_out"]))
         dropped = ", ".join(f"{k}: {v}" for k, v in record.get("dropped", {}).items())
         self._emit(f"datamill: {name}: {record['rows_in']} -> {record['rows_out']} rows"
                    f"{' (dropped ' + dropped + ')' if dropped else ''}"

@@ -168,7 +168,7 @@ def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun) -> tuple[Any, A
                 step=step.name, row_id=int(ids[i].as_py())) from exc
         ok = np.ones(inp.num_rows, dtype=bool)
         run.errors += len(bad)
-        for i, exc in bad:
+        for i, _exc in bad:
             ok[i] = False
         if run.quarantine is not None:
             import pyarrow as pa
