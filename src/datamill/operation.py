@@ -87,8 +87,9 @@ class Operation:
     @classmethod
     def validate_arguments(cls, arguments: dict[str, Any]) -> Arguments:
         known = [f.alias or name for name, f in cls.Args.model_fields.items()]
+        accepted = set(known) | set(cls.Args.model_fields)
         for key in arguments:
-            if key not in known:
+            if key not in accepted:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 listing = ", ".join(known) or "none"

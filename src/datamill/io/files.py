@@ -114,4 +114,6 @@ def cast_to(table: Any, schema: Any, path: str) -> Any:
                     f"column {field.name!r} is {col.type} here but {field.type} in the dataset "
                     f"schema (mixed types across files): {exc}", path=path) from None
         columns.append(col)
+    if not columns:
+        return table.select([])  # keeps the row count
     return pa.table(columns, schema=schema)

@@ -91,6 +91,14 @@ class ReadParquet(FileSource):
                 present = [c for c in wanted if c in pf.schema_arrow.names]
                 if not partition.row_groups:
                     return
+                if not present:  # only row ids wanted: count rows from the footer
+                    for i in partition.row_groups:
+                        n = pf.metadata.row_group(i).num_rows
+                        empty = pa.table({"_": pa.nulls(n)}).drop_columns(["_"])
+                        yield with_ids(cast_to(empty, target, partition.path), partition.ordinal,
+                                       np.arange(offset, offset + n))
+                        offset += n
+                    return
                 for batch in pf.iter_batches(row_groups=list(partition.row_groups),
                                              columns=present, batch_size=65_536):
                     table = cast_to(pa.Table.from_batches([batch]), target, partition.path)
