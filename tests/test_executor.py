@@ -203,7 +203,7 @@ def test_decorated_and_pandas_operations(tmp_path, docs):
         return {"double": pc.multiply(batch["n"], factor)}
 
     @dm.filter_operation(consumes={"text": "string"})
-    def has_data(batch: "pd.DataFrame", word: str = "data"):  # noqa: F821
+    def has_data(batch: pd.DataFrame, word: str = "data"):  # noqa: F821
         return batch["text"].str.contains(word).to_numpy(), "no_word"
 
     ds = dm.Dataset.read(docs).apply(double, factor=3).apply(has_data)

@@ -112,10 +112,12 @@ def dropped_rows(workdir: str | Path, step_name: str | None = None) -> Any:
     wd = Workdir(workdir)
     manifest = load_manifest(wd.root)
     tables = []
+    seen: set[str] = set()
     for ds in manifest["datasets"]:
         for s in ds["steps"]:
-            if step_name and s["name"] != step_name:
+            if (step_name and s["name"] != step_name) or s["cache_key"] in seen:
                 continue
+            seen.add(s["cache_key"])
             for f in sorted(wd.step_dir(s["cache_key"]).glob("dropped-*.parquet")):
                 t = pq.read_table(f)
                 tables.append(t.append_column("_step", pa.array([s["name"]] * t.num_rows,

@@ -149,7 +149,7 @@ class LocalExecutor:
                 stages = build_stages(chain, complete | set(records))
                 with Progress(chain, self.progress_mode, self.log) as progress:
                     for step in chain:
-                        if step.key in records:
+                        if step.key in cached:
                             progress.cached(step.name, records[step.key])
                     for stage in stages:
                         self._run_stage(stage, progress, records)

@@ -37,6 +37,7 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.interactive:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -52,7 +53,7 @@ class Progress:
                 TextColumn("{task.description:<28}"), TextColumn("{task.fields[rows]:>8} rows"),
                 TextColumn("{task.fields[rate]:>8}/s"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("parts"), TimeElapsedColumn(), TimeRemainingColumn(),
-                transient=False, refresh_per_second=5)
+                transient=False, refresh_per_second=5, console=Console(stderr=True))
             self.bar.start()
         return self
 

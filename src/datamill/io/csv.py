@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,8 @@ from .files import FilePart, cast_to, compression_of, open_file, with_ids
 from .sink import FileSink, FileSinkArgs
 from .source import FileSource, FileSourceArgs
 
+INFER_BLOCK = 8 << 20
+
 
 class ReadCsvArgs(FileSourceArgs):
     delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator.")
@@ -19,7 +22,7 @@ class ReadCsvArgs(FileSourceArgs):
 
 class ReadCsv(FileSource):
     """Read CSV files with a header row. Without `schema`, types are inferred from the first
-    block of the first file and every file is parsed with them."""
+    block (8 MiB) of the first non-empty file and every file is parsed with them."""
 
     name = "read_csv"
     Args = ReadCsvArgs
@@ -32,19 +35,28 @@ class ReadCsv(FileSource):
             if schema is not None else pc.ConvertOptions()
         return pc.open_csv(fh, parse_options=pc.ParseOptions(delimiter=self.args.delimiter),
                            convert_options=convert,
-                           read_options=pc.ReadOptions(block_size=8 << 20, use_threads=False))
+                           read_options=pc.ReadOptions(block_size=INFER_BLOCK,
+                                                       use_threads=False))
 
     def _infer_schema(self) -> Any:
         import pyarrow as pa
 
-        path = self.files[0]
-        try:
-            with open_file(path, compression=compression_of(path)) as fh:
-                return self._reader(path, fh, None).schema
-        except pa.ArrowInvalid as exc:
-            if "Empty CSV file" in str(exc):
-                return pa.schema([])
-            raise InputError(f"cannot read CSV ({exc})", path=path) from None
+        for path in self.files:
+            try:
+                with open_file(path, compression=compression_of(path)) as fh:
+                    schema = self._reader(path, fh, None).schema
+            except pa.ArrowInvalid as exc:
+                if "Empty CSV file" in str(exc):
+                    continue
+                line, problem = self._bad_line(path, exc, None)
+                raise InputError(problem, path=path, line=line) from None
+            except (OSError, EOFError) as exc:
+                raise InputError(f"cannot read CSV ({exc})", path=path) from None
+            self._sample_path = path
+            return schema
+        raise InputError("no header to infer columns from (the input is empty); pass schema=, "
+                         "e.g. schema={'text': 'string'}, to read it as a dataset with no rows",
+                         path=str(self.args.path))
 
     def _partitions_of(self, ordinal: int, path: str) -> list[FilePart]:
         return [FilePart(ordinal, path)]
@@ -63,7 +75,7 @@ class ReadCsv(FileSource):
                 missing = [c for c in schema.names if c not in header]
                 if missing:
                     raise InputError(f"header lacks column(s) {missing} (header: {header})",
-                                     path=path)
+                                     path=path, line=1)
                 for batch in reader:
                     table = cast_to(pa.Table.from_batches([batch]), schema, path)
                     if columns is not None:
@@ -75,10 +87,55 @@ class ReadCsv(FileSource):
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
                 return
-            raise InputError(f"cannot parse CSV after data row {row} ({exc})",
-                             path=path) from None
+            line, problem = self._bad_line(path, exc, schema)
+            raise InputError(problem, path=path, line=line) from None
         except (OSError, EOFError) as exc:
             raise InputError(f"cannot read CSV ({exc})", path=path) from None
+
+    def _origin(self) -> str:
+        if self.args.schema_:
+            return "declared with schema="
+        sample = getattr(self, "_sample_path", None)
+        return f"inferred from the first 8 MiB of {sample}" if sample else "inferred"
+
+    def _bad_line(self, path: str, exc: Exception, schema: Any | None) -> tuple[int | None, str]:
+        """Find the line Arrow stumbled on (Arrow does not say) with Python's csv module."""
+        import csv
+        import io
+
+        message = str(exc)
+        columns = re.search(r"Expected (\d+) columns?, got (\d+)", message)
+        conversion = re.search(r"In CSV column #(\d+): .*?conversion error to (\S+): "
+                               r"(invalid value '(.*)'|invalid UTF8 data)", message, re.S)
+        try:
+            with open_file(path, compression=compression_of(path)) as raw:
+                text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape",
+                                        newline="")
+                reader = csv.reader(text, delimiter=self.args.delimiter)
+                header = next(reader, [])
+                for record in reader:
+                    if columns and len(record) != len(header):
+                        return reader.line_num, (
+                            f"malformed CSV: {len(record)} fields where the header has "
+                            f"{len(header)} ({message})")
+                    if conversion:
+                        i = int(conversion.group(1))
+                        name = header[i] if i < len(header) else f"#{i}"
+                        value = record[i] if i < len(record) else None
+                        if conversion.group(4) is None:  # invalid UTF-8
+                            if value is not None and any("\udc80" <= ch <= "\udcff"
+                                                         for ch in value):
+                                return reader.line_num, (
+                                    f"column {name!r} is not valid UTF-8 ({message})")
+                        elif value == conversion.group(4):
+                            return reader.line_num, (
+                                f"column {name!r} has {value!r}, which does not convert to "
+                                f"{conversion.group(2)} ({self._origin()}); values of a column "
+                                "must have one type in all rows and files: pass schema= to "
+                                f"declare it, e.g. schema={{{name!r}: 'string'}}")
+        except (OSError, EOFError, csv.Error, UnicodeError, ValueError):
+            pass
+        return None, f"cannot parse CSV ({message})"
 
 
 class WriteCsv(FileSink):

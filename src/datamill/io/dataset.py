@@ -80,15 +80,38 @@ class ReadWorkdir(SourceOperation):
                 continue
             op: Any = _Recorded(record)
             if record.get("kind") == "source" and not record.get("stores_data", True):
-                from .. import registry
-
-                op = registry.get(record["operation"])(**record["arguments"])
+                op = self._source_in_place(record)
             parent = Step(name=record["name"], op=op, parent=parent, key=record["cache_key"],
                           schema={}, columns={}, on_error=record.get("on_error", "raise"))
         columns = {c: ColumnRef(v["step"], v["stored"]) for c, v in lineage["columns"].items()}
         parent.columns = columns
         parent.schema = self.schema()
         return parent
+
+    def _source_in_place(self, record: dict) -> Any:
+        """Rebuild a source that the earlier run read in place (not copied into the workdir),
+        and check that its files are still those the run read."""
+        from .. import registry
+        from ..dataset import Dataset
+        from ..errors import DatamillError
+
+        op = registry.get(record["operation"])(**record["arguments"])
+        what = f"the input of step {record['name']!r} ({record['operation']})"
+        try:
+            key = Dataset._root(op, step_name=record["name"]).step.key
+        except InputError as exc:
+            error = InputError(f"{exc}; {what} is read in place by the workdir {self.root}, "
+                               "so its files must stay where they were")
+            error.path, error.line = exc.path, exc.line
+            raise error from None
+        except DatamillError as exc:
+            raise InputError(f"cannot rebuild {what}: {exc}", path=str(self.root)) from None
+        if key != record["cache_key"]:
+            raise InputError(
+                f"{what} changed since the run that produced this workdir (file names, sizes "
+                "or modification times differ: its files are read in place, not copied). "
+                f"Path: {record['arguments'].get('path')}", path=str(self.root))
+        return op
 
     def target(self) -> Any:
         if self._target is None:
@@ -103,6 +126,7 @@ class ReadWorkdir(SourceOperation):
         return {f.name: f.type for f in schema if f.name != "_id"}
 
     def fingerprint(self) -> str:
+        self.target()  # fail now, naming the file, if data read in place is gone or changed
         return self.lineage()["steps"][-1]["cache_key"]
 
     def partitions(self) -> list[int]:

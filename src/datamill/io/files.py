@@ -54,6 +54,19 @@ def expand_paths(path: Any, suffixes: tuple[str, ...] = ()) -> tuple[Any, list[s
     return fs, sorted(dict.fromkeys(found))
 
 
+def absolute(path: Any) -> Any:
+    """Make local paths absolute (URLs are left alone), so that the path recorded in a
+    workdir's manifest still points at the same files when read from another directory."""
+    import os
+
+    if isinstance(path, (list, tuple)):
+        return [absolute(p) for p in path]
+    text = os.fspath(path) if hasattr(path, "__fspath__") else path
+    if not isinstance(text, str) or "://" in text or "::" in text:
+        return text
+    return os.path.abspath(os.path.expanduser(text))
+
+
 def _hidden(path: str, root: str) -> bool:
     rel = path[len(root):].lstrip("/")
     return any(part.startswith((".", "_")) for part in rel.split("/"))

@@ -1,4 +1,10 @@
-"""JSON Lines (plain, .gz, .zst): read in byte-range partitions, write rolled files."""
+"""JSON Lines (plain, .gz, .zst): read in byte-range partitions, write rolled files.
+
+A line belongs to the partition whose byte range holds its first byte, so a line that
+straddles a boundary is read once, by the partition where it starts. Lines may end in LF or
+CRLF; blank lines are skipped; the last line needs no newline. Row ids are the byte offsets
+of lines, so they do not depend on `block_size`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from .source import FileSource, FileSourceArgs
 BLOCK = 64 * 2**20
 PARSE_CHUNK = 16 * 2**20
 SAMPLE = 1 * 2**20
+MAX_SAMPLE = 64 * 2**20  # a first line longer than this cannot be used to infer types
+BOM = b"\xef\xbb\xbf"
 
 
 class ReadJsonlArgs(FileSourceArgs):
@@ -29,47 +37,112 @@ class ReadJsonlArgs(FileSourceArgs):
 
 class ReadJsonl(FileSource):
     """Read JSON Lines files, one object per line; .gz and .zst are decompressed on the fly.
-    Without `schema`, column types are inferred from the first MiB of the first file."""
+    Without `schema`, column types are inferred from the first MiB of the first non-empty
+    file (fields that first appear later are ignored; declare them with `schema=`)."""
 
     name = "read_jsonl"
     Args = ReadJsonlArgs
     suffixes = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".jsonl.zst",
-                ".ndjson.gz", ".ndjson.zst", ".jsonl.zstd")
+                ".ndjson.gz", ".ndjson.zst", ".jsonl.zstd", ".json.zst", ".ndjson.zstd",
+                ".json.zstd")
 
+    # --- parsing ----------------------------------------------------------------------
     def _parse(self, data: bytes, schema: Any | None, path: str, first_line: int | None,
                start_offset: int) -> Any:
+        """Parse complete lines; on failure, name the first bad line and what is wrong."""
         import pyarrow as pa
-        import pyarrow.json as pj
 
+        if start_offset == 0 and data.startswith(BOM):
+            data = b"   " + data[len(BOM):]  # same length: byte offsets stay right
         if self.args.invalid_utf8 == "replace":
             data = data.decode("utf-8", errors="replace").encode("utf-8")
-        opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") \
-            if schema is not None else pj.ParseOptions()
         try:
-            return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
-                block_size=max(len(data), 1 << 20), use_threads=False), parse_options=opts)
+            table = _read_json(data, schema)
+            if self.args.invalid_utf8 == "error":
+                table.validate(full=True)  # Arrow's JSON parser does not check UTF-8
+            return table
         except pa.ArrowInvalid as exc:
-            line = self._bad_line(data, path, first_line, start_offset)
-            raise InputError(f"{line[1]} (arrow: {exc})", path=path, line=line[0]) from None
+            line, problem = self._bad_line(data, schema, path, first_line, start_offset)
+            detail = "" if line is not None and "UTF-8" in problem else f" (arrow: {exc})"
+            raise InputError(problem + detail, path=path, line=line) from None
 
-    def _bad_line(self, data: bytes, path: str, first_line: int | None,
+    def _bad_line(self, data: bytes, schema: Any | None, path: str, first_line: int | None,
                   start_offset: int) -> tuple[int | None, str]:
-        if first_line is None:
-            first_line = self._count_lines(path, start_offset) + 1
-        for i, raw in enumerate(data.split(b"\n")):
+        """(1-based line number, description) of the first line of `data` that fails."""
+        lines = data.split(b"\n")
+
+        def number(i: int) -> int:
+            nonlocal first_line
+            if first_line is None:
+                first_line = self._count_lines(path, start_offset) + 1
+            return first_line + i
+
+        for i, raw in enumerate(lines):
             if not raw.strip():
                 continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                return first_line + i, f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                return number(i), (f"not valid UTF-8 ({exc.reason} at byte {exc.start} of the "
+                                   "line); pass invalid_utf8='replace' to read it anyway")
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                return first_line + i, f"invalid JSON ({exc.msg}, column {exc.colno})"
+                what = "truncated line" if exc.pos >= len(text.rstrip()) else "invalid JSON"
+                return number(i), f"{what} ({exc.msg} at column {exc.colno})"
             if not isinstance(value, dict):
-                return first_line + i, f"expected a JSON object, got {type(value).__name__}"
-        return None, "cannot parse JSON (truncated file or value of an unexpected type)"
+                return number(i), f"expected a JSON object, got {_json_kind(value)}"
+        # Every line is a JSON object on its own: a value does not fit its column's type.
+        # Find the first line that fails together with the lines before it (bisection).
+        solid = [i for i, raw in enumerate(lines) if raw.strip()]
+        lo, hi = 0, len(solid)  # the first failing prefix ends in (lo, hi]
+        if schema is None:
+            lo = 1 if solid else 0
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            try:
+                _read_json(b"\n".join(lines[i] for i in solid[:mid]), schema)
+                lo = mid
+            except Exception:  # noqa: BLE001 - any failure narrows the search
+                hi = mid
+        if not solid or hi == 0:
+            return None, "cannot parse JSON"
+        i = solid[hi - 1]
+        row = json.loads(lines[i])
+        origin = self._origin()
+        if schema is None:  # types inferred from the lines above in this chunk
+            origin = "the type of the lines above"
+            try:
+                schema = _read_json(b"\n".join(lines[j] for j in solid[:hi - 1]), None).schema
+            except Exception:  # noqa: BLE001
+                return number(i), "a value's type differs from the lines above"
+        return number(i), self._misfit(row, schema, origin)
+
+    def _misfit(self, row: dict, schema: Any, origin: str) -> str:
+        """Say which field of `row` does not fit `schema` (the first one that does not)."""
+        import pyarrow as pa
+
+        for field in schema:
+            if field.name not in row:
+                continue
+            try:
+                _read_json(json.dumps({field.name: row[field.name]}).encode(),
+                           pa.schema([field]))
+            except Exception:  # noqa: BLE001 - this is the field that does not fit
+                value = json.dumps(row[field.name], ensure_ascii=False)
+                value = value if len(value) <= 60 else value[:57] + "..."
+                return (f"column {field.name!r} has {_json_kind(row[field.name])} {value}, "
+                        f"which does not fit its type {field.type} ({origin}); "
+                        "values of a column must have one type in all lines and files: "
+                        "pass schema= to declare it, e.g. "
+                        f"schema={{{field.name!r}: 'string'}}")
+        return f"a value does not fit the schema ({origin})"
+
+    def _origin(self) -> str:
+        if self.args.schema_:
+            return "declared with schema="
+        sample = getattr(self, "_sample_path", None)
+        return f"inferred from the first MiB of {sample}" if sample else "inferred"
 
     def _count_lines(self, path: str, end: int) -> int:
         count = 0
@@ -84,17 +157,37 @@ class ReadJsonl(FileSource):
         return count
 
     def _infer_schema(self) -> Any:
-        path = self.files[0]
-        with open_file(path, compression=compression_of(path)) as fh:
-            data = fh.read(SAMPLE)
-        if len(data) == SAMPLE and b"\n" in data:
+        for path in self.files:
+            data = self._sample(path)
+            if data.strip():
+                self._sample_path = path
+                return self._parse(data, None, path, 1, 0).schema
+        raise InputError(
+            "no data to infer column types from (the input is empty); pass schema=, e.g. "
+            "schema={'text': 'string'}, to read it as a dataset with no rows",
+            path=str(self.args.path))
+
+    def _sample(self, path: str) -> bytes:
+        """The first MiB of a file, cut at a line end (extended to finish the first line)."""
+        try:
+            with open_file(path, compression=compression_of(path)) as fh:
+                data = fh.read(SAMPLE)
+                while len(data) < MAX_SAMPLE and b"\n" not in data.lstrip():
+                    more = fh.read(SAMPLE)
+                    if not more:
+                        return data
+                    data += more
+                extra = fh.read(1)
+        except (OSError, EOFError) as exc:
+            raise InputError(f"cannot read ({exc})", path=path) from None
+        except Exception as exc:  # noqa: BLE001 - e.g. zstd/gzip errors on corrupt files
+            raise InputError(f"cannot decompress ({type(exc).__name__}: {exc})",
+                             path=path) from None
+        if extra and b"\n" in data:  # the file goes on: drop the incomplete last line
             data = data[: data.rindex(b"\n") + 1]
-        if not data.strip():
-            import pyarrow as pa
+        return data
 
-            return pa.schema([])
-        return self._parse(data, None, path, 1, 0).schema
-
+    # --- partitions -------------------------------------------------------------------
     def _partitions_of(self, ordinal: int, path: str) -> list[FilePart]:
         size = self.fs.info(path)["size"]
         if compression_of(path) or size <= self.args.block_size:
@@ -110,49 +203,91 @@ class ReadJsonl(FileSource):
         first_line = 1 if partition.start == 0 else None
         for offset, data in self._chunks(partition):
             starts = _line_starts(data) + offset
-            if not len(starts):
-                continue
-            table = self._parse(data, schema, path, first_line, offset)
-            if table.num_rows != len(starts):
-                raise InputError(f"parsed {table.num_rows} rows from {len(starts)} lines near "
-                                 f"byte {offset}", path=path)
-            table = cast_to(table, schema, path)
-            if columns is not None:
-                table = table.select([c for c in columns if c != "_id"])
-            yield with_ids(table, partition.ordinal, np.asarray(starts))
+            if len(starts):
+                table = self._parse(data, schema, path, first_line, offset)
+                if table.num_rows != len(starts):
+                    line, problem = self._bad_line(data, None, path, first_line, offset)
+                    raise InputError(f"{problem} ({table.num_rows} objects on {len(starts)} "
+                                     "lines: one JSON object per line, please)",
+                                     path=path, line=line)
+                table = cast_to(table, schema, path)
+                if columns is not None:
+                    table = table.select([c for c in columns if c != "_id"])
+                yield with_ids(table, partition.ordinal, np.asarray(starts))
             if first_line is not None:
                 first_line += data.count(b"\n")
 
     def _chunks(self, part: FilePart) -> Iterator[tuple[int, bytes]]:
-        """Complete lines of the partition, in chunks, each with its byte offset."""
-        compression = compression_of(part.path)
-        with open_file(part.path, compression=compression) as fh:
+        """The partition's lines (those starting in [start, end)), in chunks of complete
+        lines, each with the byte offset where it starts."""
+        try:
+            yield from self._chunks_of(part)
+        except InputError:
+            raise
+        except (OSError, EOFError) as exc:
+            raise InputError(f"cannot read ({exc})", path=part.path) from None
+        except Exception as exc:  # noqa: BLE001 - zstd/gzip errors on corrupt or cut files
+            name = type(exc).__name__
+            if name.startswith(("Zstd", "BadGzip")) or "zstd" in str(exc).lower():
+                raise InputError(f"cannot decompress (truncated or corrupt file? {name}: "
+                                 f"{exc})", path=part.path) from None
+            raise
+
+    def _chunks_of(self, part: FilePart) -> Iterator[tuple[int, bytes]]:
+        with open_file(part.path, compression=compression_of(part.path)) as fh:
             pos = part.start
-            if part.start > 0:  # skip the line that started in the previous partition
+            if part.start > 0:  # the line holding byte start-1 belongs to the partition before
                 fh.seek(part.start - 1)
                 pos = part.start - 1 + len(fh.readline())
             end = part.end if part.end >= 0 else None
-            carry = b""
-            while end is None or pos + len(carry) < end or carry:
-                want = PARSE_CHUNK if end is None else min(PARSE_CHUNK, max(end - pos, 0))
+            if end is not None and pos >= end:
+                return  # no line starts in this range
+            carry = b""  # bytes read after pos (an incomplete line)
+            while True:
+                read_to = pos + len(carry)
+                want = PARSE_CHUNK if end is None else min(PARSE_CHUNK, end - read_to)
                 chunk = fh.read(want) if want > 0 else b""
-                if not chunk:
-                    if carry:
-                        yield pos, carry
-                    return
                 data = carry + chunk
-                cut = data.rfind(b"\n") + 1
-                if end is not None and pos + len(data) >= end:
-                    # finish the line that straddles the end of the range
-                    tail = fh.readline() if not data.endswith(b"\n") else b""
-                    yield pos, data + tail
+                if end is not None and read_to + len(chunk) >= end:
+                    if data and not data.endswith(b"\n"):
+                        data += fh.readline()  # finish the line that straddles the end
+                    if data:
+                        yield pos, data
                     return
+                if not chunk:  # end of file
+                    if data:
+                        yield pos, data
+                    return
+                cut = data.rfind(b"\n") + 1
                 if cut == 0:
                     carry = data
                     continue
                 yield pos, data[:cut]
                 pos += cut
                 carry = data[cut:]
+
+
+def _read_json(data: bytes, schema: Any | None) -> Any:
+    import pyarrow.json as pj
+
+    opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") \
+        if schema is not None else pj.ParseOptions()
+    return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
+        block_size=max(len(data), 1 << 20), use_threads=False), parse_options=opts)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
 def _line_starts(data: bytes) -> Any:

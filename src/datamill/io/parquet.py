@@ -36,29 +36,29 @@ class ReadParquet(FileSource):
         try:
             with open_file(path) as fh:
                 return pq.ParquetFile(fh).metadata
+        except FileNotFoundError:
+            raise InputError("no such file (Parquet inputs are read in place, so they must "
+                             "stay where they were)", path=path) from None
         except Exception as exc:  # noqa: BLE001 - any footer failure means unreadable
             raise InputError(f"not a readable Parquet file ({exc})", path=path) from None
 
     def _infer_schema(self) -> Any:
-        first = None
+        import pyarrow as pa
+
+        fields: dict[str, tuple[Any, str]] = {}  # column -> (type, first file that has it)
         for path in self.files:
-            schema = self._metadata(path).schema.to_arrow_schema()
-            schema = schema.remove_metadata()
-            if first is None:
-                first = (path, schema)
-                continue
+            schema = self._metadata(path).schema.to_arrow_schema().remove_metadata()
             for field in schema:
-                if field.name in first[1].names:
-                    other = first[1].field(field.name).type
-                    if other != field.type:
-                        raise InputError(
-                            f"column {field.name!r} is {field.type} here but {other} in "
-                            f"{first[0]} (mixed types across files; pass schema= to cast)",
-                            path=path)
-            for field in schema:
-                if field.name not in first[1].names:
-                    first = (first[0], first[1].append(field))
-        return first[1]
+                if field.name not in fields:
+                    fields[field.name] = (field.type, path)
+                    continue
+                other, where = fields[field.name]
+                if other != field.type and not _same_kind(other, field.type):
+                    raise InputError(
+                        f"column {field.name!r} is {field.type} here but {other} in {where} "
+                        f"(mixed types across files; pass schema= to cast, e.g. "
+                        f"schema={{{field.name!r}: 'string'}})", path=path)
+        return pa.schema([(name, typ) for name, (typ, _) in fields.items()])
 
     def _partitions_of(self, ordinal: int, path: str) -> list[FilePart]:
         meta = self._metadata(path)
@@ -107,8 +107,19 @@ class ReadParquet(FileSource):
                     offset += table.num_rows
         except InputError:
             raise
-        except (OSError, pa.ArrowException) as exc:
-            raise InputError(f"cannot read Parquet data ({exc})", path=partition.path) from None
+        except FileNotFoundError:
+            raise InputError("the file is gone (Parquet inputs are read in place, not copied "
+                             "into the workdir, so they must stay where they were)",
+                             path=partition.path) from None
+        except Exception as exc:  # noqa: BLE001 - corrupt pages, truncated files, I/O errors
+            raise InputError(f"cannot read Parquet data ({type(exc).__name__}: {exc})",
+                             path=partition.path) from None
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    """Types that differ only in offset width (string/large_string...): cast, don't refuse."""
+    pairs = ({"string", "large_string"}, {"binary", "large_binary"})
+    return {str(a), str(b)} in pairs
 
 
 class WriteParquetArgs(FileSinkArgs):

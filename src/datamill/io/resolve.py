@@ -16,6 +16,26 @@ SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv"}
 
 def guess_format(path: str) -> str | None:
     """A format from a path's extension, a datamill folder's contents, or None."""
+    if path.endswith("manifest.json") and os.path.isfile(path):
+        return "workdir"
+    by_name = format_of_name(path)
+    if by_name is not None:
+        return by_name
+    if "://" not in path and os.path.isdir(path):
+        folder = Path(path)
+        if (folder / "manifest.json").exists() and (folder / "steps").is_dir():
+            return "workdir"
+        names = [p.name for p in folder.rglob("*") if p.is_file()][:1000]
+        return _format_of_folder(names)
+    if "://" in path and not any(ch in path for ch in "*?["):
+        names = _url_folder_names(path)
+        if names is not None:
+            return _format_of_folder(names)
+    return None
+
+
+def format_of_name(path: str) -> str | None:
+    """A format from a path's extension alone (compression suffixes skipped)."""
     lower = path.lower().rstrip("/")
     for suffix in (".gz", ".zst", ".zstd", ".bz2"):
         lower = lower.removesuffix(suffix)
@@ -27,21 +47,33 @@ def guess_format(path: str) -> str | None:
         return "csv"
     if lower.endswith((".txt", ".md", ".rst", ".text", ".html", ".htm")):
         return "text"
-    if "://" not in path and os.path.isdir(path):
-        folder = Path(path)
-        if (folder / "manifest.json").exists() and (folder / "steps").is_dir():
-            return "workdir"
-        if (folder / "_datamill_lineage.json").exists():
-            return "parquet" if any(folder.glob("*.parquet")) else (
-                "jsonl" if any(folder.glob("*.jsonl*")) else "csv")
-        names = [p.name for p in folder.rglob("*") if p.is_file()][:1000]
-        for fmt in ("parquet", "jsonl", "csv"):
-            if names and all(guess_format(n) == fmt for n in names if not n.startswith((".", "_"))):
-                return fmt
-        return "text"
-    if os.path.isfile(path) and path.endswith("manifest.json"):
-        return "workdir"
     return None
+
+
+def _url_folder_names(url: str) -> list[str] | None:
+    """File names in the folder a URL names (None if it is not a folder)."""
+    try:
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(url)
+        if not fs.isdir(root):
+            return None
+        return [f.rsplit("/", 1)[-1] for f in fs.find(root)][:1000]
+    except Exception:  # noqa: BLE001 - unreachable or unknown: let the caller say so
+        return None
+
+
+def _format_of_folder(names: list[str]) -> str:
+    """A folder written by datamill (it holds the lineage file) or one of a single format."""
+    data = [n for n in names if not n.startswith((".", "_"))]
+    if "_datamill_lineage.json" in names:
+        for fmt in ("parquet", "jsonl", "csv"):
+            if any(guess_format(n) == fmt for n in data):
+                return fmt
+    for fmt in ("parquet", "jsonl", "csv"):
+        if data and all(guess_format(n) == fmt for n in data):
+            return fmt
+    return "text"
 
 
 def _build(kind: str, target: Any, fmt: str | None, args: dict, table: dict) -> Operation:
@@ -78,6 +110,6 @@ def resolve_source(source: Any, fmt: str | None, args: dict) -> Operation:
 
 def resolve_sink(target: Any, fmt: str | None, args: dict) -> Operation:
     if fmt is None and isinstance(target, (str, os.PathLike)):
-        guessed = guess_format(str(target)) if not os.path.isdir(str(target)) else None
+        guessed = format_of_name(str(target)) if not os.path.isdir(str(target)) else None
         fmt = guessed if guessed in SINKS else "parquet"
     return _build("sink", target, fmt, args, SINKS)

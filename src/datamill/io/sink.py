@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import uuid
 from typing import Any
@@ -51,7 +52,12 @@ class FileSink(SinkOperation):
                 if f.rsplit("/", 1)[-1].startswith(prefix)
                 and self._pattern().search(f.rsplit("/", 1)[-1])]
 
+    def _protocol(self) -> str:
+        protocol = self.fs.protocol
+        return protocol[0] if isinstance(protocol, (tuple, list)) else protocol
+
     def prepare(self, fresh: bool = True) -> None:
+        self._driver_pid = os.getpid()
         fs = self.fs
         fs.makedirs(self._root, exist_ok=True)
         if fresh:  # a new write replaces what an earlier pipeline left in the folder
@@ -62,16 +68,25 @@ class FileSink(SinkOperation):
                     fs.rm(f"{self._root}/{name}")
 
     def open_partition(self, index: int) -> PartitionWriter:
+        driver = getattr(self, "_driver_pid", None)
+        if driver is not None and driver != os.getpid() and self._protocol() == "memory":
+            raise StorageError(
+                f"cannot write {self.args.path} from a worker process: the memory:// "
+                "filesystem lives in each process's memory, so files written by workers would "
+                "be lost. Run with workers=1, or write to a real filesystem")
         for stale in self._files_matching(f"part-{index:05d}-"):
             self.fs.rm(stale)  # left by an attempt that was killed before committing
         return PartitionWriter(self, index)
 
     def finalize(self, record: dict, lineage: dict) -> None:
         fs = self.fs
-        with fs.open(f"{self._root}/{LINEAGE}", "w") as fh:
-            fh.write(json.dumps(lineage, indent=1, default=str))
-        with fs.open(f"{self._root}/_SUCCESS", "w") as fh:
-            fh.write("")
+        try:
+            with fs.open(f"{self._root}/{LINEAGE}", "w") as fh:
+                fh.write(json.dumps(lineage, indent=1, default=str))
+            with fs.open(f"{self._root}/_SUCCESS", "w") as fh:
+                fh.write("")
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._root}/{LINEAGE}: {exc}") from exc
 
     def outputs_ok(self, record: dict) -> bool:
         fs = self.fs
@@ -149,10 +164,16 @@ class PartitionWriter:
         return self.done
 
     def abort(self) -> None:
+        """Drop what this partition wrote: the open temp file and the files already renamed
+        into place (the partition is not committed until its stats marker is written)."""
         with contextlib.suppress(Exception):
             if self._fh is not None:
                 self._fh.close()
         with contextlib.suppress(Exception):
             if self._tmp is not None and self.fs.exists(self._tmp):
                 self.fs.rm(self._tmp)
+        for done in self.done:
+            with contextlib.suppress(Exception):
+                self.fs.rm(f"{self.root}/{done['file']}")
+        self.done = []
         self._fh = self._writer = None

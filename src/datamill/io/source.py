@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from ..operation import Arguments, SourceOperation
 from ..schema import to_arrow_type
-from .files import expand_paths, fingerprint
+from .files import absolute, expand_paths, fingerprint
 
 
 class FileSourceArgs(Arguments):
@@ -18,6 +18,11 @@ class FileSourceArgs(Arguments):
     schema_: dict[str, str] | None = Field(
         None, alias="schema",
         description="Column types, e.g. {'text': 'string'}; inferred from the data when omitted.")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        return absolute(value)
 
 
 class FileSource(SourceOperation):

@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..errors import InputError
 from ..operation import Arguments, SourceOperation
-from .files import ROW_BITS, FilePart, expand_paths, fingerprint, open_file, with_ids
+from .files import (
+    ROW_BITS,
+    FilePart,
+    absolute,
+    expand_paths,
+    fingerprint,
+    open_file,
+    with_ids,
+)
 
 FILES_BYTES_PER_PARTITION = 64 * 2**20
 
@@ -24,6 +32,11 @@ class ReadTextFilesArgs(Arguments):
         "error", description="Bytes not valid in `encoding`: fail naming the file, or "
                              "replace them with U+FFFD.")
     bytes_per_partition: int = Field(FILES_BYTES_PER_PARTITION, gt=0)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        return absolute(value)
 
 
 class ReadTextFiles(SourceOperation):
@@ -56,18 +69,19 @@ class ReadTextFiles(SourceOperation):
         return fingerprint(fs, files)
 
     def _relative(self, path: str) -> str:
-        import os
-
+        """`path` relative to the folder given (for a glob: the folder before its first
+        wildcard); the full path when several paths were given or it lies elsewhere."""
         base = self.args.path if isinstance(self.args.path, str) else ""
-        if base and not any(ch in base for ch in "*?[") and not base.endswith(tuple(
-                self.args.suffixes or ["\0"])):
-            base_clean = base.split("://", 1)[-1].rstrip("/")
-            plain = path.split("://", 1)[-1]
-            if plain.startswith(base_clean + "/"):
-                return plain[len(base_clean) + 1:]
-            absolute = os.path.abspath(base_clean)
-            if plain.startswith(absolute + "/"):
-                return plain[len(absolute) + 1:]
+        if not base:
+            return path
+        magic = [i for i, ch in enumerate(base) if ch in "*?["]
+        if magic:
+            base = base[: magic[0]].rsplit("/", 1)[0]
+        base_clean = base.split("://", 1)[-1].rstrip("/")
+        plain = path.split("://", 1)[-1]
+        for prefix in (base_clean, base_clean.lstrip("/")):
+            if prefix and plain.startswith(prefix + "/"):
+                return plain[len(prefix) + 1:]
         return path
 
     def partitions(self) -> list[FilePart]:
@@ -99,8 +113,11 @@ class ReadTextFiles(SourceOperation):
             return with_ids(table, 0, ids)
 
         for part in partition:
-            with open_file(part.path) as fh:
-                data = fh.read()
+            try:
+                with open_file(part.path) as fh:
+                    data = fh.read()
+            except OSError as exc:
+                raise InputError(f"cannot read ({exc})", path=part.path) from None
             try:
                 text = data.decode(self.args.encoding, errors="strict"
                                    if self.args.invalid_text == "error" else "replace")

@@ -1,0 +1,360 @@
+"""The `datamill` command: run pipeline files, browse operations, inspect workdirs.
+
+    datamill run pipeline.py[:NAME] [--workdir DIR] [--workers N] [--no-cache]
+    datamill ops list | datamill ops show NAME
+    datamill inspect WORKDIR [--json] [--dropped [STEP]]
+
+Imports stay lazy (no pyarrow at startup) so that `datamill --version` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+
+DROPPED_SAMPLE = 20
+
+
+class CLIError(Exception):
+    """A failure to report as one line on stderr, with an exit code."""
+
+    def __init__(self, message: str, code: int = 1, detail: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.detail = detail  # extra lines (the user's traceback line) printed after
+
+
+# --- output -----------------------------------------------------------------------------
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> None:
+    """A rich table on a terminal, plain aligned columns otherwise."""
+    cells = [[str(c) for c in row] for row in rows]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(*map(escape, headers), title=escape(title) or None, title_justify="left")
+        for row in cells:
+            table.add_row(*map(escape, row))
+        Console().print(table)
+        return
+    if title:
+        print(title)
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    for row in [list(headers), *cells]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _drops(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{reason}: {n}" for reason, n in dropped.items()) or "-"
+
+
+# --- run ----------------------------------------------------------------------------------
+def _user_frame(exc: BaseException, path: Path) -> str:
+    """The innermost traceback line inside the user's file, formatted."""
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename) == path:
+        return f'  File "{path}", line {exc.lineno}\n    {(exc.text or "").strip()}'
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f'  File "{path}", line {f.lineno}, in {f.name}\n    {(f.line or "").strip()}'
+
+
+def load_pipeline_file(path: Path) -> Any:
+    """Import a pipeline file as a module (its folder goes on sys.path).
+
+    The module name is derived from the file's stem, not its location, so that operations
+    defined in the file keep their identity (part of cache keys) if the file moves."""
+    import importlib.util
+
+    path = path.resolve()
+    if not path.is_file():
+        raise CLIError(f"no such pipeline file: {path}", code=2)
+    name = "_datamill_pipeline_" + re.sub(r"\W", "_", path.stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CLIError(f"cannot load {path} as Python (is it a .py file?)", code=2)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise CLIError(f"error while loading pipeline file {path}: {type(exc).__name__}: {exc}",
+                       code=2, detail=_user_frame(exc, path)) from exc
+    return module
+
+
+def _as_datasets(value: Any, what: str) -> list:
+    from .dataset import Dataset
+
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items or not all(isinstance(d, Dataset) for d in items):
+        raise CLIError(f"{what} is a {type(value).__name__}, not a Dataset, a list of Datasets, "
+                       "or a function returning one", code=2)
+    return items
+
+
+def pick_target(module: Any, path: Path, name: str | None) -> list:
+    """The datasets to run: module.NAME, else `pipeline`, else the only Dataset global."""
+    from .dataset import Dataset
+
+    if name is None:
+        if hasattr(module, "pipeline"):
+            name = "pipeline"
+        else:
+            found = [k for k, v in vars(module).items() if isinstance(v, Dataset)]
+            if len(found) != 1:
+                listing = f"several Datasets: {', '.join(found)}" if found else "no Dataset"
+                raise CLIError(f"{path} defines {listing}; name the one to run as "
+                               f"{path.name}:NAME (or call it `pipeline`)", code=2)
+            name = found[0]
+    if not hasattr(module, name):
+        raise CLIError(f"{path} has no attribute {name!r}", code=2)
+    target = getattr(module, name)
+    if callable(target) and not isinstance(target, type):
+        try:
+            target = target()
+        except Exception as exc:
+            raise CLIError(f"{path}:{name}() raised {type(exc).__name__}: {exc}", code=2,
+                           detail=_user_frame(exc, path.resolve())) from exc
+    return _as_datasets(target, f"{path.name}:{name}")
+
+
+def _split_target(spec: str) -> tuple[Path, str | None]:
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isidentifier() and not Path(spec).exists():
+        return Path(head), tail
+    return Path(spec), None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path, name = _split_target(args.pipeline)
+    module = load_pipeline_file(path)
+    datasets = pick_target(module, path, name)
+    from .executors.local import LocalExecutor
+
+    workdir = Path(args.workdir) if args.workdir else Path.cwd() / "datamill-work"
+    executor = LocalExecutor(workdir, workers=args.workers, cache=not args.no_cache,
+                             progress=args.progress)
+    result = executor.run(datasets)
+    steps = result.steps
+    _table(["step", "kind", "rows in -> out", "dropped", "errors", "cached"],
+           [[s["name"], s.get("kind", "?"), f"{s.get('rows_in', 0)} -> {s.get('rows_out', 0)}",
+             _drops(s.get("dropped", {})), s.get("errors", 0),
+             "cached" if s.get("cached") else "computed"] for s in steps])
+    for s in steps:
+        if s.get("kind") == "sink":
+            print(f"output: {s['arguments'].get('path')}")
+    print(f"manifest: {result.manifest_path}")
+    return 0
+
+
+# --- ops ----------------------------------------------------------------------------------
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return re.sub(r"\b(typing|collections\.abc|builtins)\.", "", str(annotation))
+
+
+def _default(field: Any) -> str:
+    if field.is_required():
+        return "required"
+    if field.default_factory is not None:
+        return repr(field.default_factory())
+    return repr(field.default)
+
+
+def cmd_ops_list(args: argparse.Namespace) -> int:
+    from . import registry
+
+    ops = registry.load_all()
+    _table(["name", "kind", "version", "summary"],
+           [[n, c.kind, c.version, c.summary()] for n, c in sorted(ops.items())])
+    return 0
+
+
+def _columns(cls: type, attr: str) -> str:
+    from .operation import Operation
+
+    declared = getattr(cls, attr)
+    text = ", ".join(f"{col}: {typ}" for col, typ in declared.items()) or "-"
+    if getattr(cls, f"resolve_{attr}") != getattr(Operation, f"resolve_{attr}"):
+        text += " (computed from the input schema)"
+    return text
+
+
+def cmd_ops_show(args: argparse.Namespace) -> int:
+    from . import registry
+
+    cls = registry.get(args.name)
+    resources = ", ".join(f"{k}={v}" for k, v in cls.resources.model_dump().items()
+                          if v is not None)
+    print(f"{cls.name}  ({cls.kind} operation, version {cls.version})")
+    print(f"  {cls.identity()}\n")
+    print(cls.description() or "(no description)")
+    print()
+    fields = cls.Args.model_fields
+    if fields:
+        _table(["argument", "type", "default", "description"],
+               [[f.alias or n, _type_name(f.annotation), _default(f), f.description or ""]
+                for n, f in fields.items()], title="Arguments:")
+    else:
+        print("Arguments: none")
+    print()
+    print(f"consumes:     {_columns(cls, 'consumes')}")
+    print(f"produces:     {_columns(cls, 'produces')}")
+    print(f"resources:    {resources}")
+    print(f"batch size:   {cls.batch_size or 'default'}")
+    print(f"batch format: {cls.batch_format}")
+    return 0
+
+
+# --- inspect ------------------------------------------------------------------------------
+def _load_workdir_manifest(workdir: Path) -> dict:
+    from .manifest import LINEAGE, MANIFEST, load_manifest
+
+    if not workdir.is_dir():
+        raise CLIError(f"no such workdir: {workdir}")
+    if not any((workdir / n).is_file() for n in (MANIFEST, LINEAGE)):
+        raise CLIError(f"no {MANIFEST} in {workdir}: has a pipeline run there?")
+    try:
+        return load_manifest(workdir)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"cannot read the manifest in {workdir}: {exc}") from exc
+
+
+def _dropped_sample(workdir: Path, manifest: dict, step: str | None) -> tuple[int, list[dict]]:
+    import difflib
+
+    from .manifest import dropped_rows
+
+    names = [s["name"] for ds in manifest.get("datasets", []) for s in ds["steps"]]
+    if step and step not in names:
+        close = difflib.get_close_matches(step, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise CLIError(f"no step named {step!r} in {workdir}{hint}")
+    table = dropped_rows(workdir, step or None)
+    return table.num_rows, table.slice(0, DROPPED_SAMPLE).to_pylist()
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir)
+    manifest = _load_workdir_manifest(workdir)
+    sample = _dropped_sample(workdir, manifest, args.dropped) if args.dropped is not None else None
+    if args.json:
+        out = dict(manifest)
+        if sample is not None:
+            out["dropped_rows"] = {"total": sample[0], "sample": sample[1]}
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    run = [f"{k}={manifest[k]}" for k in ("run_id", "started", "wall_seconds", "workers")
+           if k in manifest]
+    print(f"run: {' '.join(run) or '(unknown)'}")
+    for ds in manifest.get("datasets", []):
+        print()
+        _table(["step", "operation", "kind", "rows in", "rows out", "dropped", "errors",
+                "wall s", "cached"],
+               [[s["name"], s.get("operation", "?"), s.get("kind", "?"), s.get("rows_in", "?"),
+                 s.get("rows_out", "?"), _drops(s.get("dropped", {})), s.get("errors", 0),
+                 f"{s.get('wall_seconds', 0):.2f}", "yes" if s.get("cached") else "no"]
+                for s in ds["steps"]], title=f"dataset {ds.get('name')}:")
+    if sample is not None:
+        total, rows = sample
+        print(f"\ndropped rows: {total} (showing {len(rows)})")
+        if rows:
+            extra = [c for c in rows[0] if c not in ("_step", "_id", "_reason")]
+            _table(["step", "_id", "reason", *extra],
+                   [[r.get("_step"), r.get("_id"), r.get("_reason"), *(r[c] for c in extra)]
+                    for r in rows])
+    return 0
+
+
+# --- entry point --------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show full Python tracebacks on errors")
+    parser = argparse.ArgumentParser(prog="datamill", parents=[common],
+                                     description="Composable, typed, cached data pipelines.")
+    parser.add_argument("--version", action="version", version=f"datamill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run a pipeline file")
+    run.add_argument("pipeline", metavar="PIPELINE.py[:NAME]",
+                     help="a Python file; NAME picks a Dataset, list or function in it")
+    run.add_argument("--workdir", help="working directory (default: ./datamill-work)")
+    run.add_argument("--workers", type=int, help="worker processes (default: cores)")
+    run.add_argument("--no-cache", action="store_true", help="recompute every step")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="live progress bars (default: when stderr is a terminal)")
+    run.set_defaults(handler=cmd_run)
+
+    ops = sub.add_parser("ops", parents=[common], help="list or describe operations")
+    ops_sub = ops.add_subparsers(dest="ops_command", metavar="{list,show}")
+    ops_sub.add_parser("list", parents=[common], help="all operations").set_defaults(
+        handler=cmd_ops_list)
+    show = ops_sub.add_parser("show", parents=[common], help="one operation's spec")
+    show.add_argument("name")
+    show.set_defaults(handler=cmd_ops_show)
+    ops.set_defaults(handler=lambda _args: _usage(ops))
+
+    insp = sub.add_parser("inspect", parents=[common], help="summarize a workdir's last run")
+    insp.add_argument("workdir")
+    insp.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    insp.add_argument("--dropped", nargs="?", const="", metavar="STEP",
+                      help=f"also show the first {DROPPED_SAMPLE} dropped rows (of STEP)")
+    insp.set_defaults(handler=cmd_inspect)
+    parser.set_defaults(handler=lambda _args: _usage(parser))
+    return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    debug = getattr(args, "debug", False)
+    from .errors import DatamillError
+
+    try:
+        return args.handler(args)
+    except CLIError as exc:
+        if debug and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__)
+        print(f"datamill: error: {exc}", file=sys.stderr)
+        if exc.detail:
+            print(exc.detail, file=sys.stderr)
+        return exc.code
+    except DatamillError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"datamill: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        resume = " Committed work is kept: re-running the same command resumes where it " \
+            "stopped." if args.command == "run" else ""
+        print(f"\ndatamill: interrupted.{resume}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

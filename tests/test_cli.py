@@ -1,0 +1,281 @@
+"""The `datamill` command line: run, ops, inspect, errors and exit codes, startup cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from datamill import __version__
+from datamill.cli import main
+
+from .conftest import write_jsonl
+
+TEXTS = ["one two three four", "short", "the quick brown fox", "two words",
+         "one two three four", "x"]  # 3 rows with < 3 words, one duplicate
+
+PIPELINE = """\
+from datamill import Dataset
+
+pipeline = (Dataset.read("data.jsonl")
+            .apply("text_length_filter", min_words=3)
+            .apply("drop_duplicates", columns=["text"])
+            .write("out/"))
+"""
+
+MULTI = """\
+from datamill import Dataset
+
+raw = Dataset.read("data.jsonl")
+long = raw.apply("text_length_filter", min_words=3).write("long/")
+
+def both():
+    return [long, raw.write("all/", format="jsonl")]
+
+def broken():
+    return raw.apply("no_such_op")
+"""
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "datamill.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def step_line(output: str, step: str) -> list[str]:
+    """The whitespace-split cells of the table row whose first cell is `step`."""
+    for line in output.splitlines():
+        cells = line.split()
+        if cells and cells[0] == step:
+            return cells
+    raise AssertionError(f"no row for {step!r} in:\n{output}")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with data.jsonl and pipeline.py, made the current directory."""
+    write_jsonl(tmp_path / "data.jsonl", [{"text": t, "n": i} for i, t in enumerate(TEXTS)])
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    (tmp_path / "multi.py").write_text(MULTI)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the loader prepends the file's folder
+    return tmp_path
+
+
+# --- version and startup ----------------------------------------------------------------
+def test_version(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    proc = cli(tmp_path, "--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"datamill {__version__}"
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"datamill {__version__}"
+
+
+def test_version_does_not_import_pyarrow_and_starts_fast(tmp_path: Path) -> None:
+    code = ("import datamill.cli, sys; datamill.cli.main(['--version']); "
+            "print('pyarrow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "False"
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        assert cli(tmp_path, "--version").returncode == 0
+        best = min(best, time.perf_counter() - start)
+    assert best < 1.0, f"`datamill --version` took {best:.2f}s"
+
+
+def test_no_command_prints_usage(capsys: pytest.CaptureFixture) -> None:
+    assert main([]) == 2
+    assert "run" in capsys.readouterr().err
+    assert main(["run"]) == 2  # missing PIPELINE argument: argparse usage error
+
+
+# --- run ----------------------------------------------------------------------------------
+def test_run_summary_outputs_cache_and_no_cache(project: Path) -> None:
+    proc = cli(project, "run", "pipeline.py", "--workdir", "wd", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert step_line(out, "read_jsonl")[1:5] == ["source", "6", "->", "6"]
+    assert step_line(out, "text_length_filter")[1:7] == ["filter", "6", "->", "3",
+                                                         "too_few_words:", "3"]
+    assert step_line(out, "drop_duplicates")[1:7] == ["global", "3", "->", "2", "duplicate:",
+                                                      "1"]
+    assert step_line(out, "write_parquet")[-1] == "computed"
+    assert "output: out/" in out
+    assert f"manifest: {project / 'wd' / 'manifest.json'}" in out
+    assert list((project / "out").glob("*.parquet"))
+    assert (project / "wd" / "manifest.json").is_file()
+    assert proc.stderr == ""  # --no-progress: no log lines
+
+    again = cli(project, "run", "pipeline.py", "--workdir", "wd", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    for step in ("read_jsonl", "text_length_filter", "drop_duplicates", "write_parquet"):
+        assert step_line(again.stdout, step)[-1] == "cached"
+    assert step_line(again.stdout, "drop_duplicates")[2:5] == ["3", "->", "2"]
+
+    fresh = cli(project, "run", "pipeline.py", "--workdir", "wd", "--no-cache")
+    assert fresh.returncode == 0, fresh.stderr
+    for step in ("read_jsonl", "text_length_filter", "drop_duplicates", "write_parquet"):
+        assert step_line(fresh.stdout, step)[-1] == "computed"
+    # progress left to its default with stderr not a terminal: plain log lines on stderr
+    assert "datamill: text_length_filter: 6 -> 3 rows (dropped too_few_words: 3)" in fresh.stderr
+
+
+def test_run_default_workdir_is_in_cwd(project: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", str(project / "pipeline.py"), "--workers", "1", "--no-progress"]) == 0
+    assert (project / "datamill-work" / "manifest.json").is_file()
+    assert "too_few_words: 3" in capsys.readouterr().out
+
+
+def test_run_selects_target_by_name(project: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "multi.py", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "several Datasets: raw, long" in err and "multi.py:NAME" in err
+
+    assert main(["run", "multi.py:long", "--workdir", "wd1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "text_length_filter" in out and "output: long/" in out and "all/" not in out
+
+    # a function returning a list of datasets: both sinks run, the shared source once
+    assert main(["run", "multi.py:both", "--workdir", "wd2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "output: long/" in out and "output: all/" in out
+    assert out.count("read_jsonl") == 1
+    assert step_line(out, "write_jsonl")[2:5] == ["6", "->", "6"]
+    assert list((project / "all").glob("*.jsonl"))
+
+    assert main(["run", "multi.py:broken"]) == 2
+    err = capsys.readouterr().err
+    assert "multi.py:broken() raised PipelineError" in err and "no_such_op" in err
+    assert 'return raw.apply("no_such_op")' in err  # the user's line
+
+    assert main(["run", "multi.py:nope"]) == 2
+    assert "has no attribute 'nope'" in capsys.readouterr().err
+    (project / "notds.py").write_text("pipeline = 42\n")
+    assert main(["run", "notds.py"]) == 2
+    assert "not a Dataset" in capsys.readouterr().err
+
+
+def test_import_error_names_file_and_line(project: Path) -> None:
+    (project / "bad.py").write_text(
+        "from datamill import Dataset\n\n"
+        "pipeline = Dataset.read('data.jsonl').apply('text_length_filter', min_wordz=3)\n")
+    proc = cli(project, "run", "bad.py")
+    assert proc.returncode == 2
+    assert str(project / "bad.py") in proc.stderr
+    assert "ArgumentError" in proc.stderr and "did you mean 'min_words'" in proc.stderr
+    assert "line 3" in proc.stderr and "min_wordz=3)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    debug = cli(project, "run", "bad.py", "--debug")
+    assert debug.returncode == 2 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_syntax_error_and_missing_file(project: Path, capsys: pytest.CaptureFixture) -> None:
+    (project / "syntax.py").write_text("x = 1\ndef f(:\n    pass\n")
+    assert main(["run", "syntax.py"]) == 2
+    err = capsys.readouterr().err
+    assert "syntax.py" in err and "SyntaxError" in err and "line 2" in err
+    assert main(["run", "missing.py"]) == 2
+    assert "no such pipeline file" in capsys.readouterr().err
+
+
+def test_error_during_run_exits_1(project: Path) -> None:
+    (project / "fails.py").write_text(
+        "from datamill import Dataset\n\n"
+        "def boom(batch):\n    raise ValueError('bad row')\n\n"
+        "pipeline = Dataset.read('data.jsonl').map(boom, produces={'y': 'string'}).write('o/')\n")
+    proc = cli(project, "run", "fails.py", "--workdir", "wd", "--workers", "1")
+    assert proc.returncode == 1
+    assert "error:" in proc.stderr and "bad row" in proc.stderr and "python_map" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    debug = cli(project, "run", "fails.py", "--workdir", "wd", "--workers", "1", "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_interrupt_exits_130(project: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture) -> None:
+    from datamill.executors.local import LocalExecutor
+
+    def interrupted(self, datasets):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalExecutor, "run", interrupted)
+    assert main(["run", "pipeline.py"]) == 130
+    assert "resumes" in capsys.readouterr().err
+
+
+# --- ops ----------------------------------------------------------------------------------
+def test_ops_list(tmp_path: Path) -> None:
+    proc = cli(tmp_path, "ops", "list")
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
+    assert {"text_length_filter", "drop_duplicates", "read_jsonl", "write_parquet"} <= set(names)
+    assert names == sorted(names)
+    assert step_line(proc.stdout, "drop_duplicates")[1:4] == ["global", "1", "Drop"]
+
+
+def test_ops_show(capsys: pytest.CaptureFixture) -> None:
+    assert main(["ops", "show", "text_length_filter"]) == 0
+    out = capsys.readouterr().out
+    assert "filter operation, version 1" in out and "too_few_words" in out
+    assert step_line(out, "min_chars") == ["min_chars", "int", "|", "None", "None", "Drop",
+                                           "rows", "with", "fewer", "characters."]
+    assert step_line(out, "column")[1:3] == ["str", "'text'"]
+    assert "consumes:     {column}: string" in out
+    assert "resources:    cpus=1.0, gpus=0.0" in out
+
+    assert main(["ops", "show", "read_jsonl"]) == 0
+    out = capsys.readouterr().out
+    assert step_line(out, "path")[1:5] == ["str", "|", "list[str]", "required"]
+    assert step_line(out, "schema")[1] == "dict[str,"  # alias of `schema_`, type readable
+
+
+def test_ops_show_unknown_suggests(capsys: pytest.CaptureFixture) -> None:
+    assert main(["ops", "show", "text_lenght_filter"]) == 1
+    assert "did you mean 'text_length_filter'" in capsys.readouterr().err
+
+
+# --- inspect ------------------------------------------------------------------------------
+def test_inspect(project: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "pipeline.py", "--workdir", "wd", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", "wd"]) == 0
+    out = capsys.readouterr().out
+    row = step_line(out, "text_length_filter")
+    assert row[1:6] == ["text_length_filter", "filter", "6", "3", "too_few_words:"]
+    assert row[6:8] == ["3", "0"] and row[-1] == "no"
+    assert step_line(out, "drop_duplicates")[5:7] == ["duplicate:", "1"]
+
+    assert main(["run", "pipeline.py", "--workdir", "wd", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", "wd", "--dropped"]) == 0
+    out = capsys.readouterr().out
+    assert step_line(out, "text_length_filter")[-1] == "yes"
+    assert "dropped rows: 4 (showing 4)" in out
+    reasons = [line.split()[-1] for line in out.split("dropped rows:")[1].splitlines()[2:]]
+    assert sorted(reasons) == ["duplicate"] + ["too_few_words"] * 3
+
+    assert main(["inspect", "wd", "--dropped", "drop_duplicates", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in data["datasets"][0]["steps"]][1] == "text_length_filter"
+    assert data["dropped_rows"]["total"] == 1
+    assert data["dropped_rows"]["sample"][0]["_reason"] == "duplicate"
+
+    assert main(["inspect", "wd", "--dropped", "text_lenght_filter"]) == 1
+    assert "did you mean 'text_length_filter'" in capsys.readouterr().err
+
+
+def test_inspect_errors(tmp_path: Path) -> None:
+    proc = cli(tmp_path, "inspect", "nowhere")
+    assert proc.returncode == 1 and "no such workdir: nowhere" in proc.stderr
+    (tmp_path / "empty").mkdir()
+    proc = cli(tmp_path, "inspect", "empty")
+    assert proc.returncode == 1 and "no manifest.json in empty" in proc.stderr
+    assert "Traceback" not in proc.stderr
