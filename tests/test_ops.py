@@ -121,3 +121,18 @@ def test_write_formats(tmp_path, docs):
     table = pq.read_table(files)
     assert table.num_rows == ds.collect(tmp_path / "w").num_rows
     assert table.schema.field("n").type == pa.int64()
+
+
+def test_count_words_matches_regex_on_random_text():
+    import random
+
+    from datamill.ops.text import count_words
+
+    rng = random.Random(7)
+    alphabet = " \t\n\r\x0b\x0cab\u00e9\u00a0\u3000x."
+    values = [None if i % 53 == 0 else "".join(rng.choice(alphabet)
+                                               for _ in range(rng.randint(0, 40)))
+              for i in range(5000)]
+    array = pa.chunked_array([pa.array(values[:2000]), pa.array(values[2000:]).slice(3)])
+    expected = pc.count_substring_regex(array, pattern=r"[^\t\n\x0b\x0c\r ]+").fill_null(0)
+    assert count_words(array).tolist() == expected.to_pylist()

@@ -298,8 +298,13 @@ def _line_starts(data: bytes) -> Any:
     newlines = np.flatnonzero(buf == 10)
     starts = np.r_[0, newlines + 1]
     ends = np.r_[newlines, len(buf)]
-    solid = np.r_[0, np.cumsum(~np.isin(buf, (9, 10, 13, 32)), dtype=np.int64)]
-    return starts[solid[ends] - solid[starts] > 0].astype(np.int64)
+    nonempty = ends > starts
+    starts, ends = starts[nonempty], ends[nonempty]
+    keep = np.ones(len(starts), dtype=bool)
+    # a line is blank only if it starts with whitespace: check those few one by one
+    for i in np.flatnonzero(np.isin(buf[starts], (9, 11, 12, 13, 32))).tolist():
+        keep[i] = bool(data[starts[i]:ends[i]].strip())
+    return starts[keep].astype(np.int64)
 
 
 class WriteJsonlArgs(FileSinkArgs):
