@@ -73,3 +73,26 @@ def test_sigkill_then_rerun_resumes_identically(tmp_path):
     assert after.equals(expected)
     kept = [p for p, t in before.items() if p.exists() and p.stat().st_mtime_ns == t]
     assert len(kept) >= len(markers) - 2  # committed partitions were reused, not recomputed
+
+
+def test_worker_killed_mid_run_is_reported_and_resumable(tmp_path):
+    import pytest
+
+    import datamill as dm
+
+    data = write_jsonl(tmp_path / "in.jsonl", make_rows(1500, seed=4))
+    flag = tmp_path / "kill-once"
+    flag.write_text("")
+
+    def fragile(batch):
+        if flag.exists() and 600 in batch["n"].to_pylist():
+            flag.unlink()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"twice": [v * 2 for v in batch["n"].to_pylist()]}
+
+    ds = dm.Dataset.read(data, block_size=4000).map(fragile, produces={"twice": "int64"},
+                                                    consumes=["n"])
+    with pytest.raises(dm.DatamillError, match="worker process died"):
+        ds.run(tmp_path / "w", workers=2, progress=False)
+    table = ds.collect(tmp_path / "w", workers=2, progress=False)
+    assert table["twice"].to_pylist() == [2 * i for i in range(1500)]

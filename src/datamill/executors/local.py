@@ -11,12 +11,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
 from ..dataset import Dataset, Step
+from ..errors import DatamillError
 from ..manifest import (
     SUCCESS,
     dataset_lineage,
@@ -26,7 +28,7 @@ from ..manifest import (
     write_manifest,
 )
 from ..plan import Stage, build_stages, stores_data
-from ..reader import partition_count, source_partitions
+from ..reader import partition_count
 from ..storage import (
     Workdir,
     atomic_write_json,
@@ -268,12 +270,14 @@ class LocalExecutor:
                         if exc is not None:
                             for other in remaining:
                                 other.cancel()
+                            if isinstance(exc, BrokenProcessPool):
+                                raise DatamillError(
+                                    f"a worker process died (killed, or out of memory) while "
+                                    f"running {phase or 'a partition'} #{futures[fut]}; "
+                                    "committed work is kept: re-run to resume") from exc
                             raise exc
                         progress.unit_done(phase, fut.result())
         finally:
             progress.stop_listening()
             _STATE.pop("queue", None)
 
-
-def source_partition_count(step: Step) -> int:
-    return len(source_partitions(step.chain()[0].op))
