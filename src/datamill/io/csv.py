@@ -145,6 +145,18 @@ class WriteCsv(FileSink):
     Args = FileSinkArgs
     extension = "csv"
 
+    def resolve_consumes(self, schema: dict) -> dict:
+        import pyarrow as pa
+
+        from ..errors import SchemaError
+
+        nested = [f"{c} ({t})" for c, t in schema.items() if isinstance(t, pa.DataType)
+                  and pa.types.is_nested(t)]
+        if nested:
+            raise SchemaError(f"CSV cannot hold nested column(s) {', '.join(nested)}; write "
+                              "Parquet or JSONL, or drop them first", operation=self.name)
+        return dict(schema)
+
     def _open(self, fh: Any, schema: Any) -> Any:
         import pyarrow.csv as pc
 

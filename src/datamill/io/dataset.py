@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..errors import InputError
 from ..operation import Arguments, SourceOperation
@@ -21,6 +21,13 @@ class ReadWorkdirArgs(Arguments):
     path: str = Field(description="A workdir of an earlier run (or its manifest.json).")
     dataset: str | None = Field(None, description="Which dataset of the manifest (the name of "
                                                   "its last step); default: the last one.")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        from .files import absolute
+
+        return absolute(value)
 
 
 class _Recorded:

@@ -25,6 +25,7 @@ PARSE_CHUNK = 16 * 2**20
 SAMPLE = 1 * 2**20
 MAX_SAMPLE = 64 * 2**20  # a first line longer than this cannot be used to infer types
 BOM = b"\xef\xbb\xbf"
+BLANK = b" \t\r\n"  # JSON whitespace: lines of only these hold no row
 
 
 class ReadJsonlArgs(FileSourceArgs):
@@ -63,7 +64,7 @@ class ReadJsonl(FileSource):
             return table
         except pa.ArrowInvalid as exc:
             line, problem = self._bad_line(data, schema, path, first_line, start_offset)
-            detail = "" if line is not None and "UTF-8" in problem else f" (arrow: {exc})"
+            detail = "" if line is not None else f" (arrow: {exc})"
             raise InputError(problem + detail, path=path, line=line) from None
 
     def _bad_line(self, data: bytes, schema: Any | None, path: str, first_line: int | None,
@@ -78,7 +79,7 @@ class ReadJsonl(FileSource):
             return first_line + i
 
         for i, raw in enumerate(lines):
-            if not raw.strip():
+            if not raw.strip(BLANK):
                 continue
             try:
                 text = raw.decode("utf-8")
@@ -88,13 +89,15 @@ class ReadJsonl(FileSource):
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                what = "truncated line" if exc.pos >= len(text.rstrip()) else "invalid JSON"
-                return number(i), f"{what} ({exc.msg} at column {exc.colno})"
+                body = text.strip()
+                cut = body.startswith("{") and not body.endswith("}") and exc.msg != "Extra data"
+                what = "truncated line (incomplete JSON object)" if cut else "invalid JSON"
+                return number(i), f"{what}: {exc.msg} (column {exc.colno})"
             if not isinstance(value, dict):
                 return number(i), f"expected a JSON object, got {_json_kind(value)}"
         # Every line is a JSON object on its own: a value does not fit its column's type.
         # Find the first line that fails together with the lines before it (bisection).
-        solid = [i for i, raw in enumerate(lines) if raw.strip()]
+        solid = [i for i, raw in enumerate(lines) if raw.strip(BLANK)]
         lo, hi = 0, len(solid)  # the first failing prefix ends in (lo, hi]
         if schema is None:
             lo = 1 if solid else 0
@@ -207,8 +210,7 @@ class ReadJsonl(FileSource):
                 table = self._parse(data, schema, path, first_line, offset)
                 if table.num_rows != len(starts):
                     line, problem = self._bad_line(data, None, path, first_line, offset)
-                    raise InputError(f"{problem} ({table.num_rows} objects on {len(starts)} "
-                                     "lines: one JSON object per line, please)",
+                    raise InputError(f"{problem} (JSON Lines holds one object per line)",
                                      path=path, line=line)
                 table = cast_to(table, schema, path)
                 if columns is not None:
@@ -302,8 +304,8 @@ def _line_starts(data: bytes) -> Any:
     starts, ends = starts[nonempty], ends[nonempty]
     keep = np.ones(len(starts), dtype=bool)
     # a line is blank only if it starts with whitespace: check those few one by one
-    for i in np.flatnonzero(np.isin(buf[starts], (9, 11, 12, 13, 32))).tolist():
-        keep[i] = bool(data[starts[i]:ends[i]].strip())
+    for i in np.flatnonzero(np.isin(buf[starts], (9, 13, 32))).tolist():
+        keep[i] = bool(data[starts[i]:ends[i]].strip(BLANK))
     return starts[keep].astype(np.int64)
 
 

@@ -16,7 +16,8 @@ SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv"}
 
 def guess_format(path: str) -> str | None:
     """A format from a path's extension, a datamill folder's contents, or None."""
-    if path.endswith("manifest.json") and os.path.isfile(path):
+    if path.endswith("manifest.json") and os.path.isfile(path) and os.path.isdir(
+            os.path.join(os.path.dirname(path) or ".", "steps")):
         return "workdir"
     by_name = format_of_name(path)
     if by_name is not None:

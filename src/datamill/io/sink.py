@@ -16,6 +16,9 @@ from ..errors import StorageError
 from ..operation import Arguments, SinkOperation
 
 LINEAGE = "_datamill_lineage.json"
+PART_FILE = re.compile(r"part-\d{5}-\d{4}\.(parquet|csv|jsonl|jsonl\.gz|jsonl\.zst)$")
+TEMP_FILE = re.compile(r"\.part-\d{5}-\d{4}\.[\w.]+\.tmp-[0-9a-f]{8}$")
+PART_OF_ANY = re.compile(r"part-\d{5}-\d{4}\.")
 
 
 class FileSinkArgs(Arguments):
@@ -41,26 +44,38 @@ class FileSink(SinkOperation):
         self._root = root
         return fs
 
-    def _pattern(self) -> re.Pattern:
-        return re.compile(rf"part-\d{{5}}-\d{{4}}\.{re.escape(self.extension)}$")
-
     def _files_matching(self, prefix: str) -> list[str]:
+        """Part files (of any datamill format) and temp files of killed attempts whose
+        names start with `prefix` (`part-` or `part-PPPPP-`)."""
         fs = self.fs
         if not fs.exists(self._root):
             return []
-        return [f for f in fs.ls(self._root, detail=False)
-                if f.rsplit("/", 1)[-1].startswith(prefix)
-                and self._pattern().search(f.rsplit("/", 1)[-1])]
+        found = []
+        for f in fs.ls(self._root, detail=False):
+            name = f.rsplit("/", 1)[-1]
+            own = PART_OF_ANY.match(name) and name.endswith(f".{self.extension}")
+            if (PART_FILE.match(name) or own) and name.startswith(prefix):
+                found.append(f)
+            elif TEMP_FILE.match(name) and name[1:].startswith(prefix):
+                found.append(f)
+        return found
 
     def _protocol(self) -> str:
         protocol = self.fs.protocol
         return protocol[0] if isinstance(protocol, (tuple, list)) else protocol
 
+    @property
+    def driver_only(self) -> bool:
+        """Must partitions be written by the driver process? True for memory://, whose
+        files a forked worker would write into its own copy of memory."""
+        return self._protocol() == "memory"
+
     def prepare(self, fresh: bool = True) -> None:
         self._driver_pid = os.getpid()
         fs = self.fs
         fs.makedirs(self._root, exist_ok=True)
-        if fresh:  # a new write replaces what an earlier pipeline left in the folder
+        if fresh:  # a new write replaces what an earlier pipeline left in the folder,
+            # in whatever format it was written
             for f in self._files_matching("part-"):
                 fs.rm(f)
             for name in (LINEAGE, "_SUCCESS"):
@@ -69,7 +84,7 @@ class FileSink(SinkOperation):
 
     def open_partition(self, index: int) -> PartitionWriter:
         driver = getattr(self, "_driver_pid", None)
-        if driver is not None and driver != os.getpid() and self._protocol() == "memory":
+        if driver is not None and driver != os.getpid() and self.driver_only:
             raise StorageError(
                 f"cannot write {self.args.path} from a worker process: the memory:// "
                 "filesystem lives in each process's memory, so files written by workers would "
