@@ -322,13 +322,25 @@ def test_memory_paths_read_and_write(tmp_path, memory_root):
     assert back.to_pylist() == rows
 
 
-def test_memory_sink_refuses_worker_processes(tmp_path, memory_root):
+def test_memory_sink_runs_in_the_driver(tmp_path, memory_root):
+    """Forked workers cannot write into the driver's memory://: such a stage runs serially."""
     src = _write_text_jsonl(tmp_path / "in.jsonl", _rows(100))
     ds = dm.Dataset.read(src, block_size=500).write(f"{memory_root}/out", format="jsonl")
-    with pytest.raises(dm.StorageError, match=r"memory://.*workers=1"):
-        _run(ds, tmp_path / "w", workers=2)
-    _run(ds, tmp_path / "w", workers=1)  # the same pipeline runs in the driver process
+    assert len(ds.steps[0].op.partitions()) > 2
+    _run(ds, tmp_path / "w", workers=2)
     assert _collect(dm.Dataset.read(f"{memory_root}/out"), tmp_path / "w2").num_rows == 100
+
+
+def test_memory_sink_refuses_a_worker_process(tmp_path, memory_root):
+    import os
+
+    from datamill.io.jsonl import WriteJsonl
+
+    sink = WriteJsonl(path=f"{memory_root}/x")
+    sink.prepare()
+    sink._driver_pid = os.getpid() + 1  # as if this were a forked worker
+    with pytest.raises(dm.StorageError, match=r"memory://.*workers=1"):
+        sink.open_partition(0)
 
 
 # --- continuing from a workdir or a written folder ----------------------------------------

@@ -47,6 +47,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StorageError(f"could not write {path}: {exc}") from exc
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -137,11 +141,12 @@ class StreamingParquetWriter:
     def write(self, table: Any) -> None:
         import pyarrow.parquet as pq
 
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = temp_path(self.path)
-            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
         try:
+            if self._writer is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._tmp = temp_path(self.path)
+                self._writer = pq.ParquetWriter(self._tmp, self.schema,
+                                                compression=self.compression)
             self._writer.write_table(table.cast(self.schema) if table.schema != self.schema
                                      else table)
         except OSError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -84,6 +85,26 @@ def _worker_init() -> None:
     if lock_fd is not None:
         with contextlib.suppress(OSError):
             os.close(lock_fd)  # the driver alone holds the workdir lock
+
+
+def _input_files(step: Step) -> list:
+    """[path, size, mtime] of each input file of a file source (its fingerprint)."""
+    import json
+
+    try:
+        files = json.loads(step.op.fingerprint())
+    except (ValueError, TypeError):
+        return []
+    return files if isinstance(files, list) else []
+
+
+def _preload_in_driver() -> None:
+    """Import once, before forking, what every worker would otherwise import on its own
+    (pyarrow's numpy conversions import pandas when it is installed)."""
+    import importlib.util
+
+    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is not None:
+        import pandas  # noqa: F401
 
 
 def _call_unit(name: str, arg: int) -> Any:
@@ -186,6 +207,7 @@ class LocalExecutor:
             if step.kind == "source":
                 record["partition_count"] = count
                 record["materialized"] = stores_data(step)
+                record["input_files"] = _input_files(step)
             if step.kind == "sink":
                 record["outputs"] = [f for s in stats.values() for f in s.get("outputs", [])]
             atomic_write_json(self.workdir.step_dir(step.key) / SUCCESS, record)
@@ -214,7 +236,9 @@ class LocalExecutor:
         def unit(p: int, report: Any) -> dict:
             return rowwise.run_partition(workdir, stage, p, report)
 
-        self._parallel({"rowwise": unit}, "rowwise", pending, progress)
+        # memory:// sinks live in this process's memory: forked workers would lose their files
+        serial = any(getattr(s.op, "driver_only", False) for s in stage.steps)
+        self._parallel({"rowwise": unit}, "rowwise", pending, progress, serial=serial)
 
     def _run_global(self, stage: Stage, count: int, progress: Progress) -> None:
         step = stage.steps[0]
@@ -243,21 +267,23 @@ class LocalExecutor:
         return 0
 
     def _parallel(self, units: dict[str, Callable], name: str, items: list[int],
-                  progress: Progress, phase: str | None = None) -> None:
+                  progress: Progress, phase: str | None = None, serial: bool = False) -> None:
         if not items:
             return
         if phase:
             progress.phase(phase, len(items))
-        if self.workers == 1 or len(items) == 1:
+        if self.workers == 1 or len(items) == 1 or serial:
             _STATE.update(units=units, queue=None)
             for item in items:
                 result = units[name](item, progress.rows)
                 progress.unit_done(phase, result)
             return
+        _preload_in_driver()
         ctx = mp.get_context("fork")
-        queue = ctx.Queue()
+        queue = ctx.Queue() if progress.wants_rows else None
         _STATE.update(units=units, queue=queue)
-        progress.listen(queue)
+        if queue is not None:
+            progress.listen(queue)
         try:
             with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=ctx,
                                      initializer=_worker_init) as pool:

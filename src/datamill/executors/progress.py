@@ -128,6 +128,11 @@ class Progress:
                    f"{', ' + str(record['errors']) + ' errors' if record.get('errors') else ''}"
                    f" in {record['wall_seconds']:.2f}s")
 
+    @property
+    def wants_rows(self) -> bool:
+        """Do live row counts show anywhere? (only the terminal bars use them)"""
+        return self.bar is not None
+
     # worker -> driver row counts
     def listen(self, queue: Any) -> None:
         self._queue = queue

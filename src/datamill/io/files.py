@@ -113,6 +113,8 @@ def cast_to(table: Any, schema: Any, path: str) -> Any:
     """Cast a file's columns to the dataset schema; name the file and column if impossible."""
     import pyarrow as pa
 
+    if table.schema.equals(schema):
+        return table
     columns = []
     for field in schema:
         if field.name not in table.schema.names:

@@ -12,7 +12,7 @@ from .files import FilePart, cast_to, open_file, with_ids
 from .sink import FileSink, FileSinkArgs
 from .source import FileSource, FileSourceArgs
 
-ROWS_PER_PARTITION = 1_000_000
+ROWS_PER_PARTITION = 250_000
 
 
 class ReadParquetArgs(FileSourceArgs):
