@@ -61,6 +61,7 @@ class StepRun:
         self.errors = 0
         self.seconds = 0.0
         self.files: list[str] = []
+        self.outputs: list[dict] = []  # files a sink committed
         self.part = self.dropped_writer = self.quarantine = self.sink_writer = None
         fields = []
         if stores_index(step):
@@ -91,7 +92,7 @@ class StepRun:
                 writer.commit()
                 self.files.append(writer.path.name)
         if self.sink_writer is not None:
-            self.sink_writer_files = self.sink_writer.close()
+            self.outputs = self.sink_writer.close()
 
     def abort(self) -> None:
         for writer in (self.part, self.dropped_writer, self.quarantine):
@@ -108,7 +109,7 @@ class StepRun:
                "dropped": dict(self.dropped), "errors": self.errors,
                "seconds": round(self.seconds, 6), "files": sizes}
         if self.sink_writer is not None:
-            out["outputs"] = getattr(self, "sink_writer_files", [])
+            out["outputs"] = self.outputs
         return out
 
 
