@@ -60,6 +60,7 @@ class Operation:
     resources: ClassVar[Resources] = Resources()
     batch_size: ClassVar[int | None] = None
     batch_format: ClassVar[Literal["arrow", "pandas"]] = "arrow"
+    in_place: ClassVar[bool] = False  # may replace the columns it consumes without overwrite=
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -312,7 +313,8 @@ expand_operation = _decorator("expand")
 
 def ensure_no_collision(step: str, op: Operation, schema: dict, produced: dict,
                         overwrite: bool) -> None:
-    clashes = [c for c in produced if c in schema]
+    consumed = op.resolve_consumes(schema) if op.in_place else {}
+    clashes = [c for c in produced if c in schema and c not in consumed]
     if clashes and not overwrite:
         raise SchemaError(
             f"produces column(s) {', '.join(map(repr, clashes))} that already exist; "

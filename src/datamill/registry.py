@@ -17,7 +17,7 @@ _loaded = False
 _BUILTIN_MODULES = (
     "datamill.io.parquet", "datamill.io.jsonl", "datamill.io.csv", "datamill.io.text_files",
     "datamill.io.dataset", "datamill.ops.columns", "datamill.ops.text", "datamill.ops.python",
-    "datamill.ops.sample", "datamill.ops.dedup",
+    "datamill.ops.sample", "datamill.ops.dedup", "datamill.ops.normalize",
 )
 
 
