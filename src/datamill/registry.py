@@ -18,6 +18,7 @@ _BUILTIN_MODULES = (
     "datamill.io.parquet", "datamill.io.jsonl", "datamill.io.csv", "datamill.io.text_files",
     "datamill.io.dataset", "datamill.ops.columns", "datamill.ops.text", "datamill.ops.python",
     "datamill.ops.sample", "datamill.ops.dedup", "datamill.ops.normalize",
+    "datamill.ops.url",
 )
 
 
