@@ -59,3 +59,12 @@ def test_entry_point_plugin(tmp_path):
                          text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "['HI THERE']" in out.stdout
+
+
+def test_readme_catalogue_lists_every_builtin():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name, cls in registry.load_all().items():
+        if cls.__module__.startswith("datamill."):
+            assert f"`{name}`" in readme, f"{name} missing from the README catalogue"
