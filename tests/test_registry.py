@@ -66,5 +66,5 @@ def test_readme_catalogue_lists_every_builtin():
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for name, cls in registry.load_all().items():
-        if cls.__module__.startswith("datamill."):
+        if (cls.__module__ or "").startswith("datamill."):
             assert f"`{name}`" in readme, f"{name} missing from the README catalogue"

@@ -283,7 +283,8 @@ def function_operation(kind: str, fn: Callable, *, name: str | None, version: st
         return fn(batch, **self.args.model_dump())
 
     attrs = {
-        "__doc__": fn.__doc__, "__module__": fn.__module__, "__qualname__": fn.__qualname__,
+        "__doc__": fn.__doc__, "__module__": fn.__module__ or "__main__",
+        "__qualname__": fn.__qualname__,
         "name": op_name, "version": version, "Args": args_model,
         "consumes": dict(consumes or {}), "produces": dict(produces or {}),
         "batch_format": fmt, "process": process, "function": staticmethod(fn),
