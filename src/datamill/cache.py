@@ -47,10 +47,6 @@ def function_fingerprint(fn: Any) -> str:
     return f"{name}@{digest}"
 
 
-def arguments_json(args: Any) -> Any:
-    return canonical(args)
-
-
 def step_key(identity: str, version: str, args: Any, inputs: list[str], extra: Any = None) -> str:
     payload = json.dumps(
         {"op": identity, "version": version, "args": canonical(args), "inputs": inputs,
