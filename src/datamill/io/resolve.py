@@ -10,7 +10,10 @@ from ..errors import PipelineError
 from ..operation import Operation, check_kind
 
 SOURCES = {"parquet": "read_parquet", "jsonl": "read_jsonl", "json": "read_jsonl",
-           "csv": "read_csv", "text": "read_text_files", "workdir": "read_workdir"}
+           "csv": "read_csv", "text": "read_text_files", "workdir": "read_workdir",
+           "html": "read_html", "warc": "read_warc", "pdf": "read_pdf", "hf": "read_hf"}
+# Formats a folder is read as when every data file in it has that format.
+FOLDER_FORMATS = ("parquet", "jsonl", "csv", "html", "warc", "pdf")
 SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv"}
 
 
@@ -26,6 +29,9 @@ def guess_format(path: str) -> str | None:
         folder = Path(path)
         if (folder / "manifest.json").exists() and (folder / "steps").is_dir():
             return "workdir"
+        if (folder / "dataset_dict.json").is_file() or (
+                (folder / "state.json").is_file() and any(folder.glob("*.arrow"))):
+            return "hf"  # written by a Hugging Face dataset's save_to_disk
         names = [p.name for p in folder.rglob("*") if p.is_file()][:1000]
         return _format_of_folder(names)
     if "://" in path and not any(ch in path for ch in "*?["):
@@ -46,7 +52,13 @@ def format_of_name(path: str) -> str | None:
         return "jsonl"
     if lower.endswith((".csv", ".tsv")):
         return "csv"
-    if lower.endswith((".txt", ".md", ".rst", ".text", ".html", ".htm")):
+    if lower.endswith(".warc"):
+        return "warc"
+    if lower.endswith(".pdf"):
+        return "pdf"
+    if lower.endswith((".html", ".htm", ".xhtml")):
+        return "html"  # main content extracted; format="text" reads the raw markup
+    if lower.endswith((".txt", ".md", ".markdown", ".rst", ".text")):
         return "text"
     return None
 
@@ -71,8 +83,8 @@ def _format_of_folder(names: list[str]) -> str:
         for fmt in ("parquet", "jsonl", "csv"):
             if any(guess_format(n) == fmt for n in data):
                 return fmt
-    for fmt in ("parquet", "jsonl", "csv"):
-        if data and all(guess_format(n) == fmt for n in data):
+    for fmt in FOLDER_FORMATS:
+        if data and all(format_of_name(n) == fmt for n in data):
             return fmt
     return "text"
 
@@ -91,10 +103,10 @@ def _build(kind: str, target: Any, fmt: str | None, args: dict, table: dict) -> 
     if isinstance(target, str) and fmt is None and "/" not in target and "." not in target:
         try:  # a registered operation's name
             cls = registry.get(target)
-            if cls.kind == kind:
-                return cls(**args)
         except PipelineError:
-            pass
+            cls = None
+        if cls is not None and cls.kind == kind:
+            return cls(**args)  # its argument errors are the user's to see
     fmt = fmt or guess_format(paths[0])
     if fmt is None:
         raise PipelineError(f"cannot tell the format of {paths[0]!r}; pass format= one of "

@@ -1,0 +1,226 @@
+"""Sources of documents: one row per file (or per page, per archive record).
+
+Shared by `read_text_files`, `read_html`, `read_pdf` and `read_warc`: listing the files,
+grouping them into units of work by size, stable row ids, paths relative to the folder
+given, and the `errors` policy for input that cannot be read.
+
+Why `errors` and not the step's `on_error`: the engine applies `on_error` to the rows an
+operation processes, and a source has no rows yet when a file is unreadable. So document
+sources take their own policy: `raise` (stop, naming the file and, for archives, the record's
+byte offset), `skip` (leave it out, logged as a warning on the `datamill` logger) or `keep`
+(emit a row whose `error` column says what went wrong, content columns null), so that a bad
+file never vanishes silently and can be filtered or inspected downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from ..errors import InputError, PipelineError
+from ..operation import Arguments, SourceOperation
+from .files import (
+    ROW_BITS,
+    FilePart,
+    absolute,
+    compression_of,
+    expand_paths,
+    fingerprint,
+    open_file,
+    with_ids,
+)
+
+BadInput = Literal["raise", "skip", "keep"]
+ERROR = "error"
+BATCH_ROWS = 1024
+logger = logging.getLogger("datamill")
+
+
+def errors_field(what: str = "a file that cannot be read") -> Any:
+    return Field("raise", description=(
+        f"On {what}: 'raise' stops the run naming it; 'skip' leaves it out (logged as a "
+        "warning); 'keep' emits a row with the reason in an `error` column (content null)."))
+
+
+def require(module: str, extra: str, operation: str) -> Any:
+    """Import an optional dependency, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise PipelineError(f"needs {module} ({exc}): pip install 'datamill[{extra}]'",
+                            operation=operation) from None
+
+
+class DocumentArgs(Arguments):
+    path: str | list[str] = Field(description="File, directory, glob, or a list of them "
+                                              "(any fsspec URL: local, memory://, s3://, ...).")
+    suffixes: list[str] = Field(default_factory=list,
+                                description="Keep files ending so (e.g. ['.md', '.txt']); "
+                                            "empty keeps the reader's usual suffixes.")
+    bytes_per_partition: int = Field(64 * 2**20, gt=0,
+                                     description="Files are grouped into units of work of "
+                                                 "about this many bytes.")
+    errors: BadInput = errors_field()
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        return absolute(value)
+
+
+class DocumentSource(SourceOperation):
+    """A folder, glob or list of files read whole; subclasses give `columns()` and `rows()`.
+
+    Row ids: `file ordinal << 40 | n`, where n is what `rows()` yields with each row (0 for
+    one row per file, the page index, a record's byte offset)."""
+
+    Args = DocumentArgs
+    default_suffixes: tuple[str, ...] = ()  # what a directory listing keeps by default
+
+    def __init__(self, **arguments: Any):
+        super().__init__(**arguments)
+        self._listing: tuple[Any, list[str]] | None = None
+
+    # --- spec -------------------------------------------------------------------------
+    def columns(self) -> dict:
+        """Column name -> Arrow type of a good row."""
+        raise NotImplementedError
+
+    def schema(self) -> dict:
+        import pyarrow as pa
+
+        columns = dict(self.columns())
+        if self.args.errors == "keep":
+            columns[ERROR] = pa.string()
+        return columns
+
+    def rows(self, part: FilePart, data: bytes) -> Iterator[tuple[int, dict]]:
+        """(n, row) for each row of one file; raise InputError for a bad file (after some
+        rows: set its `n` attribute to the n of the damaged row, so ids stay unique)."""
+        raise NotImplementedError
+
+    # --- files ------------------------------------------------------------------------
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        return tuple(self.args.suffixes) or self.default_suffixes
+
+    def _files(self) -> tuple[Any, list[str]]:
+        if self._listing is None:
+            fs, files = expand_paths(self.args.path, self.suffixes)
+            if self.args.suffixes:  # also applies to globs and explicit lists
+                files = [f for f in files if f.endswith(tuple(self.args.suffixes))]
+            if not files:
+                raise InputError("matches no files", path=str(self.args.path))
+            self._listing = (fs, files)
+        return self._listing
+
+    def fingerprint(self) -> str:
+        fs, files = self._files()
+        return fingerprint(fs, files)
+
+    def partitions(self) -> list[Any]:
+        fs, files = self._files()
+        parts, group, size = [], [], 0
+        for ordinal, f in enumerate(files):
+            n = fs.info(f)["size"]
+            if group and size + n > self.args.bytes_per_partition:
+                parts.append(group)
+                group, size = [], 0
+            group.append(FilePart(ordinal, f))
+            size += n
+        if group:
+            parts.append(group)
+        return parts
+
+    def relative(self, path: str) -> str:
+        """`path` relative to the folder given (for a glob: the folder before its first
+        wildcard); the full path when several paths were given or it lies elsewhere."""
+        base = self.args.path if isinstance(self.args.path, str) else ""
+        if not base:
+            return path
+        magic = [i for i, ch in enumerate(base) if ch in "*?["]
+        if magic:
+            base = base[: magic[0]].rsplit("/", 1)[0]
+        base_clean = base.split("://", 1)[-1].rstrip("/")
+        plain = path.split("://", 1)[-1]
+        for prefix in (base_clean, base_clean.lstrip("/")):
+            if prefix and plain.startswith(prefix + "/"):
+                return plain[len(prefix) + 1:]
+        return path
+
+    # --- reading ----------------------------------------------------------------------
+    def bad_input(self, error: InputError) -> bool:
+        """Apply the `errors` policy; True when an error row should be kept."""
+        if self.args.errors == "raise":
+            message = str(error).removeprefix(f"{error.path}: ")
+            raise InputError(f"{message} [{self.name}; errors='skip' or 'keep' reads on]",
+                             path=error.path, line=error.line) from None
+        logger.warning("%s: %s (%s)", self.name, error,
+                       "skipped" if self.args.errors == "skip" else "kept as an error row")
+        count = getattr(self, "count", None)  # step counters, where the engine collects them
+        if count is not None:
+            count(f"bad_input_{'skipped' if self.args.errors == 'skip' else 'kept'}")
+        return self.args.errors == "keep"
+
+    def error_row(self, part: FilePart, error: InputError) -> dict:
+        """The row that stands for a bad file under errors='keep' (override to add columns)."""
+        return {"path": self.relative(part.path), ERROR: str(error)}
+
+    def read(self, partition: Any, columns: list[str] | None) -> Iterator[Any]:
+        import pyarrow as pa
+
+        schema = pa.schema(list(self.schema().items()))
+        wanted = [c for c in (columns or schema.names) if c != "_id"]
+        batch = Batch(schema, wanted)
+        for part in partition:
+            try:
+                with open_file(part.path, compression=compression_of(part.path)) as fh:
+                    data = fh.read()
+            except (OSError, EOFError) as exc:
+                error = InputError(f"cannot read ({exc})", path=part.path)
+                if self.bad_input(error):
+                    batch.add(part.ordinal, 0, self.error_row(part, error))
+                continue
+            try:
+                for n, row in self.rows(part, data):
+                    batch.add(part.ordinal, n, row)
+                    if batch.full:
+                        yield batch.flush()
+            except InputError as error:  # rows read before it are kept
+                if self.bad_input(error):
+                    batch.add(part.ordinal, getattr(error, "n", 0), self.error_row(part, error))
+            if batch.full:
+                yield batch.flush()
+        if batch.rows:
+            yield batch.flush()
+
+
+class Batch:
+    """Rows gathered as dicts, turned into one Arrow table with `_id` first."""
+
+    def __init__(self, schema: Any, wanted: list[str]):
+        self.schema = schema
+        self.wanted = wanted
+        self.rows: list[dict] = []
+        self.ids: list[int] = []
+
+    def add(self, ordinal: int, n: int, row: dict) -> None:
+        self.rows.append(row)
+        self.ids.append(ordinal << ROW_BITS | n)
+
+    @property
+    def full(self) -> bool:
+        return len(self.rows) >= BATCH_ROWS
+
+    def flush(self) -> Any:
+        import pyarrow as pa
+
+        table = pa.Table.from_pylist(self.rows, schema=self.schema).select(self.wanted)
+        out = with_ids(table, 0, self.ids)
+        self.rows, self.ids = [], []
+        return out

@@ -1,0 +1,195 @@
+"""detect_language and language_filter: accuracy on real multilingual prose (passages of
+Debian's translated manual pages, committed under tests/data/langid/), the filter's reasons,
+and bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+import time
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import datamill as dm
+from datamill.errors import ArgumentError, PipelineError
+from datamill.ops.langid import DetectLanguage, LanguageFilter
+
+from .conftest import write_jsonl
+
+SAMPLE = Path(__file__).parent / "data" / "langid" / "debian_manpages.jsonl"
+
+
+def _passages() -> list[dict]:
+    assert SAMPLE.exists(), (
+        f"{SAMPLE} is missing: regenerate it with `python benchmarks/langid_accuracy.py "
+        f"--per-language 25 --write-sample {SAMPLE}` (needs the Debian manpages-* packages)")
+    return [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
+
+
+def _accuracy(rows: list[dict], predicted: list[str]) -> tuple[float, dict[str, float]]:
+    hits, totals = Counter(), Counter()
+    for r, p in zip(rows, predicted):
+        totals[r["lang"]] += 1
+        hits[r["lang"]] += p == r["lang"]
+    return sum(hits.values()) / len(rows), {k: hits[k] / totals[k] for k in totals}
+
+
+def test_sample_is_real_multilingual_prose():
+    rows = _passages()
+    counts = Counter(r["lang"] for r in rows)
+    assert len(counts) >= 12 and min(counts.values()) >= 20, counts
+    assert all(len(r["text"]) >= 100 and r["package"] for r in rows)
+
+
+def test_default_backend_is_95_percent_accurate_in_a_pipeline(tmp_path):
+    rows = _passages()
+    path = write_jsonl(tmp_path / "p.jsonl", [{"text": r["text"], "lang": r["lang"]}
+                                               for r in rows])
+    out = dm.Dataset.read(path).apply("detect_language").collect(
+        tmp_path / "w", workers=1, progress=False)
+    assert out.schema.field("language_score").type == pa.float32()
+    overall, per_language = _accuracy(rows, out["language"].to_pylist())
+    assert overall >= 0.95, per_language
+    assert min(per_language.values()) >= 0.85, per_language
+    scores = out["language_score"].to_pylist()
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_lingua_backend_is_95_percent_accurate():
+    rows = random.Random(0).sample(_passages(), 150)
+    op = DetectLanguage(backend="lingua_low")
+    op.setup()
+    out = op.process(pa.table({"text": [r["text"] for r in rows]}))
+    overall, per_language = _accuracy(rows, out["language"].to_pylist())
+    assert overall >= 0.95, per_language
+
+
+def test_language_filter_reasons_and_threshold_tuning(tmp_path):
+    rows = [r for r in _passages() if r["lang"] in ("de", "fr", "en")]
+    docs = [{"text": r["text"], "lang": r["lang"]} for r in rows]
+    docs += [{"text": "", "lang": "und"}, {"text": None, "lang": "und"},
+             {"text": "Bonjour", "lang": "fr"}]  # too short to be sure of
+    path = write_jsonl(tmp_path / "d.jsonl", docs)
+    base = dm.Dataset.read(path, schema={"text": "string", "lang": "string"}).apply(
+        "detect_language")
+    strict = base.apply("language_filter", languages=["de", "FR"], min_score=0.9)
+    result = strict.run(tmp_path / "w", workers=1, progress=False)
+    kept = strict.collect(tmp_path / "w")
+    assert set(kept["lang"].to_pylist()) == {"de", "fr"}
+    assert min(kept["language_score"].to_pylist()) >= 0.9
+    dropped = result.step("language_filter")["dropped"]
+    assert dropped["wrong_language"] >= 25 + 2  # the English passages, empty and null
+    assert dropped.get("low_language_score", 0) >= 1  # "Bonjour"
+    # a looser threshold reruns only the filter: the detection is cached
+    loose = base.apply("language_filter", languages=["de", "fr"], min_score=0.0)
+    again = loose.run(tmp_path / "w", workers=1, progress=False)
+    assert base._step.key in again.cached
+    assert "low_language_score" not in again.step("language_filter")["dropped"]
+
+
+def test_empty_whitespace_null_and_junk_are_undetermined():
+    rng = random.Random(1)
+    junk = [
+        "",
+        "   \n\t  ",
+        None,
+        "\x00\x01\x02\x03\x04\x05" * 50,
+        "\ufffd" * 300,
+        bytes(rng.randrange(256) for _ in range(2000)).decode("utf-8", errors="replace"),
+        "0123 4567 89 %% $$ 3.14 -- 2024-01-01 12:00",
+        "\ue000\ue001\ue002 garbage",
+    ]
+    for backend in ("langid", "lingua_low"):
+        op = DetectLanguage(backend=backend)
+        op.setup()
+        out = op.process(pa.table({"text": pa.array(junk, pa.string())}))
+        assert out["language"].to_pylist() == ["und"] * len(junk), backend
+        assert out["language_score"].to_pylist() == [0.0] * len(junk), backend
+    # mojibake-like Latin-1 noise does not crash, and its score stays a probability
+    noise = bytes(rng.randrange(256) for _ in range(2000)).decode("latin-1")
+    op = DetectLanguage()
+    out = op.process(pa.table({"text": [noise]}))
+    assert 0.0 <= out["language_score"][0].as_py() <= 1.0
+
+
+def test_fifty_megabyte_document_is_cheap(tmp_path):
+    paragraph = ("Die Konfigurationsdatei wird beim Start gelesen; fehlt sie, gelten die "
+                 "Voreinstellungen des Programms. ")
+    big = paragraph * (50_000_000 // len(paragraph))
+    path = tmp_path / "big.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"text": big}) + "\n")
+        fh.write(json.dumps({"text": "Ceci est un court paragraphe en français, assez long "
+                                     "pour être reconnu sans hésitation."}) + "\n")
+    del big
+    start = time.perf_counter()
+    out = dm.Dataset.read(path).apply("detect_language").collect(
+        tmp_path / "w", workers=1, progress=False, columns=["language", "language_score"])
+    assert time.perf_counter() - start < 30
+    assert out["language"].to_pylist() == ["de", "fr"]
+    # only the first max_chars characters are classified: fast, and never copied to Python
+    op = DetectLanguage(max_chars=500)
+    op.setup()
+    table = pa.table({"text": [paragraph * 500_000]})
+    tracemalloc.start()
+    start = time.perf_counter()
+    op.process(table)
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert elapsed < 1.0
+    assert peak < 5_000_000
+
+
+def test_candidates_restrict_the_answer():
+    slovak = ("Tento program skopíruje súbory do cieľového adresára a zachová ich "
+              "pôvodné oprávnenia, ak je to možné.")
+    for backend in ("langid", "lingua_low"):
+        op = DetectLanguage(backend=backend, candidates=["cs", "pl"])
+        op.setup()
+        assert op.process(pa.table({"text": [slovak]}))["language"][0].as_py() == "cs"
+
+
+def test_arguments_and_missing_backend(monkeypatch):
+    with pytest.raises(ArgumentError, match="languages"):
+        LanguageFilter(languages=[])
+    with pytest.raises(ArgumentError, match="ISO 639"):
+        DetectLanguage(candidates=["french"])
+    with pytest.raises(PipelineError, match="xx"):
+        DetectLanguage(candidates=["xx"]).setup()
+    monkeypatch.setitem(sys.modules, "lingua", None)
+    with pytest.raises(PipelineError, match=r"datamill\[lingua\]"):
+        DetectLanguage(backend="lingua").setup()
+    monkeypatch.setitem(sys.modules, "py3langid.langid", None)
+    with pytest.raises(PipelineError, match=r"datamill\[langid\]"):
+        DetectLanguage().setup()
+
+
+def test_filter_accepts_float64_scores_and_names_missing_columns(tmp_path):
+    path = write_jsonl(tmp_path / "s.jsonl", [
+        {"language": "en", "language_score": 0.99}, {"language": "en", "language_score": 0.5},
+        {"language": None, "language_score": None}, {"language": "de", "language_score": 1.0}])
+    ds = dm.Dataset.read(path).apply("language_filter", languages=["en"], min_score=0.8)
+    result = ds.run(tmp_path / "w", workers=1, progress=False)
+    assert result.step("language_filter")["dropped"] == {
+        "low_language_score": 1, "wrong_language": 2}
+    with pytest.raises(dm.errors.SchemaError, match="language"):
+        dm.Dataset.read(tmp_path / "s.jsonl").apply(
+            "language_filter", languages=["en"], language_column="lang")
+
+
+def test_docs_example_runs(tmp_path, monkeypatch):
+    doc = Path(__file__).parent.parent / "docs" / "langid.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), namespace)  # noqa: S102
+    assert namespace["table"].num_rows == 1
