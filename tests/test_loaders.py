@@ -413,6 +413,12 @@ def test_bad_pdfs_are_named_and_follow_errors(tmp_path, pdf_dir):
     assert "pass password=" in errors["c_encrypted.pdf"]
     assert kept.num_rows == 4 + len(errors)
 
+    # the step's on_error reaches a reader that has its own `errors` policy
+    by_policy = collect(dm.Dataset.read(pdf_dir, on_error="skip"), tmp_path / "w5")
+    assert by_policy["path"].to_pylist() == skipped["path"].to_pylist()
+    by_quarantine = collect(dm.Dataset.read(pdf_dir, on_error="quarantine"), tmp_path / "w6")
+    assert sum(e is not None for e in by_quarantine["error"].to_pylist()) == len(errors)
+
     opened = collect(dm.Dataset.read(pdf_dir / "c_encrypted.pdf", password="s3cret"),
                      tmp_path / "w3")
     assert opened["text"].to_pylist() == ["Secret plans for the launch."]

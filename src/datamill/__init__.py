@@ -29,6 +29,7 @@ _EXPORTS = {
     "LocalExecutor": "datamill.executors.local",
     "RunResult": "datamill.executors.local",
     "dropped_rows": "datamill.manifest",
+    "duplicates": "datamill.manifest",
     "load_manifest": "datamill.manifest",
     "DatamillError": "datamill.errors",
     "PipelineError": "datamill.errors",
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from .dataset import Dataset
     from .errors import *  # noqa: F403
     from .executors.local import LocalExecutor, RunResult
-    from .manifest import dropped_rows, load_manifest
+    from .manifest import dropped_rows, duplicates, load_manifest
     from .operation import *  # noqa: F403
 
 

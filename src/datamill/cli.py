@@ -2,7 +2,7 @@
 
     datamill run pipeline.py[:NAME] [--workdir DIR] [--workers N] [--no-cache]
     datamill ops list | datamill ops show NAME
-    datamill inspect WORKDIR [--json] [--dropped [STEP]]
+    datamill inspect WORKDIR [--json] [--dropped [STEP]] [--duplicates ID]
 
 Imports stay lazy (no pyarrow at startup) so that `datamill --version` is instant.
 """
@@ -253,10 +253,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     manifest = _load_workdir_manifest(workdir)
     sample = _dropped_sample(workdir, manifest, args.dropped) if args.dropped is not None else None
+    dups = None
+    if args.duplicates is not None:
+        from .manifest import duplicates
+
+        dups = duplicates(workdir, args.duplicates).to_pylist()
     if args.json:
         out = dict(manifest)
         if sample is not None:
             out["dropped_rows"] = {"total": sample[0], "sample": sample[1]}
+        if dups is not None:
+            out["duplicates"] = {"of": args.duplicates, "rows": dups}
         print(json.dumps(out, indent=2, default=str))
         return 0
     run = [f"{k}={manifest[k]}" for k in ("run_id", "started", "wall_seconds", "workers")
@@ -270,14 +277,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                  s.get("rows_out", "?"), _drops(s.get("dropped", {})), s.get("errors", 0),
                  f"{s.get('wall_seconds', 0):.2f}", "yes" if s.get("cached") else "no"]
                 for s in ds["steps"]], title=f"dataset {ds.get('name')}:")
+        for s in ds["steps"]:  # an operation's own counters (Operation.count)
+            if s.get("counters"):
+                print(f"counters of {s['name']}: "
+                      + ", ".join(f"{k}={v}" for k, v in s["counters"].items()))
     if sample is not None:
         total, rows = sample
         print(f"\ndropped rows: {total} (showing {len(rows)})")
         if rows:
             extra = [c for c in rows[0] if c not in ("_step", "_id", "_reason")]
-            _table(["step", "_id", "reason", *extra],
-                   [[r.get("_step"), r.get("_id"), r.get("_reason"), *(r[c] for c in extra)]
+            _table(["step", "_id", *extra, "reason"],
+                   [[r.get("_step"), r.get("_id"), *("-" if r[c] is None else r[c]
+                                                     for c in extra), r.get("_reason")]
                     for r in rows])
+    if dups is not None:
+        print(f"\nduplicates of row {args.duplicates}: {len(dups)}")
+        if dups:
+            _table(["step", "_id", "cluster_size", "reason"],
+                   [[r["_step"], r["_id"], r["cluster_size"], r["_reason"]] for r in dups])
     return 0
 
 
@@ -315,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--json", action="store_true", help="print the manifest as JSON")
     insp.add_argument("--dropped", nargs="?", const="", metavar="STEP",
                       help=f"also show the first {DROPPED_SAMPLE} dropped rows (of STEP)")
+    insp.add_argument("--duplicates", type=int, metavar="ID",
+                      help="list the rows dropped as duplicates of the kept row ID")
     insp.set_defaults(handler=cmd_inspect)
     parser.set_defaults(handler=lambda _args: _usage(parser))
     return parser

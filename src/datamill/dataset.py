@@ -78,6 +78,10 @@ def _instantiate(op: Any, args: dict[str, Any]) -> Operation:
     raise PipelineError(f"not an operation: {op!r}")
 
 
+# How a step's on_error maps onto a file reader's own `errors` argument.
+_READER_ERRORS = {"skip": "skip", "quarantine": "keep"}
+
+
 class Dataset:
     """A lazy dataset: `read`, `apply`, `write`, then `run`."""
 
@@ -92,7 +96,11 @@ class Dataset:
         from .io.resolve import resolve_source
 
         options = {k: args.pop(k) for k in _STEP_OPTIONS if k in args}
-        op = resolve_source(source, format, args)
+        op = resolve_source(source, format, dict(args))
+        policy = _READER_ERRORS.get(options.get("on_error", "raise"))
+        if policy and "errors" not in args and "errors" in getattr(op.Args, "model_fields", {}):
+            # file readers handle bad files themselves: the step's policy becomes theirs
+            op = resolve_source(source, format, {**args, "errors": policy})
         return cls._root(op, **options)
 
     @classmethod

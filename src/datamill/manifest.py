@@ -1,7 +1,8 @@
 """Step records and manifests: the lineage every run leaves behind.
 
 A step record (`steps/<key>/_SUCCESS.json`) holds the operation, its version and arguments,
-the cache key and input keys, rows in/out, drops by reason, errors, timings, and the files
+the cache key and input keys, rows in/out, drops by reason, errors, the operation's own
+counters (`Operation.count`), timings, and the files
 committed per partition. The manifest (`manifest.json`) lists, for each dataset a run
 produced, its steps in order and, per column, the step that produced it and its type.
 """
@@ -26,8 +27,10 @@ LINEAGE = "_datamill_lineage.json"
 
 def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) -> dict:
     dropped: Counter[str] = Counter()
+    counters: Counter[str] = Counter()
     for s in partitions.values():
         dropped.update(s.get("dropped", {}))
+        counters.update(s.get("counters", {}))
     return {
         "name": step.name,
         "operation": step.op.name,
@@ -42,6 +45,7 @@ def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) ->
         "rows_out": sum(s.get("rows_out", 0) for s in partitions.values()),
         "dropped": dict(sorted(dropped.items(), key=lambda kv: -kv[1])),
         "errors": sum(s.get("errors", 0) for s in partitions.values()),
+        "counters": dict(sorted(counters.items())),
         "seconds": round(sum(s.get("seconds", 0.0) for s in partitions.values()), 6),
         "wall_seconds": round(wall_seconds, 6),
         "produced": {c: type_name(t) for c, t in step.produced.items()},
@@ -125,4 +129,17 @@ def dropped_rows(workdir: str | Path, step_name: str | None = None) -> Any:
     if not tables:
         return pa.table({"_id": pa.array([], pa.int64()), "_reason": pa.array([], pa.string()),
                          "_step": pa.array([], pa.string())})
-    return pa.concat_tables(tables)
+    return pa.concat_tables(tables, promote_options="default")  # dedup steps add lineage
+
+
+def duplicates(workdir: str | Path, row_id: int, step_name: str | None = None) -> Any:
+    """The rows dropped as duplicates of the kept row `row_id` (by `drop_duplicates` or
+    `minhash_dedup`, or only by step `step_name`): `_id`, `_reason`, `cluster_id` (= `row_id`),
+    `cluster_size`, `_step`. Empty when the row was kept with no duplicate."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = dropped_rows(workdir, step_name)
+    if "cluster_id" not in table.schema.names:
+        return table.slice(0, 0).append_column("cluster_id", pa.array([], pa.int64()))
+    return table.filter(pc.equal(table.column("cluster_id"), pa.scalar(row_id, pa.int64())))

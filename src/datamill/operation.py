@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -134,6 +134,19 @@ class Operation:
     def teardown(self) -> None:
         """Runs once per worker after the last batch."""
 
+    # --- counters ---------------------------------------------------------------------
+    def count(self, name: str, n: int = 1) -> None:
+        """Add `n` to the step's counter `name`. Row-wise steps sum their counters per
+        partition (`stats-P.json`) and per step (the record's `counters`, shown by
+        `datamill inspect`). Counts of a batch that fails and is retried row by row are
+        replaced by those of its rows that succeed."""
+        counters = self.__dict__.setdefault("_counters", {})
+        counters[name] = counters.get(name, 0) + int(n)
+
+    def take_counters(self) -> dict[str, int]:
+        """The counts added since the last call, which clears them (the engine calls this)."""
+        return self.__dict__.pop("_counters", None) or {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.args!r})"
 
@@ -186,26 +199,44 @@ class GlobalOperation(Operation):
     """Needs the whole dataset. Runs in phases, out of core:
 
     1. `scan(batch)` per input partition returns rows to shuffle: a table with a `_key`
-       (uint64 hash) column and whatever else `reduce` needs. Rows are spread into buckets
-       on disk by `_key`; `_id` is attached by the engine.
-    2. `reduce(bucket)` per bucket returns decisions: a table with `_id` and either
-       `_reason` (rows to drop, filter semantics) and/or the produced columns.
-    3. The engine routes decisions back to each partition and stores the step's output.
+       (uint64 hash) column and whatever else `reduce` needs; one row per input row (a null
+       `_key` skips it), or any number when it also returns `_row` (the position in `batch`
+       of each output row's input row). Rows are spread into buckets on disk by `_key`;
+       `_id`, `_part` and `_pos` (the row's partition and position) are attached by the engine.
+    2. `reduce(bucket)` per bucket returns decisions: a table with `_part`, `_pos`, `_id` and
+       `_reason` (rows to drop, filter semantics; null keeps) and/or the produced columns.
+    3. Only when `resolves = True`: what every `reduce` returned (edges between rows, partial
+       aggregates: any columns) is streamed, bucket after bucket, to `resolve(tables)`, which
+       returns or yields the decisions instead. This is where cross-bucket work happens, such
+       as connected components over the candidate pairs found in every bucket.
+    4. The engine routes decisions back to each partition and stores the step's output.
+       Dropped rows are listed with their `_reason` and the `lineage` columns of the decision
+       (for example the id of the row kept in their place).
     """
 
     kind = "global"
     drops_rows: ClassVar[bool] = True
     keep_unlisted: ClassVar[bool] = True  # rows `reduce` does not mention are kept
     default_reason: ClassVar[str] = ""
+    resolves: ClassVar[bool] = False  # run `resolve` over every reduce output (phase 3)
+    lineage: ClassVar[dict[str, Any]] = {}  # decision columns stored with each dropped row
 
     def reason(self) -> str:
         """The drop reason of rows that `reduce` does not mention when keep_unlisted=False."""
         return self.default_reason or self.name
 
+    def shuffle_rows(self, input_rows: int) -> int:
+        """How many rows `scan` emits for `input_rows` input rows (sizes the buckets)."""
+        return input_rows
+
     def scan(self, batch: Any) -> Any:
         raise NotImplementedError
 
     def reduce(self, bucket: Any) -> Any:
+        raise NotImplementedError
+
+    def resolve(self, tables: Iterator[Any]) -> Any:  # Table | Iterator[Table]
+        """Phase 3 (when `resolves`): turn every bucket's `reduce` output into decisions."""
         raise NotImplementedError
 
 

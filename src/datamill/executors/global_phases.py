@@ -1,11 +1,23 @@
 """The phases of a global step, each a unit of work that can run in any worker:
 
-    scan(p)    read partition p, call `op.scan`, spread rows with a `_key` into buckets on disk
-    reduce(b)  read bucket b from every partition, call `op.reduce`, route decisions by partition
-    apply(p)   read partition p's decisions, store the step's output like a filter/map would
+    scan(p)     read partition p, call `op.scan`, spread rows with a `_key` into buckets on disk
+    reduce(b)   read bucket b from every partition, call `op.reduce`; route its decisions by
+                partition, or (ops with `resolves`) keep its output whole for `resolve`
+    resolve     only for ops with `resolves`: stream every reduce output through `op.resolve`
+                (for example connected components over edges), route its decisions by partition
+    apply(p)    read partition p's decisions, store the step's output like a filter/map would
 
-Every unit writes into a temp folder that it renames when done, so a killed run resumes at the
-first unit not yet committed. Memory is bounded by one partition or one bucket at a time.
+Every unit reads files and writes files: it writes into a temp folder that it renames when
+done, so a killed run resumes at the first unit not yet committed, and a distributed executor
+can run each unit wherever its input files are reachable. Memory is bounded by one partition
+or one bucket at a time; `resolve` holds what the operation keeps (for near-duplicates: the
+rows that appear in edges, not every row).
+
+    shuffle/plan.json                        bucket count, fixed at the first attempt
+    shuffle/scan-PPPPP/bucket-BBBBB.parquet  rows of partition P with a key in bucket B
+    shuffle/reduce-BBBBB/part-PPPPP.parquet  decisions of bucket B about partition P
+    shuffle/reduce-BBBBB/out.parquet         or: bucket B's output, input of resolve
+    shuffle/resolve/part-PPPPP.parquet       decisions of resolve about partition P
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +34,23 @@ from ..dataset import ID, Step
 from ..errors import OperationError
 from ..plan import stores_index
 from ..reader import INDEX, read_columns, ref_name
-from ..storage import Workdir, atomic_write_json, part_name, remove_tree, temp_path, write_parquet
+from ..schema import normalize_columns
+from ..storage import (
+    StreamingParquetWriter,
+    Workdir,
+    atomic_write_json,
+    part_name,
+    remove_tree,
+    temp_path,
+    write_parquet,
+)
 from .batches import columns_of, to_format
 from .workers import prepared
 
-KEY, PART, POS, REASON = "_key", "_part", "_pos", "_reason"
+KEY, PART, POS, REASON, ROW = "_key", "_part", "_pos", "_reason", "_row"
 ROWS_PER_BUCKET = 2_000_000
+REDUCED = "out.parquet"
+DONE = "_done.json"
 
 
 def shuffle_dir(workdir: Workdir, step: Step) -> Path:
@@ -38,7 +62,8 @@ def bucket_count(workdir: Workdir, step: Step, workers: int, rows_hint: int) -> 
     plan = shuffle_dir(workdir, step) / "plan.json"
     if plan.exists():
         return int(json.loads(plan.read_text())["buckets"])
-    buckets = max(workers, 8, -(-rows_hint // ROWS_PER_BUCKET))
+    rows = step.op.shuffle_rows(rows_hint)
+    buckets = max(workers, 8, -(-rows // ROWS_PER_BUCKET))
     atomic_write_json(plan, {"buckets": buckets})
     return buckets
 
@@ -49,14 +74,44 @@ def _commit_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+def _done(folder: Path) -> dict | None:
+    marker = folder / DONE
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def _by_partition(table: Any) -> Iterator[tuple[int, Any]]:
+    """(partition, rows of `table` about it), in partition order."""
+    import numpy as np
+    import pyarrow as pa
+
+    parts = table.column(PART).to_numpy()
+    if len(parts) == 0:
+        return
+    order = np.argsort(parts, kind="stable")
+    ordered = table.take(pa.array(order))
+    sorted_parts = parts[order]
+    starts = np.flatnonzero(np.r_[True, sorted_parts[1:] != sorted_parts[:-1]])
+    ends = np.r_[starts[1:], len(parts)]
+    for lo, hi in zip(starts.tolist(), ends.tolist()):
+        yield int(sorted_parts[lo]), ordered.slice(lo, hi - lo)
+
+
+def _check_decisions(op: Any, step: Step, decisions: Any, phase: str) -> None:
+    for needed in (PART, POS, ID):
+        if needed not in decisions.schema.names:
+            raise OperationError(f"global operation {op.name!r}: {phase} must keep the "
+                                 f"{needed!r} column of the rows it returns", step=step.name)
+
+
 def scan_partition(workdir: Workdir, step: Step, partition: int, buckets: int) -> dict:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     final = shuffle_dir(workdir, step) / f"scan-{partition:05d}"
-    if (final / "_done.json").exists():
-        return json.loads((final / "_done.json").read_text())
+    done = _done(final)
+    if done is not None:
+        return done
     op = prepared(step)
     start = time.perf_counter()
     names = list(step.consumed)
@@ -64,48 +119,58 @@ def scan_partition(workdir: Workdir, step: Step, partition: int, buckets: int) -
     table = read_columns(workdir, step.parent, partition, refs)
     ids = table.column(ref_name(step.parent.columns[ID]))
     inp = table.select([ref_name(r) for r in refs[:-1]]).rename_columns(names)
-    out = op.scan(to_format(inp, op.batch_format))
-    cols = columns_of(out)
+    op.take_counters()
+    cols = columns_of(op.scan(to_format(inp, op.batch_format)))
     if KEY not in cols:
         raise OperationError(f"global operation {op.name!r}: scan must return {KEY!r}",
                              step=step.name)
+    rows = cols.pop(ROW, None)
     out = pa.table(cols)
-    if out.num_rows != table.num_rows:
+    if rows is not None:
+        pos = np.asarray(rows, dtype=np.int64)
+        if len(pos) != out.num_rows or (len(pos) and (pos.min() < 0
+                                                      or pos.max() >= table.num_rows)):
+            raise OperationError(f"global operation {op.name!r}: scan returned {ROW!r} values "
+                                 f"out of range for a batch of {table.num_rows} rows",
+                                 step=step.name)
+        ids = ids.take(pa.array(pos))
+    elif out.num_rows != table.num_rows:
         raise OperationError(f"global operation {op.name!r}: scan returned {out.num_rows} rows "
-                             f"for {table.num_rows} (one per input row; null {KEY} skips a row)",
-                             step=step.name)
+                             f"for {table.num_rows} (one per input row; null {KEY} skips a row; "
+                             f"return {ROW!r} to emit several)", step=step.name)
+    else:
+        pos = np.arange(out.num_rows, dtype=np.int64)
     out = out.append_column(ID, ids).append_column(
         PART, pa.array(np.full(out.num_rows, partition, np.int32))).append_column(
-        POS, pa.array(np.arange(out.num_rows, dtype=np.int64)))
+        POS, pa.array(pos))
     out = out.filter(pc.is_valid(out.column(KEY)))
     key = out.column(KEY).cast(pa.uint64()).to_numpy()
     bucket = (key % np.uint64(buckets)).astype(np.int64)
     tmp = temp_path(final)
     tmp.mkdir(parents=True)
     order = np.argsort(bucket, kind="stable")
-    sorted_b = bucket[order]
-    bounds = np.searchsorted(sorted_b, np.arange(buckets + 1))
+    bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
     table_sorted = out.take(pa.array(order))
     for b in range(buckets):
         lo, hi = bounds[b], bounds[b + 1]
         if hi > lo:
             write_parquet(tmp / f"bucket-{b:05d}.parquet", table_sorted.slice(lo, hi - lo))
     stats = {"rows": table.num_rows, "emitted": out.num_rows,
-             "seconds": time.perf_counter() - start}
-    atomic_write_json(tmp / "_done.json", stats)
+             "seconds": time.perf_counter() - start, "counters": op.take_counters()}
+    atomic_write_json(tmp / DONE, stats)
     _commit_dir(tmp, final)
     return stats
 
 
 def reduce_bucket(workdir: Workdir, step: Step, bucket: int) -> dict:
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     root = shuffle_dir(workdir, step)
     final = root / f"reduce-{bucket:05d}"
-    if (final / "_done.json").exists():
-        return json.loads((final / "_done.json").read_text())
+    done = _done(final)
+    if done is not None:
+        return done
     op = prepared(step)
     start = time.perf_counter()
     files = sorted(root.glob(f"scan-*/bucket-{bucket:05d}.parquet"))
@@ -113,21 +178,89 @@ def reduce_bucket(workdir: Workdir, step: Step, bucket: int) -> dict:
     tmp = temp_path(final)
     tmp.mkdir(parents=True)
     rows = sum(t.num_rows for t in tables)
+    returned = 0
+    op.take_counters()
     if rows:
         data = pa.concat_tables(tables, promote_options="default")
-        decisions = pa.table(columns_of(op.reduce(to_format(data, op.batch_format))))
-        for needed in (PART, POS, ID):
-            if needed not in decisions.schema.names:
-                raise OperationError(f"global operation {op.name!r}: reduce must keep the "
-                                     f"{needed!r} column of the rows it returns", step=step.name)
-        parts = decisions.column(PART).to_numpy()
-        for p in sorted(set(parts.tolist())):
-            subset = decisions.filter(pc.equal(decisions.column(PART), p))
-            write_parquet(tmp / part_name("part", p), subset)
-    stats = {"rows": rows, "seconds": time.perf_counter() - start}
-    atomic_write_json(tmp / "_done.json", stats)
+        del tables
+        result = pa.table(columns_of(op.reduce(to_format(data, op.batch_format))))
+        returned = result.num_rows
+        if op.resolves:
+            write_parquet(tmp / REDUCED, result)
+        else:
+            _check_decisions(op, step, result, "reduce")
+            for p, subset in _by_partition(result):
+                write_parquet(tmp / part_name("part", p), subset)
+    stats = {"rows": rows, "returned": returned, "seconds": time.perf_counter() - start,
+             "counters": op.take_counters()}
+    atomic_write_json(tmp / DONE, stats)
     _commit_dir(tmp, final)
     return stats
+
+
+def reduced_tables(workdir: Workdir, step: Step) -> Iterator[Any]:
+    """Every bucket's reduce output, in bucket order, one row group at a time."""
+    import pyarrow.parquet as pq
+
+    for path in sorted(shuffle_dir(workdir, step).glob(f"reduce-*/{REDUCED}")):
+        reader = pq.ParquetFile(path)
+        for group in range(reader.num_row_groups):
+            yield reader.read_row_group(group)
+
+
+def resolve_step(workdir: Workdir, step: Step) -> dict:
+    """Phase 3 of an op with `resolves`: one unit over every reduce output."""
+    import pyarrow as pa
+
+    final = shuffle_dir(workdir, step) / "resolve"
+    done = _done(final)
+    if done is not None:
+        return done
+    op = prepared(step)
+    start = time.perf_counter()
+    op.take_counters()
+    result = op.resolve(reduced_tables(workdir, step))
+    pieces = [result] if isinstance(result, (pa.Table, pa.RecordBatch, dict)) else result
+    tmp = temp_path(final)
+    tmp.mkdir(parents=True)
+    writers: dict[int, StreamingParquetWriter] = {}
+    decided = 0
+    try:
+        for piece in pieces:
+            table = pa.table(columns_of(piece))
+            _check_decisions(op, step, table, "resolve")
+            decided += table.num_rows
+            for p, subset in _by_partition(table):
+                if p not in writers:
+                    writers[p] = StreamingParquetWriter(tmp / part_name("part", p),
+                                                        subset.schema)
+                writers[p].write(subset)
+        for writer in writers.values():
+            writer.commit()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        remove_tree(tmp)
+        raise
+    stats = {"decisions": decided, "seconds": time.perf_counter() - start,
+             "counters": op.take_counters()}
+    atomic_write_json(tmp / DONE, stats)
+    _commit_dir(tmp, final)
+    return stats
+
+
+def unit_counters(workdir: Workdir, step: Step, partition: int) -> dict[str, int]:
+    """`Operation.count` totals to record with partition `partition`: those of its scan, and
+    for partition 0 also those of every reduce unit and of resolve (the step's record sums
+    its partitions, so each unit is counted once)."""
+    root = shuffle_dir(workdir, step)
+    folders = [root / f"scan-{partition:05d}"]
+    if partition == 0:
+        folders += sorted(root.glob("reduce-*")) + [root / "resolve"]
+    total: Counter[str] = Counter()
+    for folder in folders:
+        total.update((_done(folder) or {}).get("counters", {}))
+    return dict(total)
 
 
 def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
@@ -141,21 +274,23 @@ def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
     out_dir = workdir.step_dir(step.key)
     ids = read_columns(workdir, step.parent, partition, [step.parent.columns[ID]]).column(0)
     n = len(ids)
-    files = sorted(root.glob(f"reduce-*/{part_name('part', partition)}"))
-    decisions = [pq.read_table(f) for f in files]
+    name = part_name("part", partition)
+    files = sorted(root.glob(f"reduce-*/{name}")) + sorted(root.glob(f"resolve/{name}"))
     produced = step.produced
+    lineage = normalize_columns(op.lineage)
     listed = np.zeros(n, dtype=bool)
     reasons = np.full(n, None, dtype=object)
-    values = {c: np.full(n, None, dtype=object) for c in produced}
-    for d in decisions:
+    values = {c: np.full(n, None, dtype=object) for c in {**produced, **lineage}}
+    for f in files:
+        d = pq.read_table(f)
         pos = d.column(POS).to_numpy()
         listed[pos] = True
         if REASON in d.schema.names:
             reasons[pos] = np.asarray(d.column(REASON).to_pylist(), dtype=object)
-        for c in produced:
+        for c in values:
             if c in d.schema.names:
                 values[c][pos] = np.asarray(d.column(c).to_pylist(), dtype=object)
-    if not getattr(op, "keep_unlisted", True):
+    if not op.keep_unlisted:
         reasons[~listed & np.equal(reasons, None)] = op.reason()
     drop = ~np.equal(reasons, None) if stores_index(step) else np.zeros(n, dtype=bool)
     keep = ~drop
@@ -166,16 +301,20 @@ def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
         stored[c] = pa.array(values[c][keep].tolist(), type=t)
     files_written = {}
     schema = pa.schema([(INDEX, pa.int64())] * stores_index(step) + list(produced.items()))
-    size = write_parquet(out_dir / part_name("part", partition), pa.table(stored, schema=schema))
-    files_written[part_name("part", partition)] = size
+    files_written[name] = write_parquet(out_dir / name, pa.table(stored, schema=schema))
     dropped = Counter()
     if stores_index(step):
         why = reasons[drop].tolist()
         dropped.update(why)
-        table = pa.table({ID: ids.filter(pa.array(drop)), "_reason": pa.array(why, pa.string())})
-        name = part_name("dropped", partition)
-        files_written[name] = write_parquet(out_dir / name, table)
+        table = pa.table({ID: ids.filter(pa.array(drop)), REASON: pa.array(why, pa.string()),
+                          **{c: pa.array(values[c][drop].tolist(), type=t)
+                             for c, t in lineage.items()}})
+        dropped_name = part_name("dropped", partition)
+        files_written[dropped_name] = write_parquet(out_dir / dropped_name, table)
     stats = {"rows_in": n, "rows_out": int(keep.sum()), "dropped": dict(dropped), "errors": 0,
              "seconds": round(time.perf_counter() - start, 6), "files": files_written}
+    counters = unit_counters(workdir, step, partition)
+    if counters:
+        stats["counters"] = counters
     atomic_write_json(out_dir / part_name("stats", partition, "json"), stats)
     return stats

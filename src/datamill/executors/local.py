@@ -70,6 +70,12 @@ class RunResult:
                 return s
         raise KeyError(name)
 
+    def duplicates(self, row_id: int, step: str | None = None) -> Any:
+        """Rows dropped as duplicates of the kept row `row_id` (see `datamill.duplicates`)."""
+        from ..manifest import duplicates
+
+        return duplicates(self.workdir, row_id, step)
+
     @property
     def outputs(self) -> list[str]:
         return [s["arguments"].get("path") for s in self.steps if s.get("kind") == "sink"]
@@ -248,11 +254,14 @@ class LocalExecutor:
         units = {
             "scan": lambda p, report: global_phases.scan_partition(workdir, step, p, buckets),
             "reduce": lambda b, report: global_phases.reduce_bucket(workdir, step, b),
+            "resolve": lambda _, report: global_phases.resolve_step(workdir, step),
             "apply": lambda p, report: global_phases.apply_partition(workdir, step, p),
         }
         self._parallel(units, "scan", list(range(count)), progress, phase=f"{step.name}: scan")
         self._parallel(units, "reduce", list(range(buckets)), progress,
                        phase=f"{step.name}: reduce")
+        if step.op.resolves:  # one unit; runs in the driver
+            self._parallel(units, "resolve", [0], progress, phase=f"{step.name}: resolve")
         pending = self._pending([step], count)
         self._parallel(units, "apply", pending, progress, phase=f"{step.name}: apply")
         remove_tree(global_phases.shuffle_dir(workdir, step))

@@ -58,6 +58,7 @@ class StepRun:
         self.rows_in = 0
         self.rows_out = 0
         self.dropped: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()  # Operation.count() totals
         self.errors = 0
         self.seconds = 0.0
         self.files: list[str] = []
@@ -108,6 +109,8 @@ class StepRun:
         out = {"rows_in": self.rows_in, "rows_out": self.rows_out,
                "dropped": dict(self.dropped), "errors": self.errors,
                "seconds": round(self.seconds, 6), "files": sizes}
+        if self.counters:
+            out["counters"] = dict(self.counters)
         if self.sink_writer is not None:
             out["outputs"] = self.outputs
         return out
@@ -145,17 +148,23 @@ def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun) -> tuple[Any, A
     import numpy as np
 
     fmt = op.batch_format
+    op.take_counters()
     try:
-        return op.process(to_format(inp, fmt)), None
+        result = op.process(to_format(inp, fmt))
+        run.counters.update(op.take_counters())
+        return result, None
     except DatamillError:
         raise
     except Exception as batch_exc:
+        op.take_counters()  # partial counts of the failed batch
         bad: list[tuple[int, BaseException]] = []
         results = []
         for i in range(inp.num_rows):
             try:
                 results.append(op.process(to_format(inp.slice(i, 1), fmt)))
+                run.counters.update(op.take_counters())
             except Exception as exc:  # noqa: BLE001 - reported per row
+                op.take_counters()
                 bad.append((i, exc))
                 if step.on_error == "raise":
                     break

@@ -10,6 +10,7 @@ sources take their own policy: `raise` (stop, naming the file and, for archives,
 byte offset), `skip` (leave it out, logged as a warning on the `datamill` logger) or `keep`
 (emit a row whose `error` column says what went wrong, content columns null), so that a bad
 file never vanishes silently and can be filtered or inspected downstream.
+`Dataset.read(..., on_error="skip" | "quarantine")` sets `errors="skip" | "keep"` for them.
 """
 
 from __future__ import annotations
