@@ -153,10 +153,12 @@ def pages(seed: int = 7, limit: int = 1000) -> list[tuple[str, str]]:
             out.append((f"https://ads.tracker-farm.biz/{slug}", _page(title, paras)))
     for lang, texts in FOREIGN.items():
         for i in range(2):
-            out.append((f"https://{lang}.example.org/page-{i}", _page(f"{lang} {i}", texts[::-1] if i else texts, lang)))
+            paras = texts[::-1] if i else texts
+            out.append((f"https://{lang}.example.org/page-{i}", _page(f"{lang} {i}", paras, lang)))
     for i in range(12):  # keyword spam and link farms
         words = [rng.choice(SPAM_WORDS) for _ in range(300)]
-        out.append((f"https://deals.example.shop/offer-{i}", _page("Best deals", [" ".join(words)])))
+        spam = _page("Best deals", [" ".join(words)])
+        out.append((f"https://deals.example.shop/offer-{i}", spam))
         out.append((f"https://links.example.shop/{i}", _page(
             "Links", ["Click here" for _ in range(40)])))
     rng.shuffle(out)
