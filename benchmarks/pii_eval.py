@@ -1,0 +1,121 @@
+"""redact_pii: precision, recall and F1 per PII type on the labelled sets, and throughput.
+
+    python benchmarks/pii_eval.py [--seeds 0 1 2] [--mb 20] [--single-mb 50]
+
+Quality: the generated corpus (tests/pii_corpus.py, one per seed) and the hand-written
+examples (tests/data/pii/handwritten.txt); a prediction matches a gold span of the same type
+when their ranges overlap (`exact`: the share of matches with the same boundaries).
+Throughput: `RedactPii.process` over batches of 2 KB documents (corpus sentences mixed into
+prose), all types, placeholders, one core; and one document of `--single-mb` MB.
+Results go to benchmarks/results/pii_eval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.pii_corpus import TYPES, corpus, handwritten, score  # noqa: E402
+
+
+def quality(examples: list[dict]) -> dict:
+    from datamill.ops.pii import find_spans
+
+    return score(examples, find_spans([ex["text"] for ex in examples]))
+
+
+def print_table(title: str, table: dict) -> None:
+    print(f"\n{title}")
+    print(f"{'type':12} {'gold':>5} {'P':>6} {'R':>6} {'F1':>6} {'exact':>6}  tp/fp/fn")
+    for kind in TYPES:
+        r = table[kind]
+        gold = r["tp"] + r["fn"]
+        print(f"{kind:12} {gold:5d} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} "
+              f"{r['exact']:6.3f}  {r['tp']}/{r['fp']}/{r['fn']}")
+
+
+def merge(tables: list[dict]) -> dict:
+    out = {}
+    for kind in TYPES:
+        tp, fp, fn = (sum(t[kind][k] for t in tables) for k in ("tp", "fp", "fn"))
+        exact = sum(t[kind]["exact"] * t[kind]["tp"] for t in tables) / tp if tp else 1.0
+        p = tp / (tp + fp) if tp + fp else 1.0
+        r = tp / (tp + fn) if tp + fn else 1.0
+        out[kind] = {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r,
+                     "f1": 2 * p * r / (p + r) if p + r else 0.0, "exact": exact}
+    return out
+
+
+def documents(megabytes: float, seed: int = 0) -> list[str]:
+    """~2 KB documents: prose (this repo's docs) with labelled sentences mixed in."""
+    rng = random.Random(seed)
+    prose = " ".join(p.read_text() for p in sorted((REPO / "docs").glob("*.md")))
+    sentences = [ex["text"] for ex in corpus(seed=seed + 100)]
+    docs, size = [], 0
+    while size < megabytes * 1e6:
+        start = rng.randrange(0, len(prose) - 2000)
+        parts = [prose[start:start + rng.randint(1000, 2000)]]
+        parts += [rng.choice(sentences) for _ in range(rng.randint(0, 3))]
+        rng.shuffle(parts)
+        docs.append("\n".join(parts))
+        size += len(docs[-1])
+    return docs
+
+
+def throughput(docs: list[str], batch_rows: int = 4096) -> float:
+    import pyarrow as pa
+
+    from datamill.ops.pii import RedactPii
+
+    op = RedactPii()
+    op.setup()
+    size = sum(len(d.encode()) for d in docs)
+    start = time.perf_counter()
+    for i in range(0, len(docs), batch_rows):
+        op.process(pa.table({"text": docs[i:i + batch_rows]}))
+    return size / 1e6 / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--mb", type=float, default=20, help="MB of 2 KB documents")
+    parser.add_argument("--single-mb", type=float, default=50, help="size of one document")
+    args = parser.parse_args()
+
+    generated = merge([quality(corpus(seed=s)) for s in args.seeds])
+    print_table(f"generated corpus, seeds {args.seeds} (overlap match)", generated)
+    written = quality(handwritten())
+    print_table("hand-written examples", written)
+
+    docs = documents(args.mb)
+    mbps = throughput(docs)
+    print(f"\nthroughput: {mbps:.1f} MB/s over {args.mb:g} MB of ~2 KB documents "
+          f"(one core, all types)")
+    single = "\n".join(docs)
+    single = (single * (int(args.single_mb * 1e6) // len(single) + 1))[:int(args.single_mb * 1e6)]
+    start = time.perf_counter()
+    throughput([single], batch_rows=1)
+    seconds = time.perf_counter() - start
+    print(f"one {args.single_mb:g} MB document: {seconds:.1f} s")
+
+    out = REPO / "benchmarks" / "results" / "pii_eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "generated": generated, "handwritten": written, "seeds": args.seeds,
+        "throughput_mb_s": round(mbps, 2), "single_document_mb": args.single_mb,
+        "single_document_seconds": round(seconds, 2), "python": platform.python_version(),
+        "machine": platform.machine()}, indent=2))
+    print(f"results: {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

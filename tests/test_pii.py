@@ -1,0 +1,249 @@
+"""redact_pii: detection quality on a labelled set, redaction, hashes, counts (column, step
+counters, `datamill inspect`), the Operation.count hook, and bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pyarrow as pa
+import pytest
+
+import datamill as dm
+from datamill.cli import main
+from datamill.errors import ArgumentError, OperationError
+from datamill.ops.pii import TYPES, card_brand, find_spans, iban_ok, luhn_ok, ssn_ok
+
+from .conftest import write_jsonl
+from .pii_corpus import corpus, handwritten, score
+
+TEXT = {"text": "string"}
+
+
+def read(path, **kw):
+    return dm.Dataset.read(path, schema=TEXT, **kw)
+
+
+# --- detection quality ---------------------------------------------------------------------
+def test_labelled_corpus_precision_and_recall_per_type():
+    examples = corpus(seed=0)
+    gold = [t for ex in examples for _, _, t in ex["spans"]]
+    assert all(gold.count(t) >= 100 for t in TYPES)
+    assert sum(not ex["spans"] for ex in examples) >= 500  # hard negatives only
+    table = score(examples, find_spans([ex["text"] for ex in examples]))
+    for kind, row in table.items():
+        assert row["precision"] >= 0.95 and row["recall"] >= 0.95, (kind, row)
+        assert row["exact"] >= 0.95, (kind, row)
+
+
+def test_handwritten_examples():
+    examples = handwritten()
+    table = score(examples, find_spans([ex["text"] for ex in examples]))
+    tp = sum(r["tp"] for r in table.values())
+    fp = sum(r["fp"] for r in table.values())
+    fn = sum(r["fn"] for r in table.values())
+    assert tp >= 50 and tp / (tp + fp) >= 0.95 and tp / (tp + fn) >= 0.95, table
+
+
+@pytest.mark.parametrize("text", [
+    "Upgrade to version 1.2.3.4 today.", "Windows v10.0.19041 build", "on 2024-01-15 at 10:30",
+    "born 15/01/2024", "ISBN 978-3-16-148410-0", "commit 9fceb02d0ae598e95dc970b74767f19372d61af8",
+    "id 550e8400-e29b-41d4-a716-446655440000", "MAC 00:1A:2B:3C:4D:5E", "std::vector<int>",
+    "card 4532 1234 5678 9011 declined", "IBAN DE89 3704 0044 0532 0130 01", "SSN 000-12-3456",
+    "SSN 666-12-3456", "SSN 912-34-5678", "ts 1705312245123", "price $1,299.99",
+    "at 40.7128, -74.0060", "icon@2x.png", "npm i lodash@4.17.21", "mask 255.255.255.0",
+    "Order #4839201746 shipped", "Invoice 2023-000145", "pages 123-145, 12 34 56 78 90",
+])
+def test_hard_negatives_are_left_alone(text):
+    assert find_spans([text]) == [[]]
+
+
+def test_validators():
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert card_brand("378282246310005") == "amex" and card_brand("1234567890123456") is None
+    assert card_brand("5555555555554444") == "mastercard"
+    assert iban_ok("GB82WEST12345698765432") and not iban_ok("GB82WEST12345698765433")
+    assert not iban_ok("GB82WEST1234569876543")  # the country's length
+    assert ssn_ok("078", "05", "1120")
+    assert not any(ssn_ok(*p) for p in [("000", "12", "3456"), ("666", "12", "3456"),
+                                         ("901", "12", "3456"), ("078", "00", "1120"),
+                                         ("078", "05", "0000")])
+
+
+def test_spans_are_exact_and_typed():
+    text = ("Ping 10.0.0.5:8080 or [2001:db8::1]:443, mail <a.b+c@example.co.uk>, "
+            "IBAN GB82 WEST 1234 5698 7654 32 BIC x, token ghp_" + "a" * 36 + ".")
+    found = {text[s:e]: t for s, e, t in find_spans([text])[0]}
+    assert found == {"10.0.0.5": "ip_address", "2001:db8::1": "ip_address",
+                     "a.b+c@example.co.uk": "email", "GB82 WEST 1234 5698 7654 32": "iban",
+                     "ghp_" + "a" * 36: "secret"}
+
+
+def test_private_key_blocks_whole_or_cut_off():
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"
+    whole = f"key:\n-----BEGIN EC PRIVATE KEY-----\n{body}\n-----END EC PRIVATE KEY-----\nok"
+    cut = f"-----BEGIN PRIVATE KEY-----\n{body}\n\nThe rest of the mail stays."
+    (s1, e1, _), = find_spans([whole])[0]
+    assert whole[s1:e1].startswith("-----BEGIN") and whole[e1:] == "\nok"
+    (s2, e2, _), = find_spans([cut])[0]
+    assert (s2, cut[e2:]) == (0, "\n\nThe rest of the mail stays.")
+
+
+# --- the operation --------------------------------------------------------------------------
+ROWS = [
+    "Mail John.Smith@Example.com or call +1 (415) 555-2671 now.",
+    "Again: john.smith@example.com, +1 415 555 2671, SSN 078-05-1120.",
+    None,
+    "",
+    "   \n\t ",
+    "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+]
+
+
+def test_redact_in_place_counts_and_step_counters(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": t} for t in ROWS])
+    ds = read(path).apply("redact_pii")
+    assert ds.lineage()["text"] == "redact_pii" and ds.lineage()["pii_counts"] == "redact_pii"
+    result = ds.run(tmp_path / "w", workers=1, progress=False)
+    out = ds.collect(tmp_path / "w")
+    text = out["text"].to_pylist()
+    assert text[0] == "Mail <EMAIL> or call <PHONE> now."
+    assert text[1] == "Again: <EMAIL>, <PHONE>, SSN <SSN>."
+    assert text[2:5] == [None, "", "   \n\t "]
+    assert text[5] == "aws_secret_access_key = <SECRET>"
+    counts = out["pii_counts"].to_pylist()
+    assert counts[1] == {"email": 1, "phone": 1, "ip_address": 0, "credit_card": 0, "iban": 0,
+                         "ssn": 1, "secret": 0}
+    assert counts[2] == dict.fromkeys(TYPES, 0)
+    record = result.step("redact_pii")
+    assert record["counters"] == {"email": 2, "phone": 2, "ip_address": 0, "credit_card": 0,
+                                  "iban": 0, "ssn": 1, "secret": 1, "rows_with_pii": 3}
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    step = next(s for s in manifest["datasets"][0]["steps"] if s["name"] == "redact_pii")
+    assert step["counters"]["email"] == 2
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "w")]) == 0
+    assert "counters of redact_pii: credit_card=0, email=2" in capsys.readouterr().out
+
+
+def test_hash_tokens_are_keyed_and_stable_across_formats(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": t} for t in ROWS])
+    ds = read(path).apply("redact_pii", replacement="hash", salt="pepper", output="clean",
+                          types=["email", "phone"], counts_column="found")
+    out = ds.collect(tmp_path / "w", workers=1, progress=False)
+    assert out["text"].to_pylist() == ROWS  # the input column is kept
+    clean = out["clean"].to_pylist()
+    first, second = (dict(zip(("email", "phone"), _tokens(c))) for c in clean[:2])
+    assert first == second  # same value, other case or separators: same token
+    assert first["email"].startswith("<EMAIL:") and len(first["email"]) == len("<EMAIL:>") + 8
+    assert "078-05-1120" in clean[1]  # ssn not selected
+    assert out["found"].type == pa.struct([("email", pa.int32()), ("phone", pa.int32())])
+    other = read(path).apply("redact_pii", replacement="hash", salt="salt2", output="clean")
+    assert _tokens(other.collect(tmp_path / "w2", workers=1, progress=False)["clean"][0]
+                   .as_py())[0] != first["email"]
+
+
+def _tokens(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"<[A-Z_]+:[0-9a-f]+>", text)
+
+
+def test_arguments_are_checked(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "x"}])
+    with pytest.raises(ArgumentError, match="needs a salt"):
+        read(path).apply("redact_pii", replacement="hash")
+    with pytest.raises(ArgumentError, match="types"):
+        read(path).apply("redact_pii", types=["emails"])
+    ds = read(path).apply("redact_pii", counts_column=None)
+    assert "pii_counts" not in ds.schema
+
+
+def test_non_string_column_is_refused_before_running(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "x", "n": 1}])
+    with pytest.raises(dm.PipelineError, match="n"):
+        dm.Dataset.read(path).apply("redact_pii", column="n")
+
+
+# --- the counters hook ----------------------------------------------------------------------
+class CountVowels(dm.MapOperation):
+    """Test op: counts vowels, fails on rows containing 'boom'."""
+
+    consumes = {"text": "string"}
+    produces = {"n": "int64"}
+
+    def process(self, batch):
+        values = batch["text"].to_pylist()
+        self.count("vowels", sum(sum(c in "aeiou" for c in v) for v in values))
+        if any("boom" in v for v in values):
+            raise ValueError("boom")
+        self.count("rows", len(values))
+        return {"n": [len(v) for v in values]}
+
+
+def test_operation_count_is_summed_per_partition_and_step(tmp_path):
+    write_jsonl(tmp_path / "in" / "a.jsonl", [{"text": "aaa"}, {"text": "boom e"}])
+    write_jsonl(tmp_path / "in" / "b.jsonl", [{"text": "io"}])
+    ds = read(tmp_path / "in").apply(CountVowels, on_error="skip", step_name="vowels")
+    record = ds.run(tmp_path / "w", workers=2, progress=False).step("vowels")
+    # the failed batch's partial counts are dropped; the failing row counts nothing more
+    assert record["counters"] == {"rows": 2, "vowels": 3 + 2}
+    parts = [json.loads(p.read_text()) for p in
+             sorted((tmp_path / "w" / "steps" / record["cache_key"]).glob("stats-*.json"))]
+    assert sorted(p["counters"]["rows"] for p in parts) == [1, 1]
+
+
+# --- bad input ------------------------------------------------------------------------------
+def test_binary_junk_and_nul_bytes(tmp_path):
+    rng = random.Random(3)
+    junk = bytes(rng.randrange(256) for _ in range(20_000)).decode("latin-1")
+    rows = [junk, "\x00" * 50, "a@b.co\x00x@y.org", "é\u200b\ufffd" * 3]
+    spans = find_spans(rows)
+    assert [rows[2][s:e] for s, e, _ in spans[2]] == ["a@b.co", "x@y.org"]
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": junk}, {"text": "\x00" * 10}])
+    out = read(path).apply("redact_pii").collect(tmp_path / "w", workers=1, progress=False)
+    assert out.num_rows == 2
+
+
+def test_pathological_inputs_scan_in_linear_time():
+    for unit in ("1 ", "1", "1.", "a@", "a:", "AKIA", "eyJ.", "-----BEGIN PRIVATE KEY-----\n",
+                 "12-34-", "+1 (", "(0)"):
+        text = unit * (1_000_000 // len(unit))
+        start = time.perf_counter()
+        find_spans([text])
+        assert time.perf_counter() - start < 3, unit
+
+
+def test_a_50_mb_document_takes_seconds(tmp_path):
+    rng = random.Random(0)
+    examples = corpus(seed=1, per_type=20, negatives=100)
+    filler = ("The pipeline reads 3 files and writes 12 partitions; see section 4.2 of the "
+              "design, revised on 2024-01-15 by the data team. ") * 20
+    parts, expected, size = [], 0, 0
+    while size < 50_000_000:
+        if rng.random() < 0.02:
+            ex = rng.choice(examples)
+            parts.append(ex["text"])
+            expected += len(ex["spans"])
+        else:
+            parts.append(filler)
+        size += len(parts[-1]) + 1
+    doc = "\n".join(parts)
+    start = time.perf_counter()
+    spans = find_spans(pa.array([doc]))[0]
+    seconds = time.perf_counter() - start
+    assert seconds < 30, seconds
+    assert abs(len(spans) - expected) <= expected * 0.03
+
+
+def test_operation_error_names_the_step_with_on_error_raise(tmp_path, monkeypatch):
+    from datamill.ops import pii
+
+    def broken(*_args, **_kw):
+        raise RuntimeError("detector failed")
+
+    monkeypatch.setattr(pii, "find_spans", broken)
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "a"}])
+    with pytest.raises(OperationError, match="redact_pii"):
+        read(path).apply("redact_pii").run(tmp_path / "w", workers=1, progress=False)
