@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import datamill as dm
@@ -414,8 +415,10 @@ def test_bad_pdfs_are_named_and_follow_errors(tmp_path, pdf_dir):
     assert kept.num_rows == 4 + len(errors)
 
     # the step's on_error reaches a reader that has its own `errors` policy
-    by_policy = collect(dm.Dataset.read(pdf_dir, on_error="skip"), tmp_path / "w5")
-    assert by_policy["path"].to_pylist() == skipped["path"].to_pylist()
+    by_policy = dm.Dataset.read(pdf_dir, on_error="skip").write(tmp_path / "o5").run(
+        workdir=tmp_path / "w5")
+    assert pq.read_table(tmp_path / "o5")["path"].to_pylist() == skipped["path"].to_pylist()
+    assert by_policy.steps[0]["counters"] == {"bad_input_skipped": 5}  # counted in the stats
     by_quarantine = collect(dm.Dataset.read(pdf_dir, on_error="quarantine"), tmp_path / "w6")
     assert sum(e is not None for e in by_quarantine["error"].to_pylist()) == len(errors)
 

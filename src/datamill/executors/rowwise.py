@@ -313,9 +313,13 @@ def run_partition(workdir: Workdir, stage: Stage, partition: int,
     runs = [StepRun(workdir, step, partition) for step in stage.steps]
     ops = [prepared(step) for step in stage.steps]
     try:
+        if stage.steps[0].kind == "source":
+            ops[0].take_counters()  # a fresh count for this partition
         for batch in _input_batches(workdir, stage, partition):
             for run, op in zip(runs, ops):
                 batch = _apply_step(run, op, batch, report)
+        if stage.steps[0].kind == "source":  # e.g. files a reader skipped
+            runs[0].counters.update(ops[0].take_counters())
         for run in runs:
             run.commit()
     except BaseException:
