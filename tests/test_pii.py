@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -19,6 +20,7 @@ from .conftest import write_jsonl
 from .pii_corpus import corpus, handwritten, score
 
 TEXT = {"text": "string"}
+BLIND = Path(__file__).parent / "data" / "pii" / "blind.jsonl"
 
 
 def read(path, **kw):
@@ -44,6 +46,41 @@ def test_handwritten_examples():
     fp = sum(r["fp"] for r in table.values())
     fn = sum(r["fn"] for r in table.values())
     assert tp >= 50 and tp / (tp + fp) >= 0.95 and tp / (tp + fn) >= 0.95, table
+
+
+def test_blind_set_precision_and_recall_per_type():
+    # blind.jsonl (made by make_blind.py) was written blind, by a different author than the
+    # detector, with its own labelling conventions. Its first scores showed five error
+    # classes (tel:/key= phones, User-Agent versions as IPs, CSV cards and SSNs, 4-4-5 cards,
+    # a part number as a phone); those were then fixed by general rules, so the set is no
+    # longer fully blind: this test keeps the regressions out (first scores in docs/pii.md).
+    examples = [json.loads(line) for line in BLIND.read_text(encoding="utf-8").splitlines()]
+    examples = [{"text": ex["text"], "spans": [(s["start"], s["end"], s["type"])
+                                               for s in ex["spans"]]} for ex in examples]
+    assert len(examples) > 2000
+    table = score(examples, find_spans([ex["text"] for ex in examples]))
+    for kind, row in table.items():
+        assert row["tp"] + row["fn"] >= 100, (kind, row)
+        assert row["precision"] >= 0.95 and row["recall"] >= 0.95, (kind, row)
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ('<a href="tel:+81 90 1234 5678">', ["+81 90 1234 5678"]),
+    ("phone_number=+61412345678&country=AU", ["+61412345678"]),
+    ("phone=020 7946 0958", ["020 7946 0958"]),
+    ("id,name,card\n7,Ana,4111 1111 1111 1111,11/26,863", ["4111 1111 1111 1111"]),
+    ("Ana Silva;078-05-1120;12/18/2017", ["078-05-1120"]),
+    ("Visa 4222 2222 22222 declined", ["4222 2222 22222"]),
+    ("UA: Mozilla/5.0 AppleWebKit/537.36 Chrome/10.5.5.63 Safari/537.36", []),
+    ("GET /hosts/10.5.5.63 HTTP/1.1", ["10.5.5.63"]),
+    ("P/N 04-0158-7817-F; part no. 0800 123 4567", []),
+    ("id=415-555-2671, build:4155552671", []),
+    ("amount 0,4111111111111111 and 1,234,4111111111111111", []),
+    ("to='info@example.co.jp', cc=o'brien@example.ie", ["info@example.co.jp",
+                                                         "o'brien@example.ie"]),
+])
+def test_field_separators_uri_schemes_and_code_cues(text, found):
+    assert [text[s:e] for s, e, _ in find_spans([text])[0]] == found
 
 
 @pytest.mark.parametrize("text", [
@@ -208,7 +245,7 @@ def test_binary_junk_and_nul_bytes(tmp_path):
 
 def test_pathological_inputs_scan_in_linear_time():
     for unit in ("1 ", "1", "1.", "a@", "a:", "AKIA", "eyJ.", "-----BEGIN PRIVATE KEY-----\n",
-                 "12-34-", "+1 (", "(0)"):
+                 "12-34-", "+1 (", "(0)", "a/1.2.3.4 ", ",4111 1111 ", "tel:+1 "):
         text = unit * (1_000_000 // len(unit))
         start = time.perf_counter()
         find_spans([text])

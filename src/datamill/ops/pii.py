@@ -53,7 +53,8 @@ class Detector:
 # Scanning starts at the "@"; the local part is then matched backwards in a bounded window.
 _EMAIL = re.compile(r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}"
                     r"[A-Za-z]{2,24})(?![\w-]|\.[A-Za-z0-9])")
-_LOCAL = re.compile(r"(?<![\w.%+'-])[\w%+'-](?:[\w.%+'-]{0,63})\Z")
+# An apostrophe may be inside a local part (o'brien) but not start it: 'a@b.co' is quoted.
+_LOCAL = re.compile(r"(?<![\w.%+-])[\w%+-](?:[\w.%+'-]{0,63})\Z")
 _FILE_EXTENSIONS = {"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "css", "js",
                     "json", "html", "txt", "pdf", "zip", "gz", "yaml", "yml", "md"}
 
@@ -75,18 +76,24 @@ def _email(text: str, m: re.Match) -> Span | None:
 # Digit groups joined by one separator, "(area)" or "(0)"; the validator decides which
 # prefix of the groups (if any) is a number.
 _PHONE = re.compile(r"""
-    [+(\d](?<![\w+.\-/:@\#$€£%&=)][+(\d])(?<!\d[ .\-][+(\d])  # not glued to a word or number
+    [+(\d](?<![\w+.\-/@\#$€£%&)][+(\d])(?<!\d[ .\-][+(\d])  # not glued to a word or number
     (?=[\d\ ().\-]{6})                                          # 7 characters at least
     (?:(?<=\+)\d{1,3}[ .\-]?(?:\(0\)[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?   # +CC, (0), (area)
       |(?<=\()\d{1,5}\)[ .\-]?                                     # (area)
       |(?<=\d))
     \d{0,14}(?:[ .\-]\d{1,10}){0,6}(?<=\d\d)                       # groups, last of 2+
-    (?![\w@]|[.\-/:]?\d)
+    (?![\w@]|[.\-/:]?\d|-[A-Za-z])                         # not inside a code
 """, re.X)
 _DIGIT_RUN = re.compile(r"\d+")
 _PHONE_CONTEXT = re.compile(
     r"(?i)(?:phone|tel|mobile|mob|cell|call|fax|whatsapp|sms|ring|dial|contact|kontakt|"
-    r"handy|telefon\w*|t[ée]l[ée]phone|n[uú]mero|numéro)\b\W{0,3}\Z")
+    r"handy|telefon\w*|t[ée]l[ée]phone|n[uú]mero|numéro)(?:[_\-]?(?:number|num|no))?\b"
+    r"\W{0,3}\Z")
+# Words before a part, model or serial number: digit groups after them are not phones.
+_CODE_CONTEXT = re.compile(
+    r"(?i)(?:\bp/n|\bpart(?: ?(?:no\.?|number|#))?|\bsku|\bmpn|\bmodel(?: ?(?:no\.?|number))?|"
+    r"\bserial(?: ?(?:no\.?|number))?|\bs/n|\bitem(?: ?(?:no\.?|#))?|\bcat(?:alog)?\.? ?no\.?)"
+    r"[\s:#]{0,3}\Z")
 _GLUED = re.compile(r"[.\-/:]?\d")
 
 
@@ -127,6 +134,12 @@ def _context(text: str, start: int) -> bool:
 
 def _phone(text: str, m: re.Match) -> Span | None:
     value = m.group()
+    if value[0] != "+":
+        if _CODE_CONTEXT.search(text, max(0, m.start() - 16), m.start()):
+            return None  # "P/N 04-0158-7817"
+        if m.start() and text[m.start() - 1] in ":=" and not _context(text, m.start()):
+            return None  # "10:30", "id=...": after a field separator only "+..." or
+            #              a key that names a phone ("tel:", "phone_number=")
     if value[0] not in "+(0":  # then only North American (1-800-, 415-) or bare digits
         sep = next((i for i, ch in enumerate(value) if not ch.isdigit()), None)
         if sep not in (None, 1, 3):
@@ -166,6 +179,9 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _VERSION_CONTEXT = re.compile(
     r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\bfirmware|\bupdate|\bpatch|\brev\.?|"
     r"\bsdk|\bkernel)\s*\Z")
+# A product token's version, as in a User-Agent: "Chrome/120.0.0.0", "AppleWebKit/537.36".
+# The name starts a token (not a URL path segment: "/hosts/10.0.0.5" stays an address).
+_PRODUCT = re.compile(r"(?<![\w/.\-@:])[A-Za-z][\w\-]{0,30}/\Z")
 _MASKS = {"0.0.0.0", "255.255.255.255"} | {
     ".".join(str(255 if i < full else (0xFF << (8 - bits)) & 0xFF if i == full else 0)
              for i in range(4)) for full in range(4) for bits in range(1, 9)}
@@ -177,6 +193,9 @@ def _ipv4(text: str, m: re.Match) -> Span | None:
     if any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in octets):
         return None
     if value in _MASKS or _VERSION_CONTEXT.search(text, max(0, m.start() - 12), m.start()):
+        return None
+    if m.start() and text[m.start() - 1] == "/" and _PRODUCT.search(
+            text, max(0, m.start() - 32), m.start()):
         return None
     return m.span()
 
@@ -206,14 +225,18 @@ def _ipv6(text: str, m: re.Match) -> Span | None:
 
 
 # --- payment cards ------------------------------------------------------------------------
+# A comma is a field separator (CSV) unless it sits between digits as a thousands or decimal
+# separator: before a value only when no digit precedes it; after one only when the value's
+# last group has four or more digits (a thousands group has three).
 _CARD = re.compile(r"""
-    \d(?<![\w.\-+/,]\d)
+    \d(?<![\w.\-+/]\d)(?<!\d,\d)
     (?:
         \d{12,18}
-      | \d{3}([ \-])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{3})?    # 4-4-4-4(-3), 4-4-4-1
+      | \d{3}([ \-])\d{4}\1(?:\d{4}\1\d{1,4}(?:\1\d{3})?  # 4-4-4-4(-3), 4-4-4-1
+                           |\d{5})                      # 4-4-5 (13-digit Visa)
       | \d{3}([ \-])\d{6}\2\d{4,5}                       # Amex 4-6-5, Diners 4-6-4
     )
-    (?![\w\-]|[.,]\d)
+    (?![\w\-]|\.\d|(?<!\d{4}),\d)
 """, re.X)
 _IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}(?: [A-Z0-9]{4}){0,7} \Z")
 
@@ -302,7 +325,8 @@ def _iban(text: str, m: re.Match) -> Span | None:
 
 
 # --- US SSN -------------------------------------------------------------------------------
-_SSN = re.compile(r"\d(?<![\w\-.+/]\d)(?:\d{2}([- ])\d{2}\1\d{4}|\d{8})(?![\w\-]|[.,]\d)")
+# A comma after the serial (four digits, so not a thousands group) ends the value: CSV.
+_SSN = re.compile(r"\d(?<![\w\-.+/]\d)(?:\d{2}([- ])\d{2}\1\d{4}|\d{8})(?![\w\-]|\.\d)")
 _SSN_CONTEXT = re.compile(r"(?i)(?:ssn|social security(?: number| no\.?)?|ss#)\W{0,3}\Z")
 
 
