@@ -16,9 +16,15 @@ _REGISTRY: dict[str, type[Operation]] = {}
 _loaded = False
 _BUILTIN_MODULES = (
     "datamill.io.parquet", "datamill.io.jsonl", "datamill.io.csv", "datamill.io.text_files",
-    "datamill.io.dataset", "datamill.ops.columns", "datamill.ops.text", "datamill.ops.python",
+    "datamill.io.dataset", "datamill.io.html", "datamill.io.warc", "datamill.io.pdf",
+    "datamill.io.hf", "datamill.ops.columns", "datamill.ops.text", "datamill.ops.python",
     "datamill.ops.sample", "datamill.ops.dedup", "datamill.ops.normalize",
-    "datamill.ops.url",
+    "datamill.ops.url", "datamill.ops.pii",
+    "datamill.ops.chunk", "datamill.ops.embed",
+    "datamill.io.lancedb", "datamill.io.pgvector", "datamill.ops.retrieve",
+    "datamill.ops.minhash",
+    "datamill.ops.langid", "datamill.ops.decontaminate",
+    "datamill.ops.quality",
 )
 
 

@@ -1,0 +1,113 @@
+"""FineWeb's quality rules (Penedo et al. 2024, "The FineWeb Datasets"), as stat columns plus
+a threshold filter. Definitions and defaults follow datatrove 0.10.1's FineWebQualityFilter;
+see docs/quality.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ._base import FilterArgs, StatsArgs, StatsOperation, ThresholdFilter, above, below, ratio
+from .tokenize import TERMINAL_PUNCTUATION, features_of
+
+
+class FineWebStatsArgs(StatsArgs):
+    prefix: str = Field("fineweb_", description="Prefix of the produced stat columns.")
+    short_line_length: int = Field(30, description="A line of at most this many characters "
+                                                   "is short.")
+    stop_chars: str | None = Field(None, description="Characters that end a finished line "
+                                                     "(default: terminal punctuation marks).")
+
+
+class FineWebStats(StatsOperation):
+    """FineWeb statistics per document, as columns `{prefix}<stat>`: `lines` (non-blank
+    lines), `line_punct_ratio` (lines ending in terminal punctuation), `short_line_ratio`
+    (lines of at most 30 characters), `char_dup_ratio` (characters in duplicate lines over
+    characters outside newlines), `list_ratio` (newlines per word), `words`. Ratios are NaN
+    when undefined."""
+
+    name = "fineweb_stats"
+    Args = FineWebStatsArgs
+    consumes = {"{column}": "string"}
+    STATS = {"lines": "int64", "line_punct_ratio": "float64", "short_line_ratio": "float64",
+             "char_dup_ratio": "float64", "list_ratio": "float64", "words": "int64"}
+
+    def stats(self, texts: list[str], column: Any = None) -> dict[str, Any]:
+        import numpy as np
+
+        from .c4 import CLEAN_WORD_COUNTS
+
+        n = len(texts)
+        stop = tuple(self.args.stop_chars) if self.args.stop_chars is not None else \
+            tuple(TERMINAL_PUNCTUATION)
+        short = self.args.short_line_length
+        n_lines = np.zeros(n, np.int64)
+        punct = np.zeros(n, np.int64)
+        shorts = np.zeros(n, np.int64)
+        dup_chars = np.zeros(n, np.int64)
+        newlines = np.zeros(n, np.int64)
+        chars = np.zeros(n, np.int64)
+        for i, text in enumerate(texts):
+            lines = [ln for ln in text.split("\n") if ln.strip()]
+            n_lines[i] = len(lines)
+            punct[i] = sum(1 for ln in lines if ln.endswith(stop))
+            shorts[i] = sum(1 for ln in lines if len(ln) <= short)
+            seen: set = set()
+            d = 0
+            for ln in lines:
+                if ln in seen:
+                    d += len(ln)
+                else:
+                    seen.add(ln)
+            dup_chars[i] = d
+            newlines[i] = text.count("\n")
+            chars[i] = len(text) - newlines[i]
+        words = None
+        if self.args.tokenizer == "fast" and CLEAN_WORD_COUNTS:
+            counts = [CLEAN_WORD_COUNTS.get(t) for t in texts]
+            if all(c is not None for c in counts):
+                words = np.array(counts, dtype=np.int64)
+        if words is None:
+            words = features_of(texts, self.args.tokenizer).counts
+        return {"lines": n_lines, "line_punct_ratio": ratio(punct, n_lines),
+                "short_line_ratio": ratio(shorts, n_lines),
+                "char_dup_ratio": ratio(dup_chars, chars), "list_ratio": ratio(newlines, words),
+                "words": words}
+
+
+class FineWebFilterArgs(FilterArgs):
+    prefix: str = Field("fineweb_", description="Prefix of the stat columns to read.")
+    line_punct_thr: float | None = Field(0.12, description="Min share of lines ending in "
+                                                           "terminal punctuation.")
+    line_punct_exclude_zero: bool = Field(False, description="Keep documents where no line "
+                                                             "ends in punctuation.")
+    short_line_thr: float | None = Field(0.67, description="Max share of short lines.")
+    char_duplicates_ratio: float | None = Field(0.01, description="Max share of characters in "
+                                                                  "duplicate lines.")
+    new_line_ratio: float | None = Field(0.3, description="Max newlines per word.")
+
+
+class FineWebFilter(ThresholdFilter):
+    """Drop documents failing FineWeb's quality rules, read from `fineweb_stats` columns
+    (computed here, not stored, when missing). Reasons (first failing rule, in this order):
+    fineweb:empty, line_punct_ratio, short_line_ratio, char_dup_ratio, list_ratio."""
+
+    name = "fineweb_filter"
+    Args = FineWebFilterArgs
+    stats_op = FineWebStats
+    family = "fineweb"
+
+    def rules(self, s: dict[str, Any]) -> list[tuple[str, Any]]:
+        import numpy as np
+
+        a = self.args
+        punct = np.asarray(s["line_punct_ratio"], dtype=float)
+        low_punct = below(punct, a.line_punct_thr)
+        if a.line_punct_exclude_zero:
+            low_punct &= punct != 0
+        return [("empty", np.asarray(s["lines"]) == 0),
+                ("line_punct_ratio", low_punct),
+                ("short_line_ratio", above(s["short_line_ratio"], a.short_line_thr)),
+                ("char_dup_ratio", above(s["char_dup_ratio"], a.char_duplicates_ratio)),
+                ("list_ratio", above(s["list_ratio"], a.new_line_ratio))]

@@ -1,0 +1,390 @@
+"""Gopher quality and repetition rules (Rae et al. 2021, "Scaling Language Models", appendix
+A1), as stat columns plus threshold filters. Definitions and defaults follow datatrove 0.10.1's
+GopherQualityFilter and GopherRepetitionFilter; see docs/quality.md."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field
+
+from ._base import (
+    FilterArgs,
+    StatsArgs,
+    StatsOperation,
+    ThresholdFilter,
+    above,
+    below,
+    ratio,
+)
+from .tokenize import features_of, hash_words
+
+STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_LINES = re.compile(r"\n+")
+
+
+# --- Gopher quality ---------------------------------------------------------------------------
+class GopherQualityStatsArgs(StatsArgs):
+    prefix: str = Field("gopher_", description="Prefix of the produced stat columns.")
+    stop_words: list[str] = Field(default_factory=lambda: list(STOP_WORDS),
+                                  description="Words counted by `stop_words` (case-sensitive).")
+
+
+class GopherQualityStats(StatsOperation):
+    """Gopher quality statistics per document, as columns `{prefix}<stat>`: `words` (tokens),
+    `non_symbol_words` (tokens with a character that is not punctuation),
+    `mean_word_length` (over non-symbol words), `hash_ratio` and `ellipsis_ratio` ('#' and
+    '...'/'…' per token), `bullet_lines_ratio` (lines starting with '•' or '-'),
+    `ellipsis_lines_ratio` (lines ending with an ellipsis), `alpha_words_ratio` (tokens with a
+    letter), `stop_words` (distinct stop words present). Ratios are NaN when undefined."""
+
+    name = "gopher_quality_stats"
+    Args = GopherQualityStatsArgs
+    consumes = {"{column}": "string"}
+    STATS = {"words": "int64", "non_symbol_words": "int64", "mean_word_length": "float64",
+             "hash_ratio": "float64", "ellipsis_ratio": "float64",
+             "bullet_lines_ratio": "float64", "ellipsis_lines_ratio": "float64",
+             "alpha_words_ratio": "float64", "stop_words": "int64"}
+
+    def stats(self, texts: list[str], column: Any = None) -> dict[str, Any]:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = len(texts)
+        tok = features_of(texts, self.args.tokenizer)
+        doc = tok.doc
+        words = tok.counts
+        non_symbol = ~tok.symbol
+        n_non_symbol = np.bincount(doc[non_symbol], minlength=n)
+        length_sum = np.bincount(doc, weights=tok.length * non_symbol, minlength=n)
+        n_alpha = np.bincount(doc[tok.alpha], minlength=n)
+        stop = np.unique(hash_words(self.args.stop_words)) if self.args.stop_words else \
+            np.zeros(0, np.uint64)
+        n_stop = np.zeros(n, np.int64)
+        if len(stop):
+            which = np.minimum(np.searchsorted(stop, tok.hash), len(stop) - 1)
+            hit = stop[which] == tok.hash
+            present = np.bincount(doc[hit] * len(stop) + which[hit], minlength=n * len(stop))
+            n_stop = (present.reshape(n, len(stop)) > 0).sum(axis=1)
+        if column is None:
+            column = pa.array(texts, pa.string())
+        hashes = _count(column, "#")
+        ellipses = _count(column, "...") + _count(column, "…")
+        # lines as str.splitlines() sees them, counted with RE2 (\n only); rows with other
+        # line breaks are counted in Python
+        space = r"[\t\x1f \xa0\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]*"
+        # (each match runs to the line's end: Arrow restarts the search after a match as if
+        # at the start of a text, where ^ matches)
+        bullets = _count(column, "(?m)^" + space + "[•-][^\n]*", regex=True)
+        ellipsis_lines = _count(column, r"(?m)(?:\.\.\.|…)" + space + "$", regex=True)
+        breaks = _count(column, "\n")
+        n_lines = breaks + 1 - pc.ends_with(column, "\n").to_numpy(zero_copy_only=False)
+        n_lines[np.fromiter(map(len, texts), np.int64, n) == 0] = 0
+        exotic = pc.match_substring_regex(
+            column, r"[\r\x0b\x0c\x1c\x1d\x1e\x{85}\x{2028}\x{2029}]")
+        for i in np.flatnonzero(exotic.to_numpy(zero_copy_only=False)).tolist():
+            lines = texts[i].splitlines()
+            n_lines[i] = len(lines)
+            bullets[i] = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
+            ellipsis_lines[i] = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
+        return {"words": words, "non_symbol_words": n_non_symbol,
+                "mean_word_length": ratio(length_sum, n_non_symbol),
+                "hash_ratio": ratio(hashes, words), "ellipsis_ratio": ratio(ellipses, words),
+                "bullet_lines_ratio": ratio(bullets, n_lines),
+                "ellipsis_lines_ratio": ratio(ellipsis_lines, n_lines),
+                "alpha_words_ratio": ratio(n_alpha, words), "stop_words": n_stop}
+
+
+def _count(column: Any, pattern: str, regex: bool = False) -> Any:
+    import pyarrow.compute as pc
+
+    counter = pc.count_substring_regex if regex else pc.count_substring
+    return counter(column, pattern).to_numpy(zero_copy_only=False).astype("int64")
+
+
+class GopherQualityFilterArgs(FilterArgs):
+    prefix: str = Field("gopher_", description="Prefix of the stat columns to read.")
+    min_doc_words: int | None = Field(50, description="Drop below this many non-symbol words.")
+    max_doc_words: int | None = Field(100_000, description="Drop above this many.")
+    min_avg_word_length: float | None = Field(3, description="Mean word length lower bound.")
+    max_avg_word_length: float | None = Field(10, description="Mean word length upper bound.")
+    max_symbol_word_ratio: float | None = Field(0.1, description="Max '#' or ellipses per word.")
+    max_bullet_lines_ratio: float | None = Field(0.9, description="Max share of bullet lines.")
+    max_ellipsis_lines_ratio: float | None = Field(0.3, description="Max share of lines ending "
+                                                                    "in an ellipsis.")
+    min_alpha_words_ratio: float | None = Field(0.8, description="Min share of words with a "
+                                                                 "letter.")
+    min_stop_words: int | None = Field(2, description="Min distinct stop words.")
+
+
+class GopherQualityFilter(ThresholdFilter):
+    """Drop documents failing Gopher's quality rules, read from `gopher_quality_stats` columns
+    (computed here, not stored, when missing). Defaults are the published ones. Reasons
+    (first failing rule, in this order): gopher_quality:too_few_words, too_many_words,
+    mean_word_length_low, mean_word_length_high, hash_ratio, ellipsis_ratio, bullet_lines,
+    ellipsis_lines, alpha_words, stop_words. A threshold of None turns its rule off."""
+
+    name = "gopher_quality_filter"
+    Args = GopherQualityFilterArgs
+    stats_op = GopherQualityStats
+    family = "gopher_quality"
+
+    def rules(self, s: dict[str, Any]) -> list[tuple[str, Any]]:
+        a = self.args
+        return [
+            ("too_few_words", below(s["non_symbol_words"], a.min_doc_words)),
+            ("too_many_words", above(s["non_symbol_words"], a.max_doc_words)),
+            ("mean_word_length_low", below(s["mean_word_length"], a.min_avg_word_length)),
+            ("mean_word_length_high", above(s["mean_word_length"], a.max_avg_word_length)),
+            ("hash_ratio", above(s["hash_ratio"], a.max_symbol_word_ratio)),
+            ("ellipsis_ratio", above(s["ellipsis_ratio"], a.max_symbol_word_ratio)),
+            ("bullet_lines", above(s["bullet_lines_ratio"], a.max_bullet_lines_ratio)),
+            ("ellipsis_lines", above(s["ellipsis_lines_ratio"], a.max_ellipsis_lines_ratio)),
+            ("alpha_words", below(s["alpha_words_ratio"], a.min_alpha_words_ratio)),
+            ("stop_words", below(s["stop_words"], a.min_stop_words)),
+        ]
+
+
+# --- Gopher repetition ------------------------------------------------------------------------
+TOP_N_GRAMS = {2: 0.2, 3: 0.18, 4: 0.16}
+DUP_N_GRAMS = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+
+
+class GopherRepetitionStatsArgs(StatsArgs):
+    prefix: str = Field("gopher_", description="Prefix of the produced stat columns.")
+    top_n: list[int] = Field(default_factory=lambda: sorted(TOP_N_GRAMS),
+                             description="n of the `top_<n>_gram_char_frac` stats.")
+    dup_n: list[int] = Field(default_factory=lambda: sorted(DUP_N_GRAMS),
+                             description="n of the `dup_<n>_gram_char_frac` stats.")
+
+
+class GopherRepetitionStats(StatsOperation):
+    """Gopher repetition statistics per document, as columns `{prefix}<stat>`: duplicate
+    paragraphs and lines (`dup_para_frac`, `dup_para_char_frac`, `dup_line_frac`,
+    `dup_line_char_frac`), the characters of the most frequent n-gram (`top_<n>_gram_char_frac`)
+    and of duplicated n-grams (`dup_<n>_gram_char_frac`), as fractions of the document's
+    characters. Fractions of an empty document are NaN."""
+
+    name = "gopher_repetition_stats"
+    Args = GopherRepetitionStatsArgs
+    consumes = {"{column}": "string"}
+    STATS = {"dup_para_frac": "float64", "dup_para_char_frac": "float64",
+             "dup_line_frac": "float64", "dup_line_char_frac": "float64"}
+
+    def stat_types(self) -> dict[str, str]:
+        out = dict(self.STATS)
+        out.update({f"top_{n}_gram_char_frac": "float64" for n in self.args.top_n})
+        out.update({f"dup_{n}_gram_char_frac": "float64" for n in self.args.dup_n})
+        return out
+
+    def resolve_produces(self, schema: dict) -> dict:
+        return self._template({self.args.prefix + s: t for s, t in self.stat_types().items()})
+
+    def stats(self, texts: list[str], column: Any = None) -> dict[str, Any]:
+        import numpy as np
+
+        n = len(texts)
+        chars = np.fromiter(map(len, texts), np.int64, n)
+        out = {k: np.zeros(n) for k in self.stat_types()}
+        for i, t in enumerate(texts):
+            if not t:
+                continue
+            for kind, parts in (("para", _PARAGRAPHS.split(t.strip())), ("line", _LINES.split(t))):
+                seen: set = set()
+                dup = dup_chars = 0
+                for p in parts:
+                    if p in seen:
+                        dup += 1
+                        dup_chars += len(p)
+                    else:
+                        seen.add(p)
+                out[f"dup_{kind}_frac"][i] = dup / len(parts)
+                out[f"dup_{kind}_char_frac"][i] = dup_chars
+        for kind in ("para", "line"):
+            out[f"dup_{kind}_char_frac"] = ratio(out[f"dup_{kind}_char_frac"], chars)
+        empty = chars == 0
+        out["dup_para_frac"][empty] = np.nan
+        out["dup_line_frac"][empty] = np.nan
+        tok = features_of(texts, self.args.tokenizer)
+        top, dup = ngram_repetition(tok, self.args.top_n, self.args.dup_n)
+        for k, v in top.items():
+            out[f"top_{k}_gram_char_frac"] = ratio(v, chars)
+        for k, v in dup.items():
+            out[f"dup_{k}_gram_char_frac"] = ratio(v, chars)
+        return out
+
+
+def ngram_repetition(tok: Any, top_n: list[int], dup_n: list[int]) -> tuple[dict, dict]:
+    """Per document: for each n in `top_n`, the characters of the most frequent n-gram times
+    its count (n-grams joined by spaces; ties go to the first seen); for each n in `dup_n`, the
+    characters (words joined without spaces) of n-grams that repeat an earlier n-gram, scanning
+    left to right and skipping past each repeat."""
+    import numpy as np
+
+    n_docs = len(tok.offsets) - 1
+    total = len(tok.length)
+    doc = tok.doc
+    cum_len = np.zeros(total + 1, np.int64)
+    np.cumsum(tok.length, out=cum_len[1:])
+    top = {k: np.zeros(n_docs) for k in top_n}
+    dup = {k: np.zeros(n_docs) for k in dup_n}
+    wanted = set(top_n) | set(dup_n)
+    if not wanted or total == 0:
+        return top, dup
+    g = tok.hash.copy()
+    mult = np.uint64(0x100000001B3)
+    # a document without a repeated (k-1)-gram has no repeated k-gram: its top k-gram is its
+    # first, and it repeats nothing; only the others ("active") are hashed and counted
+    active = np.ones(n_docs, dtype=bool)
+    counts_doc = tok.counts
+    first_tok = tok.offsets[:-1]
+    for k in range(1, max(wanted) + 1):
+        m = total - k + 1
+        if m <= 0:
+            break
+        if k > 1:
+            with np.errstate(over="ignore"):
+                g = g[:m] * mult + tok.hash[k - 1:k - 1 + m]
+        if k == 1:
+            continue
+        quiet = ~active & (counts_doc >= k)
+        if k in top and quiet.any():
+            j = first_tok[quiet]
+            top[k][quiet] = cum_len[j + k] - cum_len[j] + k - 1
+        pos = np.flatnonzero((doc[:m] == doc[k - 1:k - 1 + m]) & active[doc[:m]])
+        if len(pos) == 0:
+            active[:] = False
+            continue
+        d = doc[pos]
+        with np.errstate(over="ignore"):
+            key = g[pos] * np.uint64(0x9E3779B97F4A7C15) + d.astype(np.uint64)
+        codes = _factorize(key)
+        n_codes = int(codes.max()) + 1
+        first = np.empty(n_codes, np.int64)
+        first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+        chars = cum_len[pos + k] - cum_len[pos]
+        counts = np.bincount(codes, minlength=n_codes)
+        repeated_docs = np.zeros(n_docs, dtype=bool)
+        repeated_docs[d[first[counts > 1]]] = True
+        if k not in wanted:
+            active &= repeated_docs
+            continue
+        if k in top:
+            code_doc = d[first]
+            starts = np.flatnonzero(np.r_[True, code_doc[1:] != code_doc[:-1]])
+            best = np.maximum.reduceat(counts, starts)
+            is_best = counts == np.repeat(best, np.diff(np.r_[starts, n_codes]))
+            winner = np.flatnonzero(is_best)
+            winner = winner[np.r_[True, code_doc[winner[1:]] != code_doc[winner[:-1]]]]
+            top[k][code_doc[winner]] = counts[winner] * (chars[first[winner]] + k - 1)
+        if k in dup:
+            repeated = first[codes] != np.arange(len(codes))
+            cand = np.flatnonzero(repeated)  # occurrences that repeat an earlier one
+            if len(cand):
+                cand_doc = d[cand]
+                starts = np.flatnonzero(np.r_[True, cand_doc[1:] != cand_doc[:-1]])
+                bounds = np.r_[starts, len(cand)].tolist()
+                c_list, p_list = codes[cand].tolist(), pos[cand].tolist()
+                f_list, s_list = pos[first[codes[cand]]].tolist(), chars[cand].tolist()
+                for j, lo, hi in zip(cand_doc[starts].tolist(), bounds, bounds[1:]):
+                    dup[k][j] = _greedy_repeats(c_list[lo:hi], p_list[lo:hi], f_list[lo:hi],
+                                                s_list[lo:hi], k)
+        active &= repeated_docs
+    return top, dup
+
+
+def _factorize(keys: Any) -> Any:
+    """Group ids of `keys` (uint64), numbered in order of first appearance (hashing: pandas
+    when installed, else pyarrow)."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is optional
+        import pyarrow as pa
+
+        return pa.array(keys).dictionary_encode().indices.to_numpy()
+    return pd.factorize(keys)[0]
+
+
+def _greedy_repeats(codes: list, positions: list, first_positions: list, chars: list,
+                    n: int) -> int:
+    """datatrove's scan (visit n-grams left to right; one seen before counts its characters
+    and skips n positions), over only the n-grams that occur earlier (`codes`, at
+    `positions`, whose first occurrence is at `first_positions`): the others are never
+    repeats. An occurrence is visited unless a repeat's skip covers it."""
+    from bisect import bisect_right
+
+    seen: set = set()
+    skip_starts: list[int] = []
+    skip_until = 0
+    repeated = 0
+    for c, p, p0, size in zip(codes, positions, first_positions, chars):
+        if p < skip_until:
+            continue
+        if c not in seen:
+            k = bisect_right(skip_starts, p0) - 1
+            if k < 0 or p0 >= skip_starts[k] + n - 1:  # the first occurrence was visited
+                seen.add(c)
+        if c in seen:
+            repeated += size
+            skip_starts.append(p + 1)
+            skip_until = p + n
+        else:
+            seen.add(c)
+    return repeated
+
+
+class GopherRepetitionFilterArgs(FilterArgs):
+    prefix: str = Field("gopher_", description="Prefix of the stat columns to read.")
+    dup_line_frac: float | None = Field(0.3, description="Max share of duplicate lines.")
+    dup_para_frac: float | None = Field(0.3, description="Max share of duplicate paragraphs.")
+    dup_line_char_frac: float | None = Field(0.2, description="Max characters in duplicate "
+                                                              "lines.")
+    dup_para_char_frac: float | None = Field(0.2, description="Max characters in duplicate "
+                                                              "paragraphs.")
+    top_n_grams: dict[int, float] = Field(default_factory=lambda: dict(TOP_N_GRAMS),
+                                          description="{n: max character share of the most "
+                                                      "frequent n-gram}.")
+    dup_n_grams: dict[int, float] = Field(default_factory=lambda: dict(DUP_N_GRAMS),
+                                          description="{n: max character share of duplicated "
+                                                      "n-grams}.")
+
+
+class GopherRepetitionFilter(ThresholdFilter):
+    """Drop documents failing Gopher's repetition rules, read from `gopher_repetition_stats`
+    columns (computed here, not stored, when missing). Reasons: gopher_repetition:empty,
+    dup_para_frac, dup_para_char_frac, dup_line_frac, dup_line_char_frac, top_<n>_gram,
+    dup_<n>_gram (first failing rule, in this order). A threshold of None turns it off."""
+
+    name = "gopher_repetition_filter"
+    Args = GopherRepetitionFilterArgs
+    stats_op = GopherRepetitionStats
+    family = "gopher_repetition"
+
+    def _stats_instance(self) -> StatsOperation:
+        op = getattr(self, "_stats", None)
+        if op is None:
+            a = self.args
+            op = self._stats = GopherRepetitionStats(
+                column=a.column, prefix=a.prefix, tokenizer=a.tokenizer,
+                top_n=sorted(a.top_n_grams), dup_n=sorted(a.dup_n_grams))
+        return op
+
+    def _stat_columns(self) -> dict[str, str]:
+        types = self._stats_instance().stat_types()
+        return {self.args.prefix + s: t for s, t in types.items()}
+
+    def rules(self, s: dict[str, Any]) -> list[tuple[str, Any]]:
+        import numpy as np
+
+        a = self.args
+        out = [("empty", np.isnan(np.asarray(s["dup_para_char_frac"], dtype=float)))]
+        out += [(k, above(s[k], getattr(a, k))) for k in
+                ("dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac")]
+        out += [(f"top_{n}_gram", above(s[f"top_{n}_gram_char_frac"], limit))
+                for n, limit in a.top_n_grams.items()]
+        out += [(f"dup_{n}_gram", above(s[f"dup_{n}_gram_char_frac"], limit))
+                for n, limit in a.dup_n_grams.items()]
+        return out

@@ -1,0 +1,684 @@
+"""Word tokenization for the quality filters, over whole batches of documents.
+
+Two tokenizers, one interface: `features(texts) -> Tokens` (per-token length, flags and a
+64-bit hash, never the token strings) and `sentence_counts(lines)`.
+
+* `FastTokenizer` ("fast", the default): spaCy's English tokenizer rules re-implemented with
+  numpy over a batch's code points (see docs/quality.md for the rules and the known
+  differences). Sentences are counted as spaCy's sentencizer counts them, from those tokens.
+* `SpacyTokenizer` ("spacy", extra `datamill[spacy]`): `spacy.blank("en")` plus its
+  sentencizer, loaded once per process; what datatrove uses.
+
+Tokens are the stripped, non-empty token texts (whitespace tokens are dropped).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Terminal punctuation marks (a line or sentence that ends in one is "finished").
+TERMINAL_PUNCTUATION = frozenset(
+    "!.?։؝؞؟۔܀܁܂߹࠷࠹࠽࠾।॥၊။።፧፨᙮᜵᜶។៕៖៙៚᠃᠉᥄᥅᪨᪩᪪᪫᭚᭛᭞᭟᭽᭾᰻᰼᱾᱿\u203c\u203d\u2047\u2048\u2049"
+    "\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua876\ua877\ua8ce\ua8cf\ua92f"
+    "\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57\uff01\uff0e\uff1f\uff61"
+    "\U00010a56\U00010a57\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87"
+    "\U00010f88\U00010f89\U00011047\U00011048\U000110be\U000110bf\U000110c0\U000110c1\U00011141"
+    "\U00011142\U00011143\U000111c5\U000111c6\U000111cd\U000111de\U000111df\U00011238\U00011239"
+    "\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c\U000115c2\U000115c3\U000115c9\U000115ca"
+    "\U000115cb\U000115cc\U000115cd\U000115ce\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3"
+    "\U000115d4\U000115d5\U000115d6\U000115d7\U00011641\U00011642\U0001173c\U0001173d\U0001173e"
+    "\U00011944\U00011946\U00011a42\U00011a43\U00011a9b\U00011a9c\U00011c41\U00011c42\U00011ef7"
+    "\U00011ef8\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44"
+    "\U00016e98\U0001bc9f\U0001da88")
+# spaCy's sentencizer knows all of them but these.
+_NOT_SENTENCE_END = frozenset(
+    "؝؞࠷࠹࠽࠾។៕៖៙៚᭽᭾\u2e53\u2e54\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86"
+    "\U00010f87\U00010f88\U00010f89\U00011944\U00011946\U00011ef7\U00011ef8\U00011f43\U00011f44"
+    "\U00016e98")
+SENTENCE_END = TERMINAL_PUNCTUATION - _NOT_SENTENCE_END
+# Characters that make a token a "symbol" when it has nothing else (Gopher's word rules):
+# ASCII punctuation and controls, a few typographic marks, and the terminal punctuation.
+PUNCTUATION = frozenset(
+    "".join(map(chr, [*range(0, 9), 11, 12, *range(13, 32), *range(127, 160)]))
+    + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~«´»\u2013\u2014\u2019\u201c\u201d\u201e\u2026\u2236"
+    "\u2501\u25ba\u3001\u3002\u3008\u3009\u300a\u300b\u300c\u300d\u3010\u3011\uff01\uff05"
+    "\uff08\uff09\uff0c\uff0e\uff11\uff1a\uff1b\uff1f\uff5e") | TERMINAL_PUNCTUATION
+
+TOKENIZERS = ("fast", "spacy")
+
+
+# --- character classes ------------------------------------------------------------------------
+# spaCy's English affix rules (facts about its tokenizer, re-stated): these characters split off
+# the start (prefixes) or the end (suffixes) of a whitespace-separated chunk, one at a time.
+_QUOTES = "'\"”“`‘´’‚,„»«「」『』（）〔〕【】《》〈〉⟦⟧"
+_PUNCT = "…,:;!?¿؟¡()[]{}<>_#*&。？！，、；：～·।،۔؛٪"
+_CURRENCY = "$£€¥฿₽﷼₴₠₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₵₶₷₸₹₺₻₼₾₿"
+_PREFIX_CHARS = _PUNCT + _QUOTES + _CURRENCY + "§%=—–"  # "+" too, unless a digit follows
+_SUFFIX_CHARS = _PUNCT + _QUOTES + "—–"  # "." "%" "+" too, by context
+# Abbreviations that keep their final period (spaCy's English exceptions), and single letters.
+_ABBREVIATIONS = frozenset((
+    "Adm. Ak. Ala. Apr. Ariz. Ark. Aug. Bros. Calif. Co. Colo. Conn. Corp. D.C. Dec. Del. Dr. "
+    "E.g. Feb. Fla. Ga. Gen. Gov. I.e. Ia. Id. Ill. Inc. Ind. Jan. Jr. Jul. Jun. Kan. Kans. Ky. "
+    "La. Ltd. Mar. Mass. Md. Messrs. Mich. Minn. Miss. Mo. Mont. Mr. Mrs. Ms. Mt. Neb. Nebr. "
+    "Nev. Nov. Oct. Okla. Ore. Pa. Prof. Rep. Rev. Sen. Sep. Sept. St. Tenn. Va. Wash. Wis. "
+    "a.m. co. e.g. i.e. p.m. v.s. vs.").split()) | frozenset(f"{c}." for c in
+                                                               "abcdefghijklmnopqrstuvwxyzäöü")
+_NT_VERBS = frozenset(
+    w for v in ("ai are ca could dare did do does had has have is may might must need ought sha "
+                "should was were wo would").split() for w in (v, v.capitalize()))
+_PRONOUNS = frozenset(
+    w for v in ("could he how i it might must not she should that there these they this those "
+                "we what when where who why would you").split() for w in (v, v.capitalize()))
+_CLITICS = frozenset(f"{q}{c}" for q in "'’" for c in ("m", "re", "ve", "ll", "d", "M", "RE",
+                                                        "VE", "LL", "D"))
+
+_UNITS = ("km km² km³ m m² m³ dm dm² dm³ cm cm² cm³ mm mm² mm³ ha µm nm yd in ft kg g mg µg t "
+          "lb oz m/s km/h kmh mph hPa Pa mbar mb MB kb KB gb GB tb TB T G M K am pm").split()
+_UNIT = re.compile(r"(?<=[0-9])(?:" + "|".join(sorted(map(re.escape, _UNITS), key=len,
+                                                       reverse=True))
+                   + r")(?=[.,;:!?)\]}\"'…]*(?:\s|$))")
+_SPECIAL_SPLITS = (  # spaCy's English exceptions without apostrophes: word:cut,cut
+    "Aint:2 Arent:3 Cannot:3 Cant:2 Cantve:2,4 Couldnt:5 Couldntve:5,7 Couldve:5 Darent:4 "
+    "Didnt:3 Didntve:3,5 Doesnt:4 Doesntve:4,6 Dont:2 Dontve:2,4 Gonna:3 Gotta:3 Hadnt:3 "
+    "Hadntve:3,5 Hasnt:3 Havent:4 Hed:2 Hedve:2,3 Hellve:2,4 Hes:2 Howd:3 Howdve:3,4 Howll:3 "
+    "Howllve:3,5 Howre:3 Hows:3 Howve:3 Id:1 Idve:1,2 Illve:1,3 Im:1 Ima:1,2 Isnt:2 Itd:2 "
+    "Itdve:2,3 Itll:2 Itllve:2,4 Ive:1 Maynt:3 Mayntve:3,5 Mightnt:5 Mightntve:5,7 Mightve:5 "
+    "Mustnt:4 Mustntve:4,6 Mustve:4 Neednt:4 Needntve:4,6 Notve:3 Oughtnt:5 Oughtntve:5,7 "
+    "Shant:3 Shantve:3,5 Shedve:3,4 Shellve:3,5 Shes:3 Shouldnt:6 Shouldntve:6,8 Shouldve:6 "
+    "Thatd:4 Thatdve:4,5 Thatll:4 Thatllve:4,6 Thats:4 Thered:5 Theredve:5,6 Therell:5 "
+    "Therellve:5,7 Therere:5 Theres:5 Thereve:5 Thesed:5 Thesedve:5,6 Thesell:5 Thesellve:5,7 "
+    "Thesere:5 Theseve:5 Theyd:4 Theydve:4,5 Theyll:4 Theyllve:4,6 Theyre:4 Theyve:4 Thisd:4 "
+    "Thisdve:4,5 Thisll:4 Thisllve:4,6 Thiss:4 Thosed:5 Thosedve:5,6 Thosell:5 Thosellve:5,7 "
+    "Thosere:5 Thoseve:5 Wasnt:3 Wed:2 Wedve:2,3 Wellve:2,4 Werent:4 Weve:2 Whatd:4 "
+    "Whatdve:4,5 Whatll:4 Whatllve:4,6 Whatre:4 Whats:4 Whatve:4 Whend:4 Whendve:4,5 Whenll:4 "
+    "Whenllve:4,6 Whenre:4 Whens:4 Whenve:4 Whered:5 Wheredve:5,6 Wherell:5 Wherellve:5,7 "
+    "Wherere:5 Wheres:5 Whereve:5 Whod:3 Whodve:3,4 Wholl:3 Whollve:3,5 Whos:3 Whove:3 Whyd:3 "
+    "Whydve:3,4 Whyll:3 Whyllve:3,5 Whyre:3 Whys:3 Whyve:3 Wont:2 Wontve:2,4 Wouldnt:5 "
+    "Wouldntve:5,7 Wouldve:5 Youd:3 Youdve:3,4 Youll:3 Youllve:3,5 Youre:3 Youve:3 aint:2 "
+    "arent:3 cannot:3 cant:2 cantve:2,4 couldnt:5 couldntve:5,7 couldve:5 darent:4 didnt:3 "
+    "didntve:3,5 doesnt:4 doesntve:4,6 dont:2 dontve:2,4 gonna:3 gotta:3 hadnt:3 hadntve:3,5 "
+    "hasnt:3 havent:4 hed:2 hedve:2,3 hellve:2,4 hes:2 howd:3 howdve:3,4 howll:3 howllve:3,5 "
+    "howre:3 hows:3 howve:3 id:1 idve:1,2 illve:1,3 im:1 ima:1,2 isnt:2 itd:2 itdve:2,3 "
+    "itll:2 itllve:2,4 ive:1 maynt:3 mayntve:3,5 mightnt:5 mightntve:5,7 mightve:5 mustnt:4 "
+    "mustntve:4,6 mustve:4 neednt:4 needntve:4,6 notve:3 oughtnt:5 oughtntve:5,7 shant:3 "
+    "shantve:3,5 shedve:3,4 shellve:3,5 shes:3 shouldnt:6 shouldntve:6,8 shouldve:6 thatd:4 "
+    "thatdve:4,5 thatll:4 thatllve:4,6 thats:4 thered:5 theredve:5,6 therell:5 therellve:5,7 "
+    "therere:5 theres:5 thereve:5 thesed:5 thesedve:5,6 thesell:5 thesellve:5,7 thesere:5 "
+    "theseve:5 theyd:4 theydve:4,5 theyll:4 theyllve:4,6 theyre:4 theyve:4 thisd:4 "
+    "thisdve:4,5 thisll:4 thisllve:4,6 thiss:4 thosed:5 thosedve:5,6 thosell:5 thosellve:5,7 "
+    "thosere:5 thoseve:5 wasnt:3 wed:2 wedve:2,3 wellve:2,4 werent:4 weve:2 whatd:4 "
+    "whatdve:4,5 whatll:4 whatllve:4,6 whatre:4 whats:4 whatve:4 whend:4 whendve:4,5 whenll:4 "
+    "whenllve:4,6 whenre:4 whens:4 whenve:4 whered:5 wheredve:5,6 wherell:5 wherellve:5,7 "
+    "wherere:5 wheres:5 whereve:5 whod:3 whodve:3,4 wholl:3 whollve:3,5 whos:3 whove:3 whyd:3 "
+    "whydve:3,4 whyll:3 whyllve:3,5 whyre:3 whys:3 whyve:3 wont:2 wontve:2,4 wouldnt:5 "
+    "wouldntve:5,7 wouldve:5 yall:1 youd:3 youdve:3,4 youll:3 youllve:3,5 youre:3 youve:3 "
+).split()
+_SPECIALS: dict = {}
+SPACE, ALPHA, LOWER, UPPER, DIGIT, PREFIX, SUFFIX, SYMBOL = (1 << k for k in range(8))
+PUNCT_P, SENT_END, QUOTE, INFIX_SEP, ARITH, PUNCT_AFFIX, OTHER = (1 << k for k in range(8, 15))
+_TABLE: list = []
+
+
+def _flags_of(cp: int) -> int:
+    import unicodedata
+
+    c = chr(cp)
+    f = 0
+    if c.isspace():
+        f |= SPACE
+    if c.isalpha():
+        f |= ALPHA
+    cat = unicodedata.category(c)
+    if cat == "Ll":
+        f |= LOWER
+    elif cat == "Lu":
+        f |= UPPER
+    elif cat[0] == "P":
+        f |= PUNCT_P
+    if "0" <= c <= "9":
+        f |= DIGIT
+    if c in _PREFIX_CHARS:
+        f |= PREFIX
+    if c in _SUFFIX_CHARS:
+        f |= SUFFIX
+    if c in _PUNCT or c in _QUOTES or c in "%²-+":
+        f |= PUNCT_AFFIX  # may precede a final period that splits off
+    if c in PUNCTUATION:
+        f |= SYMBOL
+    if c in SENTENCE_END:
+        f |= SENT_END
+    if c in _QUOTES:
+        f |= QUOTE
+    if c in "-–—~:<>=/":
+        f |= INFIX_SEP
+    if c in "+-*^":
+        f |= ARITH
+    if not c.isspace() and not (c.isalnum() or cat[0] == "M") or f & (PREFIX | SUFFIX):
+        f |= OTHER  # where the tokenizer's rules look
+    return f
+
+
+def _flags(cp: Any) -> Any:
+    """Class flags of each code point, from a table filled as new code points appear."""
+    import numpy as np
+
+    if not _TABLE:
+        table = np.zeros(0x110000, dtype=np.uint16)
+        known = np.zeros(0x110000, dtype=bool)
+        table[:256] = [_flags_of(i) for i in range(256)]
+        known[:256] = True
+        _TABLE[:] = [table, known]
+    table, known = _TABLE
+    flags = table[cp]
+    new = ~known[cp]
+    if new.any():
+        for u in np.unique(cp[new]).tolist():
+            table[u] = _flags_of(u)
+            known[u] = True
+        flags = table[cp]
+    return flags
+
+
+# --- hashing ----------------------------------------------------------------------------------
+_R = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
+_POWERS: list = []
+
+
+def _powers(n: int) -> tuple:
+    """R**i and R**-i modulo 2**64 for i < n (cached, grown on demand)."""
+    import numpy as np
+
+    if not _POWERS or len(_POWERS[0]) < n:
+        size = max(n, PIECE_CHARS) + 2
+        with np.errstate(over="ignore"):
+            pw = np.cumprod(np.full(size, _R, dtype=np.uint64))
+            inv = np.cumprod(np.full(size, pow(_R, -1, 1 << 64), dtype=np.uint64))
+        pw = np.concatenate([np.ones(1, np.uint64), pw[:-1]])
+        inv = np.concatenate([np.ones(1, np.uint64), inv[:-1]])
+        _POWERS[:] = [pw, inv]
+    return _POWERS[0], _POWERS[1]
+
+
+class Tokens:
+    """Per-token features of a batch of documents, without materializing token strings.
+
+    `offsets[d]:offsets[d+1]` are document d's tokens; per token: `length` (characters),
+    `hash` (uint64 of its text), `alpha` (has a letter), `symbol` (only punctuation
+    characters), `punct` (only Unicode punctuation), `sent_end` (a sentence end mark)."""
+
+    __slots__ = ("offsets", "length", "hash", "alpha", "symbol", "punct", "sent_end")
+
+    def __init__(self, **fields: Any):
+        for k, v in fields.items():
+            setattr(self, k, v)
+
+    def take(self, docs: Any) -> Tokens:
+        """The tokens of documents `docs` (indices), in that order."""
+        import numpy as np
+
+        lo, hi = self.offsets[docs], self.offsets[np.asarray(docs) + 1]
+        counts = hi - lo
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        index = np.repeat(lo - offsets[:-1], counts) + np.arange(offsets[-1])
+        return Tokens(offsets=offsets, **{k: getattr(self, k)[index] for k in
+                                          ("length", "hash", "alpha", "symbol", "punct",
+                                           "sent_end")})
+
+    @property
+    def counts(self) -> Any:
+        import numpy as np
+
+        return np.diff(self.offsets)
+
+    @property
+    def doc(self) -> Any:
+        import numpy as np
+
+        return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+
+
+def _shift_prev(a: Any, fill: Any) -> Any:
+    import numpy as np
+
+    out = np.empty_like(a)
+    out[0] = fill
+    out[1:] = a[:-1]
+    return out
+
+
+def _shift_next(a: Any, fill: Any) -> Any:
+    import numpy as np
+
+    out = np.empty_like(a)
+    out[-1] = fill
+    out[:-1] = a[1:]
+    return out
+
+
+PIECE_CHARS = 1 << 20  # featurize at most this many characters at once (bounded memory)
+
+
+def featurize(texts: list[str], rules: bool = True) -> Tokens:
+    """Tokenize `texts` (Python strings) and return their token features. With `rules=False`
+    tokens are the whitespace-separated chunks (used for spaCy's tokens, joined by spaces);
+    with `rules=True` the fast spaCy-like rules apply (see the module doc). Works on at most
+    PIECE_CHARS characters at a time: long documents are cut at whitespace (tokens never
+    cross it) and their pieces' tokens joined again."""
+    import numpy as np
+
+    if sum(map(len, texts)) <= PIECE_CHARS:
+        return _featurize(texts, rules)
+    pieces: list[str] = []
+    owner: list[int] = []
+    for d, text in enumerate(texts):
+        start = 0
+        while len(text) - start > PIECE_CHARS:
+            cut = start + PIECE_CHARS
+            space = max(text.rfind(" ", start + 1, cut), text.rfind("\n", start + 1, cut))
+            cut = space if space > start else cut
+            pieces.append(text[start:cut])
+            owner.append(d)
+            start = cut
+        pieces.append(text[start:])
+        owner.append(d)
+    parts, group, size = [], [], 0
+    for piece in pieces:
+        if group and size + len(piece) > PIECE_CHARS:
+            parts.append(_featurize(group, rules))
+            group, size = [], 0
+        group.append(piece)
+        size += len(piece)
+    parts.append(_featurize(group, rules))
+    counts = np.concatenate([p.counts for p in parts])
+    per_doc = np.bincount(np.array(owner), weights=counts, minlength=len(texts)).astype(np.int64)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(per_doc, out=offsets[1:])
+    return Tokens(offsets=offsets, **{k: np.concatenate([getattr(p, k) for p in parts])
+                                      for k in ("length", "hash", "alpha", "symbol", "punct",
+                                                "sent_end")})
+
+
+def _featurize(texts: list[str], rules: bool) -> Tokens:
+    import numpy as np
+
+    big = "\n".join(texts) + "\n"
+    cp = np.frombuffer(big.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    n = len(cp)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    doc_start = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths + 1, out=doc_start[1:])
+    f = _flags(cp)
+    space = (f & SPACE) != 0
+    ns = ~space
+    prev_space = _shift_prev(space, True)
+    if not rules:
+        start = ns & prev_space
+    else:
+        start = _rule_starts(big, cp, f, ns, prev_space, n)
+    next_start = _shift_next(start, True)
+    next_space = _shift_next(space, True)
+    tstart = np.flatnonzero(start)
+    tend = np.flatnonzero(ns & (next_space | next_start)) + 1
+    length = tend - tstart
+    tokens_before = np.searchsorted(tstart, doc_start)
+    # three counts per token from one cumulative sum: letters, non-symbols, non-punctuation
+    width = 21 if len(length) == 0 or int(length.max()) < (1 << 21) - 1 else 0
+    if width:
+        packed = ((f & ALPHA) != 0).astype(np.int64)
+        packed |= ((f & SYMBOL) == 0).astype(np.int64) << width
+        packed |= ((f & PUNCT_P) == 0).astype(np.int64) << (2 * width)
+        cs = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(packed, out=cs[1:])
+        counts = cs[tend] - cs[tstart]
+        field = (1 << width) - 1
+        alpha = (counts & field) > 0
+        symbol = ((counts >> width) & field) == 0
+        punct = (counts >> (2 * width)) == 0
+    else:
+        cs = np.zeros(n + 1, dtype=np.int64)
+
+        def any_in(mask: Any) -> Any:
+            np.cumsum(mask, out=cs[1:])
+            return cs[tend] - cs[tstart]
+
+        alpha = any_in((f & ALPHA) != 0) > 0
+        symbol = any_in((f & SYMBOL) == 0) == 0
+        punct = any_in((f & PUNCT_P) == 0) == 0
+    sent_end = (length == 1) & ((f[tstart] & SENT_END) != 0)
+    pw, inv = _powers(n + 1)
+    with np.errstate(over="ignore"):
+        mixed = (cp.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)) * pw[:n]
+        acc = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum(mixed, out=acc[1:])
+        h = (acc[tend] - acc[tstart]) * inv[tstart]
+        h ^= length.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+    tokens = Tokens(offsets=tokens_before, length=length, hash=h, alpha=alpha, symbol=symbol,
+                    punct=punct, sent_end=sent_end)
+    return _split_specials(tokens) if rules else tokens
+
+
+def _split_specials(tok: Tokens) -> Tokens:
+    """Split the words spaCy splits by exception ("dont" -> "do" "nt", "gonna" -> "gon"
+    "na"), found by their hashes."""
+    import numpy as np
+
+    if not _SPECIALS:
+        words = [w.split(":")[0] for w in _SPECIAL_SPLITS]
+        pieces = []
+        for entry in _SPECIAL_SPLITS:
+            word, cuts = entry.split(":")
+            bounds = [0, *map(int, cuts.split(",")), len(word)]
+            pieces.append([word[a:b] for a, b in zip(bounds, bounds[1:])])
+        whole = hash_words(words)
+        parts = [hash_words(p) for p in pieces]
+        _SPECIALS.update(hashes=np.sort(whole), table={
+            int(h): (ph, np.array([len(x) for x in p])) for h, ph, p in zip(whole, parts,
+                                                                             pieces)})
+    known = _SPECIALS["hashes"]
+    at = np.minimum(np.searchsorted(known, tok.hash), len(known) - 1)
+    hit = np.flatnonzero((known[at] == tok.hash) & tok.alpha)
+    if len(hit) == 0:
+        return tok
+    table = _SPECIALS["table"]
+    reps = np.ones(len(tok.hash), dtype=np.int64)
+    reps[hit] = [len(table[int(tok.hash[i])][0]) for i in hit.tolist()]
+    before = np.zeros(len(reps) + 1, dtype=np.int64)
+    np.cumsum(reps, out=before[1:])
+    index = np.repeat(np.arange(len(reps)), reps)
+    out = Tokens(offsets=before[tok.offsets], **{k: getattr(tok, k)[index] for k in
+                                                  ("length", "hash", "alpha", "symbol",
+                                                   "punct", "sent_end")})
+    for i in hit.tolist():
+        hashes, lengths = table[int(tok.hash[i])]
+        j = before[i]
+        out.hash[j:j + len(hashes)] = hashes
+        out.length[j:j + len(hashes)] = lengths
+    return out
+
+
+def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, n: int) -> Any:
+    """Token starts under the fast spaCy-like rules (see the module doc). Works on chunk
+    boundaries and on the few characters that are not letters or digits, not on every
+    character."""
+    import numpy as np
+
+    next_space = _shift_next(~ns, True)
+    cstart = np.flatnonzero(ns & prev_space)
+    cend = np.flatnonzero(ns & next_space)
+    start = np.zeros(n, dtype=bool)
+    start[cstart] = True
+    p = np.flatnonzero((f & OTHER) != 0)  # punctuation, symbols: where rules apply
+    if len(p) == 0:
+        return start
+    chunk = np.searchsorted(cstart, p, side="right") - 1
+    s, e = cstart[chunk], cend[chunk]
+    c0, fc = cp[p], f[p]
+    cprev, cnext = cp[p - 1], cp[(p + 1) % n]
+    fprev, fnext, fprev2 = f[p - 1], f[(p + 1) % n], f[p - 2]
+    dot = c0 == 46
+    dotrun = dot & ((cprev == 46) | (cnext == 46))
+    plus, pct = c0 == 43, c0 == 37
+    prefix = ((fc & PREFIX) != 0) | dotrun | (plus & ((fnext & DIGIT) == 0))
+    dot_suffix = dot & (((fprev & (LOWER | DIGIT | PUNCT_AFFIX)) != 0)
+                        | (((fprev & UPPER) != 0) & ((fprev2 & UPPER) != 0)))
+    suffix = ((fc & SUFFIX) != 0) | dotrun | dot_suffix | ((plus | pct) & ((fprev & DIGIT) != 0))
+    # leading: every character from the chunk start to here is a prefix (all are in p)
+    cum_pre = np.concatenate([[0], np.cumsum(prefix)])
+    j = np.arange(len(p))
+    first = np.searchsorted(p, s)
+    leading = (cum_pre[j + 1] - cum_pre[first]) == (p - s + 1)
+    cum_suf = np.concatenate([[0], np.cumsum(suffix)])
+    last = np.searchsorted(p, e, side="right")
+    trailing = ~leading & ((cum_suf[last] - cum_suf[j]) == (e - p + 1))
+    core = ~leading & ~trailing
+    # neighbours: plain characters are core; others look up their own status
+    prev_in_p = np.zeros(len(p), dtype=bool)
+    prev_in_p[1:] = p[1:] - 1 == p[:-1]
+    prev_core = (p > s) & ~prev_in_p
+    prev_core[1:] |= prev_in_p[1:] & core[:-1]
+    prev_core &= p > s
+    next_in_p = np.zeros(len(p), dtype=bool)
+    next_in_p[:-1] = p[:-1] + 1 == p[1:]
+    next_core = (p < e) & ~next_in_p
+    next_core[:-1] |= next_in_p[:-1] & core[1:]
+    next_core &= p < e
+    url = _url_chunks(big, cstart, len(cstart))[chunk]
+    alnum_p = (fprev & (ALPHA | DIGIT)) != 0
+    alpha_n = (fnext & ALPHA) != 0
+    inner = core & prev_core & next_core & ~url
+    infix = inner & (
+        (((fc & INFIX_SEP) != 0) & alnum_p & alpha_n)
+        | ((c0 == 44) & ((fprev & ALPHA) != 0) & alpha_n)
+        | (dot & ((fprev & (LOWER | QUOTE)) != 0) & ((fnext & (UPPER | QUOTE)) != 0))
+        | (((fc & ARITH) != 0) & ((fprev & DIGIT) != 0)
+           & (((fnext & DIGIT) != 0) | (cnext == 45))))
+    infix |= core & ~url & (dotrun | (c0 == 0x2026))
+    solo = leading | trailing | infix
+    # abbreviations keep their period: "Mr." "e.g." "a."
+    short = (p - s <= 4) | ((((f[s] | f[(s + 1) % n]) & UPPER) != 0) & (p - s <= 9))
+    for k in np.flatnonzero(dot & trailing & prev_core & short).tolist():
+        i = int(p[k])
+        if big[int(s[k]):i + 1].lstrip(_PREFIX_CHARS) in _ABBREVIATIONS:
+            solo[k] = False
+    ps = p[solo]
+    start[ps] = True
+    after = ps + 1
+    start[after[after <= e[solo]]] = True
+    # spaCy's special cases made of two affixes: "):" ":)" ":(" ";)" "''"
+    pair = solo & prev_in_p & (((c0 == 58) & (cprev == 41)) | ((cprev == 58) & (c0 == 41))
+                               | ((cprev == 58) & (c0 == 40)) | ((cprev == 59) & (c0 == 41))
+                               | ((cprev == 39) & (c0 == 39)))
+    pair[1:] &= solo[:-1]
+    pair[0] = False
+    pair[1:] &= ~pair[:-1]  # one merge per pair
+    start[p[pair]] = False
+    cont = solo & dot & prev_in_p & (cprev == 46)
+    cont[1:] &= solo[:-1]
+    cont[0] = False
+    start[p[cont]] = False
+    # clitics: do|n't, John|'s, I|'m
+    apos = core & prev_core & ((c0 == 39) | (c0 == 0x2019))
+    s_end = apos & ((cnext == 115) | (cnext == 83)) & (p + 1 == e)
+    start[p[s_end]] = True  # the common case of 's ending a chunk, without Python
+    for k in np.flatnonzero(apos & ~s_end).tolist():
+        i, lo, hi = int(p[k]), int(s[k]), int(e[k]) + 1
+        tail = big[i:hi].rstrip(_SUFFIX_CHARS + ".%+")
+        head = big[lo:i].lstrip(_PREFIX_CHARS)
+        if tail in ("'s", "'S", "’s", "’S"):
+            start[i] = True
+        elif tail in ("'t", "’t") and head.endswith("n") and head[:-1] in _NT_VERBS:
+            start[i - 1] = True
+        elif tail in _CLITICS and head in _PRONOUNS:
+            start[i] = True
+    for m in _UNIT.finditer(big):  # 5|km: a unit ending a chunk splits off its number
+        start[m.start()] = True
+    i = big.find("annot")
+    while i != -1:
+        if (big[i - 1] in "Cc" and (i < 2 or big[i - 2].isspace())
+                and not big[i + 5].isalnum()):
+            start[i + 2] = True
+        i = big.find("annot", i + 5)
+    return start
+
+
+def _url_chunks(big: str, cstart: Any, k: int) -> Any:
+    """Which chunks hold a URL (a scheme's '://' or 'www.')."""
+    import numpy as np
+
+    marks = []
+    for needle in ("://", "www."):
+        i = big.find(needle)
+        while i != -1:
+            marks.append(i)
+            i = big.find(needle, i + 1)
+    out = np.zeros(k, dtype=bool)
+    if marks:
+        out[np.searchsorted(cstart, np.array(marks), side="right") - 1] = True
+    return out
+
+
+def sentence_counts(tokens: Tokens) -> Any:
+    """Sentences per document as spaCy's sentencizer counts them: a sentence starts at a token
+    that is neither punctuation nor an end mark when an end mark came after the previous such
+    token (or after the document start). A document counts at least one sentence."""
+    import numpy as np
+
+    n_docs = len(tokens.offsets) - 1
+    counts = np.ones(n_docs, dtype=np.int64)
+    if len(tokens.length) == 0:
+        return counts
+    end = tokens.sent_end
+    normal = ~(tokens.punct | end)
+    seen = np.concatenate([[0], np.cumsum(end)])  # end marks before token i: seen[i]
+    doc = tokens.doc
+    idx = np.flatnonzero(normal)
+    if len(idx):
+        before = seen[idx]
+        prev = np.empty_like(before)
+        prev[1:] = seen[idx[:-1] + 1]
+        prev[0] = 0
+        first = np.ones(len(idx), dtype=bool)
+        first[1:] = doc[idx[1:]] != doc[idx[:-1]]
+        prev[first] = seen[tokens.offsets[doc[idx[first]]]]
+        boundary = before > prev
+        counts += np.bincount(doc[idx[boundary]], minlength=n_docs)
+    return counts
+
+
+class FastTokenizer:
+    """Vectorized spaCy-like English tokenizer (see the module doc)."""
+
+    name = "fast"
+
+    def features(self, texts: list[str]) -> Tokens:
+        return featurize(texts, rules=True)
+
+    def sentence_counts(self, lines: list[str]) -> Any:
+        return sentence_counts(featurize(lines, rules=True))
+
+
+class SpacyTokenizer:
+    """spaCy's blank English pipeline and its sentencizer, loaded once per process: what
+    datatrove uses. Needs `pip install 'datamill[spacy]'`. spaCy's tokenizer caches the
+    chunks it has seen (10-50x faster than without, as inside a memory zone); the cache and
+    the string store grow with new words, so the pipeline is reloaded every RELOAD_AFTER
+    documents to bound memory."""
+
+    name = "spacy"
+    RELOAD_AFTER = 100_000
+    _nlp: Any = None
+    _used = 0
+
+    @classmethod
+    def nlp(cls, docs: int = 0) -> Any:
+        cls._used += docs
+        if cls._nlp is not None and cls._used > cls.RELOAD_AFTER:
+            cls._nlp, cls._used = None, docs
+        if cls._nlp is None:
+            try:
+                import spacy
+            except ImportError:
+                raise ImportError("tokenizer='spacy' needs spaCy: pip install 'datamill[spacy]'") \
+                    from None
+            nlp = spacy.blank("en")
+            nlp.add_pipe("sentencizer")
+            cls._nlp = nlp
+        return cls._nlp
+
+    def _doc(self, text: str) -> Any:
+        nlp = self.nlp()
+        nlp.max_length = len(text) + 10
+        try:
+            return nlp(text)
+        except Exception:
+            if "IS_ALPHA" in text:  # a string that breaks spaCy's tokenizer
+                return nlp(text.replace("IS_ALPHA", ""))
+            raise
+
+    def words(self, text: str) -> list[str]:
+        return [s for s in (t.text.strip() for t in self._doc(text)) if s]
+
+    def features(self, texts: list[str]) -> Tokens:
+        self.nlp(len(texts))
+        return featurize([" ".join(self.words(t)) for t in texts], rules=False)
+
+    def sentence_counts(self, lines: list[str]) -> Any:
+        import numpy as np
+
+        self.nlp(len(lines) // 10)
+        return np.array([max(1, sum(1 for _ in self._doc(line).sents)) for line in lines],
+                        dtype=np.int64)
+
+
+_INSTANCES: dict[str, Any] = {}
+
+
+def get_tokenizer(name: str) -> Any:
+    """The tokenizer called `name` ("fast" or "spacy"), one instance per process."""
+    if name not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {name!r}; choose one of {', '.join(TOKENIZERS)}")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = FastTokenizer() if name == "fast" else SpacyTokenizer()
+    return _INSTANCES[name]
+
+
+_CACHE: dict = {}  # tokenizer -> [entries of (texts, tokens)], the last batch's slices
+CACHE_CHARS = 64_000_000  # keep at most this much tokenized text per tokenizer
+
+
+def features_of(texts: list[str], tokenizer: str) -> Tokens:
+    """Token features of `texts`. Results of the current batch are kept (up to CACHE_CHARS
+    of text): a later step of the same pass that sees the same documents, or a subset of them
+    after a filter, reuses them instead of tokenizing again."""
+    import numpy as np
+
+    entries = _CACHE.setdefault(tokenizer, [])
+    for entry in entries:
+        if entry[0] == texts:
+            return entry[1]
+    if entries:
+        found = []
+        for t in texts:
+            for e, entry in enumerate(entries):
+                if entry[2] is None:
+                    entry[2] = {x: i for i, x in enumerate(entry[0])}
+                i = entry[2].get(t)
+                if i is not None:
+                    found.append((e, i))
+                    break
+            else:
+                break
+        if len(found) == len(texts):
+            runs: list = []  # consecutive documents from one entry, taken together
+            for e, i in found:
+                if runs and runs[-1][0] == e:
+                    runs[-1][1].append(i)
+                else:
+                    runs.append((e, [i]))
+            parts = [entries[e][1].take(np.array(ix, dtype=np.int64)) for e, ix in runs]
+            return parts[0] if len(parts) == 1 else concat_tokens(parts)
+    result = get_tokenizer(tokenizer).features(texts)
+    size = sum(map(len, texts))
+    if size <= CACHE_CHARS:
+        while entries and size + sum(sum(map(len, e[0])) for e in entries) > CACHE_CHARS:
+            entries.pop(0)
+        entries.append([texts, result, None])
+    return result
+
+
+def concat_tokens(parts: list[Tokens]) -> Tokens:
+    import numpy as np
+
+    counts = np.concatenate([p.counts for p in parts])
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return Tokens(offsets=offsets, **{k: np.concatenate([getattr(p, k) for p in parts])
+                                      for k in ("length", "hash", "alpha", "symbol", "punct",
+                                                "sent_end")})
+
+
+def hash_words(words: list[str]) -> Any:
+    """The token hash of each word (as `Tokens.hash` computes it)."""
+    return featurize([" ".join(words)], rules=False).hash
