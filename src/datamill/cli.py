@@ -298,6 +298,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    import os
+
+    from .search import format_hits, search
+
+    os.environ.setdefault("LANCEDB_LOG", "error")  # lance's deprecation notices are not ours
+    if args.k < 1:
+        raise CLIError("-k must be at least 1", code=2)
+    hits = search(args.index, args.query, args.k, hybrid=args.hybrid, model=args.model,
+                  table=args.table)
+    if args.json:
+        print(json.dumps([{"id": h.id, "score": h.score, "text": h.text, **h.source}
+                          for h in hits], default=str, ensure_ascii=False))
+    else:
+        print(format_hits(hits) if hits else "no results")
+    return 0
+
+
 # --- entry point --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -335,6 +353,17 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--duplicates", type=int, metavar="ID",
                       help="list the rows dropped as duplicates of the kept row ID")
     insp.set_defaults(handler=cmd_inspect)
+
+    find = sub.add_parser("search", parents=[common], help="query a vector index")
+    find.add_argument("index", help="LanceDB database[/table], or postgresql://...[?table=T]")
+    find.add_argument("query", help="text to search for")
+    find.add_argument("-k", type=int, default=5, help="passages to show (default: 5)")
+    find.add_argument("--hybrid", action="store_true",
+                      help="vector + full-text search (needs the index's fts_column)")
+    find.add_argument("--model", help="query model (default: the one the index records)")
+    find.add_argument("--table", help="table name, when INDEX does not say")
+    find.add_argument("--json", action="store_true", help="print the hits as JSON")
+    find.set_defaults(handler=cmd_search)
     parser.set_defaults(handler=lambda _args: _usage(parser))
     return parser
 

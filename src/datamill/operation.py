@@ -265,6 +265,7 @@ class SinkOperation(Operation):
     `write(table)` and `close() -> list[str]` (the files it committed)."""
 
     kind = "sink"
+    private_columns: ClassVar[tuple[str, ...]] = ()  # `_` columns it receives (e.g. `_id`)
 
     def prepare(self, fresh: bool = True) -> None:
         """Runs once on the driver before partitions are written; `fresh` is False when

@@ -22,7 +22,7 @@ _BUILTIN_MODULES = (
     "datamill.ops.url", "datamill.ops.pii",
     "datamill.ops.chunk", "datamill.ops.embed",
     "datamill.io.lancedb", "datamill.io.pgvector", "datamill.ops.retrieve",
-    "datamill.ops.minhash",
+    "datamill.ops.minhash", "datamill.ops.semantic_dedup",
     "datamill.ops.langid", "datamill.ops.decontaminate",
     "datamill.ops.quality",
 )

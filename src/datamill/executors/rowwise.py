@@ -236,7 +236,8 @@ def _apply_step(run: StepRun, op: Any, table: Any, report: Report | None) -> Any
     elif step.kind == "project":
         out = table
     elif step.kind == "sink":
-        cols = {name: ref for name, ref in step.columns.items() if not name.startswith("_")}
+        cols = {name: ref for name, ref in step.columns.items()
+                if not name.startswith("_") or name in op.private_columns}
         run.sink_writer.write(table.select([ref_name(r) for r in cols.values()])
                               .rename_columns(list(cols)))
         out = table

@@ -14,7 +14,8 @@ SOURCES = {"parquet": "read_parquet", "jsonl": "read_jsonl", "json": "read_jsonl
            "html": "read_html", "warc": "read_warc", "pdf": "read_pdf", "hf": "read_hf"}
 # Formats a folder is read as when every data file in it has that format.
 FOLDER_FORMATS = ("parquet", "jsonl", "csv", "html", "warc", "pdf")
-SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv"}
+SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv",
+         "lancedb": "write_lancedb", "pgvector": "write_pgvector"}
 
 
 def guess_format(path: str) -> str | None:
@@ -122,6 +123,8 @@ def resolve_source(source: Any, fmt: str | None, args: dict) -> Operation:
 
 
 def resolve_sink(target: Any, fmt: str | None, args: dict) -> Operation:
+    if fmt is None and str(target).startswith(("postgresql://", "postgres://")):
+        fmt = "pgvector"  # a vector table on a PostgreSQL server
     if fmt is None and isinstance(target, (str, os.PathLike)):
         guessed = format_of_name(str(target)) if not os.path.isdir(str(target)) else None
         fmt = guessed if guessed in SINKS else "parquet"
