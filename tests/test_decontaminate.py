@@ -19,7 +19,7 @@ import pytest
 
 import datamill as dm
 from datamill.errors import ArgumentError, OperationError, PipelineError
-from datamill.ops.decontaminate import Decontaminate
+from datamill.ops.decontaminate import Decontaminate, FlagContamination
 
 from .conftest import write_jsonl
 
@@ -97,7 +97,7 @@ def test_flag_mode_keeps_rows_and_counts_ngrams(tmp_path, eval_file):
     rows = _training_rows(eval_set, others)
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     ds = dm.Dataset.read(data, schema={"text": "string", "kind": "string"}).apply(
-        "decontaminate", eval_path=str(path), eval_column="question", mode="flag")
+        "flag_contamination", eval_path=str(path), eval_column="question")
     out = ds.collect(tmp_path / "w", workers=1, progress=False)
     assert out.num_rows == len(rows)
     assert out.schema.field("contaminated").type == pa.bool_()
@@ -114,8 +114,7 @@ def test_flag_mode_keeps_rows_and_counts_ngrams(tmp_path, eval_file):
 
 
 def test_short_eval_texts_are_one_ngram(tmp_path):
-    op = Decontaminate(eval_texts=["Who wrote Hamlet, really?", "Paris", "yes no"], n=13,
-                       mode="flag")
+    op = FlagContamination(eval_texts=["Who wrote Hamlet, really?", "Paris", "yes no"], n=13)
     texts = ["Quiz: who WROTE hamlet (really)? Shakespeare.", "who wrote hamlet",
              "I went to Paris, yes no maybe.", "who wrote hamlet really"]
     out = op.process(pa.table({"text": texts}))
@@ -193,11 +192,11 @@ def test_fifty_megabyte_document_in_bounded_memory(tmp_path):
     script = textwrap.dedent("""
         import json, resource, time
         import pyarrow as pa
-        from datamill.ops.decontaminate import Decontaminate
+        from datamill.ops.decontaminate import FlagContamination
         para = ("Die Konfigurationsdatei wird beim Start gelesen; fehlt sie, gelten die "
                 "Voreinstellungen des Programms. ")
         hit = "the quick brown fox jumps over the lazy dog while the farmer watches the barn"
-        op = Decontaminate(eval_texts=[hit, "ein ganz anderer Satz"], mode="flag")
+        op = FlagContamination(eval_texts=[hit, "ein ganz anderer Satz"])
         op.setup()
         table = pa.table({"text": [para * (50_000_000 // len(para)) + hit, "kurz"]})
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

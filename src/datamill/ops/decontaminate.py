@@ -12,12 +12,12 @@ windows are hashed and searched with numpy, a million words at a time.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from ..errors import PipelineError
-from ..operation import Arguments, FilterOperation
+from ..operation import Arguments, FilterOperation, MapOperation
 
 _BOUNDARY = r"[^\p{L}\p{N}\p{M}]+"
 _MULTIPLIER = 0x9E3779B97F4A7C15  # odd 64-bit constant of the polynomial window hash
@@ -39,10 +39,6 @@ class DecontaminateArgs(Arguments):
                                                      "ignored (too common to mean anything).")
     min_matches: int = Field(1, ge=1, description="A row is contaminated when at least this "
                                                   "many of its n-grams are in the eval set.")
-    mode: Literal["drop", "flag"] = Field("drop", description="drop: filter out contaminated "
-                                                              "rows; flag: keep every row, add "
-                                                              "`contaminated` and "
-                                                              "`contamination_ngrams`.")
     eval_fingerprint: str = Field("", description="Filled in automatically: a hash of "
                                                   "eval_path's contents, so that the cache "
                                                   "notices a changed evaluation set.")
@@ -74,28 +70,11 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-class Decontaminate(FilterOperation):
-    """Drop rows that share an n-gram of `n` words (default 13) with an evaluation set
-    (`eval_path` and/or `eval_texts`), after lowercasing and stripping punctuation. An eval
-    text shorter than `n` words counts as one n-gram of its own length; texts under
-    `min_eval_words` words are ignored. Drop reason: contaminated. With `mode="flag"` the
-    step is a map instead: it keeps every row and adds `contaminated` (bool) and
-    `contamination_ngrams` (int64, the number of the row's n-gram positions found)."""
+class _EvalSetOverlap:
+    """The shared detection: n-gram hashes of the evaluation set, built once per worker."""
 
-    name = "decontaminate"
     Args = DecontaminateArgs
     consumes = {"{column}": "string"}
-    default_reason = "contaminated"
-
-    def __init__(self, **arguments: Any) -> None:
-        super().__init__(**arguments)
-        if self.args.mode == "flag":
-            self.kind = "map"  # type: ignore[misc]  # same detection, rows kept
-
-    def resolve_produces(self, schema: dict) -> dict:
-        if self.args.mode == "flag":
-            return self._template({"contaminated": "bool", "contamination_ngrams": "int64"})
-        return {}
 
     def setup(self) -> None:
         import numpy as np
@@ -149,14 +128,37 @@ class Decontaminate(FilterOperation):
                 counts += np.bincount(parents[start:stop][found], minlength=len(texts))
         return counts
 
-    def process(self, batch: Any) -> Any:
+    def counts(self, batch: Any) -> Any:
         if not hasattr(self, "_tables"):
             self.setup()
-        counts = self.matches(batch[self.args.column])
-        contaminated = counts >= self.args.min_matches
-        if self.args.mode == "flag":
-            return {"contaminated": contaminated, "contamination_ngrams": counts}
-        return ~contaminated, self.default_reason
+        return self.matches(batch[self.args.column])
+
+
+class Decontaminate(_EvalSetOverlap, FilterOperation):
+    """Drop rows that share an n-gram of `n` words (default 13) with an evaluation set
+    (`eval_path` and/or `eval_texts`), after lowercasing and stripping punctuation. An eval
+    text shorter than `n` words counts as one n-gram of its own length; texts under
+    `min_eval_words` words are ignored. Drop reason: contaminated. `flag_contamination`
+    keeps every row and flags it instead."""
+
+    name = "decontaminate"
+    default_reason = "contaminated"
+
+    def process(self, batch: Any) -> Any:
+        return self.counts(batch) < self.args.min_matches, self.default_reason
+
+
+class FlagContamination(_EvalSetOverlap, MapOperation):
+    """Flag rows that share an n-gram of `n` words with an evaluation set, as
+    `decontaminate` would drop them, keeping every row: `contaminated` (bool) and
+    `contamination_ngrams` (int64, the number of the row's n-gram positions found)."""
+
+    name = "flag_contamination"
+    produces = {"contaminated": "bool", "contamination_ngrams": "int64"}
+
+    def process(self, batch: Any) -> Any:
+        counts = self.counts(batch)
+        return {"contaminated": counts >= self.args.min_matches, "contamination_ngrams": counts}
 
 
 def _words(texts: Any) -> tuple[Any, Any]:
