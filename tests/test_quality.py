@@ -218,3 +218,97 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     out = namespace["ds"].collect(tmp_path / "w", workers=1, progress=False)
     assert out.num_rows == 0 or "fineweb_list_ratio" in out.column_names
     assert "gopher_mean_word_length" in namespace["ds"].schema
+
+
+# --- the vectorized fast paths agree with plain Python definitions ----------------------------
+EDGE_TEXTS = [
+    "", "  ", "a", "x y x y x y x y x y x y x y z", "a b c a b c a b c a b c d e a b c",
+    "\n\nSame para.\n\nSame para.\n\nOther.\n\n", "l1\nl2\nl1\n\n\nl1", "é\nè\né\u2028é",
+    "Mr. Smith went home.[1] It was 5km away!\r\nHe said: don't go.\r\n  Indented line is kept. "
+    "Really.\n",
+    "We walked [edit] far. We walked far. We walked far.\nWe walked far. We walked far now.\n",
+]
+
+
+def _corpus_texts() -> list[str]:
+    from .quality_corpus import generate
+
+    return generate(300, seed=11) + EDGE_TEXTS + [SPAM, LIST, PROSE + "\n" + PROSE]
+
+
+def _words(texts: list[str]) -> list[list[str]]:
+    tok = featurize(texts)
+    return [[t[s:s + n] for s, n in zip(tok.start[tok.offsets[d]:tok.offsets[d + 1]].tolist(),
+                                        tok.length[tok.offsets[d]:tok.offsets[d + 1]].tolist())]
+            for d, t in enumerate(texts)]
+
+
+def test_token_starts_locate_the_tokens():
+    texts = _corpus_texts()
+    tok = featurize(texts)
+    words = [w for doc in _words(texts) for w in doc]
+    assert featurize([" ".join(words)], rules=False).hash.tolist() == tok.hash.tolist()
+
+
+def test_ngram_repetition_matches_the_reference_scan():
+    from collections import Counter
+
+    from datamill.ops.quality.gopher import ngram_repetition
+
+    texts = _corpus_texts()
+    top, dup = ngram_repetition(featurize(texts), [2, 3, 4], [5, 6, 7, 8, 9, 10])
+    for d, words in enumerate(_words(texts)):
+        for n in (2, 3, 4):
+            grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+            best = max(Counter(grams).items(), key=lambda kv: kv[1]) if grams else None
+            want = best[1] * (sum(map(len, best[0])) + n - 1) if best else 0
+            assert top[n][d] == want, (d, n)
+        for n in range(5, 11):  # datatrove's scan: a repeat counts and skips n positions
+            seen, i, want = set(), 0, 0
+            while i < len(words) - n + 1:
+                gram = tuple(words[i:i + n])
+                if gram in seen:
+                    want += sum(map(len, gram))
+                    i += n
+                else:
+                    seen.add(gram)
+                    i += 1
+            assert dup[n][d] == want, (d, n)
+
+
+def test_line_and_paragraph_duplicates_match_python():
+    import re
+
+    from datamill.ops.quality import GopherRepetitionStats
+
+    texts = _corpus_texts()
+    got = GopherRepetitionStats().stats(texts)
+    for d, text in enumerate(texts):
+        for kind, parts in (("para", re.split(r"\n{2,}", text.strip())),
+                            ("line", re.split(r"\n+", text))):
+            seen: set = set()
+            dup = chars = 0
+            for part in parts:
+                if part in seen:
+                    dup, chars = dup + 1, chars + len(part)
+                seen.add(part)
+            if not text:
+                assert math.isnan(got[f"dup_{kind}_frac"][d])
+                continue
+            assert got[f"dup_{kind}_frac"][d] == pytest.approx(dup / len(parts))
+            assert got[f"dup_{kind}_char_frac"][d] == pytest.approx(chars / len(text))
+
+
+def test_c4_takes_line_tokens_from_the_documents_tokens():
+    from datamill.ops.quality import C4Stats, tokenize
+
+    texts = _corpus_texts()
+    op = C4Stats(clean=True)
+    tokenize._CACHE.clear()
+    alone = op.stats(texts)  # kept lines tokenized on their own
+    tokenize.features_of(texts, "fast")
+    assert tokenize.cached_features(texts, "fast") is not None
+    reused = op.stats(texts)  # kept lines' tokens taken from the cached document tokens
+    tokenize._CACHE.clear()
+    for key in alone:
+        assert alone[key].tolist() == reused[key].tolist(), key

@@ -65,6 +65,8 @@ class C4Stats(StatsOperation):
     def stats(self, texts: list[str], column: Any = None) -> dict[str, Any]:
         import numpy as np
 
+        from .tokenize import cached_features
+
         a = self.args
         n = len(texts)
         lines_total = np.zeros(n, np.int64)
@@ -72,21 +74,33 @@ class C4Stats(StatsOperation):
         curly = np.zeros(n, bool)
         kept_lines: list[str] = []
         kept_doc: list[int] = []
+        # with the documents' tokens at hand (fast tokenizer), a kept line's tokens are those
+        # of its span in the document: record (start, end) or -1 when the line changed
+        doc_tok = cached_features(texts, "fast") if a.tokenizer == "fast" else None
+        spans: list[int] = []
         for i, text in enumerate(texts):
             lines = text.splitlines()
             lines_total[i] = len(lines)
-            for line in lines:
-                line = line.strip()
-                words = line.split()
+            # offsets are exact when every line break is one character
+            exact = doc_tok is not None and (
+                sum(map(len, lines)) + len(lines) - (not text.endswith("\n")) == len(text))
+            at = 0
+            for raw in lines:
+                here = at
+                at += len(raw) + 1
+                line = stripped = raw.strip()
                 if a.max_word_length != -1 and len(line) > a.max_word_length and any(
-                        len(w) > a.max_word_length for w in words):
+                        len(w) > a.max_word_length for w in line.split()):
                     continue
+                changed = not exact
                 if a.remove_citations and "[" in line:
-                    line = CITATION.sub("", line)
+                    cut = CITATION.sub("", line)
+                    changed |= cut != line
+                    line = cut
                 if a.filter_no_terminal_punct and (not line.endswith(END_PUNCTUATION)
                                                    or line.endswith("...")):
                     continue
-                if len(words) < a.min_words_per_line:
+                if len(stripped.split()) < a.min_words_per_line:  # words before citations go
                     continue
                 low = line.lower()
                 if "lorem ipsum" in low:
@@ -99,16 +113,19 @@ class C4Stats(StatsOperation):
                     continue
                 kept_lines.append(line)
                 kept_doc.append(i)
+                if doc_tok is not None:
+                    if changed:
+                        spans += (-1, -1)
+                    else:
+                        lo = here + len(raw) - len(raw.lstrip())
+                        spans += (lo, lo + len(line))
         doc = np.array(kept_doc, dtype=np.int64)
         tok = get_tokenizer(a.tokenizer)
         sentences = np.zeros(n, np.int64)
         if kept_lines:
             if a.tokenizer == "fast":
-                from .tokenize import featurize, sentence_counts
-
-                features = featurize(kept_lines)
-                per_line = sentence_counts(features)
-                words = np.bincount(doc, weights=features.counts, minlength=n).astype(np.int64)
+                per_line, line_words = _line_sentences(kept_lines, doc, spans, doc_tok, texts)
+                words = np.bincount(doc, weights=line_words, minlength=n).astype(np.int64)
             else:
                 per_line = tok.sentence_counts(kept_lines)
                 words = None
@@ -132,6 +149,44 @@ class C4Stats(StatsOperation):
         if self.args.clean:
             out[self.args.column] = list(values["__text__"])
         return out
+
+
+def _line_sentences(lines: list[str], doc: Any, spans: list[int], doc_tok: Any,
+                    texts: list[str]) -> tuple[Any, Any]:
+    """Sentences and tokens of each kept line (fast tokenizer). Lines with a span (character
+    offsets in document `doc`) take their tokens from `doc_tok`, the documents' tokens: a
+    token never crosses a line break, so they are the line's own. Other lines, and all of them
+    without `doc_tok`, are tokenized here."""
+    import numpy as np
+
+    from .tokenize import FIELDS, Tokens, featurize, sentence_counts
+
+    if doc_tok is None:
+        features = featurize(lines)
+        return sentence_counts(features), features.counts
+    span = np.array(spans, dtype=np.int64).reshape(-1, 2)
+    own = span[:, 0] >= 0
+    per_line = np.zeros(len(lines), np.int64)
+    words = np.zeros(len(lines), np.int64)
+    if own.any():
+        base = np.zeros(len(texts) + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1, out=base[1:])
+        where = doc_tok.start + np.repeat(base[:-1], doc_tok.counts)  # sorted
+        lo = np.searchsorted(where, base[doc[own]] + span[own, 0])
+        hi = np.searchsorted(where, base[doc[own]] + span[own, 1])
+        counts = hi - lo
+        offsets = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        index = np.repeat(lo - offsets[:-1], counts) + np.arange(offsets[-1])
+        line_tok = Tokens(offsets=offsets, **{k: getattr(doc_tok, k)[index] for k in FIELDS})
+        per_line[own] = sentence_counts(line_tok)
+        words[own] = counts
+    if not own.all():
+        rest = np.flatnonzero(~own)
+        features = featurize([lines[i] for i in rest.tolist()])
+        per_line[rest] = sentence_counts(features)
+        words[rest] = features.counts
+    return per_line, words
 
 
 class C4FilterArgs(FilterArgs):

@@ -71,8 +71,7 @@ class GopherQualityStats(StatsOperation):
             n_stop = (present.reshape(n, len(stop)) > 0).sum(axis=1)
         if column is None:
             column = pa.array(texts, pa.string())
-        hashes = _count(column, "#")
-        ellipses = _count(column, "...") + _count(column, "…")
+        hashes, ellipses, breaks, ends_nl = _byte_counts(column)
         # lines as str.splitlines() sees them, counted with RE2 (\n only); rows with other
         # line breaks are counted in Python
         space = r"[\t\x1f \xa0\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]*"
@@ -80,8 +79,7 @@ class GopherQualityStats(StatsOperation):
         # at the start of a text, where ^ matches)
         bullets = _count(column, "(?m)^" + space + "[•-][^\n]*", regex=True)
         ellipsis_lines = _count(column, r"(?m)(?:\.\.\.|…)" + space + "$", regex=True)
-        breaks = _count(column, "\n")
-        n_lines = breaks + 1 - pc.ends_with(column, "\n").to_numpy(zero_copy_only=False)
+        n_lines = breaks + 1 - ends_nl
         n_lines[np.fromiter(map(len, texts), np.int64, n) == 0] = 0
         exotic = pc.match_substring_regex(
             column, r"[\r\x0b\x0c\x1c\x1d\x1e\x{85}\x{2028}\x{2029}]")
@@ -96,6 +94,54 @@ class GopherQualityStats(StatsOperation):
                 "bullet_lines_ratio": ratio(bullets, n_lines),
                 "ellipsis_lines_ratio": ratio(ellipsis_lines, n_lines),
                 "alpha_words_ratio": ratio(n_alpha, words), "stop_words": n_stop}
+
+
+def _byte_counts(column: Any) -> tuple[Any, Any, Any, Any]:
+    """Per text of a string array, from its UTF-8 bytes: '#' count, ellipsis count ('...'
+    counted as `str.count` does, without overlaps, plus '…'), newline count, and whether it
+    ends with a newline."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(column)
+    if n == 0:
+        return (np.zeros(0, np.int64),) * 3 + (np.zeros(0, bool),)
+    if pa.types.is_large_string(column.type):
+        width = np.int64
+    else:
+        column = column.cast(pa.string()) if not pa.types.is_string(column.type) else column
+        width = np.int32
+    _, off_buf, data_buf = column.buffers()
+    offsets = np.frombuffer(off_buf, dtype=width)[column.offset:column.offset + n + 1]
+    offsets = offsets.astype(np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]] \
+        if data_buf is not None else np.zeros(0, np.uint8)
+    offsets -= offsets[0]
+
+    def per_text(at: Any) -> Any:
+        return np.bincount(np.searchsorted(offsets, at, side="right") - 1, minlength=n)
+
+    hashes = per_text(np.flatnonzero(data == 0x23))
+    newline = data == 0x0A
+    breaks = per_text(np.flatnonzero(newline))
+    ends = np.zeros(n, dtype=bool)
+    nonempty = offsets[1:] > offsets[:-1]
+    ends[nonempty] = newline[offsets[1:][nonempty] - 1]
+    # runs of '.' (cut where a text starts): each holds length // 3 ellipses
+    dot = data == 0x2E
+    cut = np.zeros(len(data) + 1, dtype=bool)
+    cut[offsets] = True
+    after = np.zeros(len(data), dtype=bool)
+    after[:-1] = dot[1:]
+    before = np.zeros(len(data), dtype=bool)
+    before[1:] = dot[:-1]
+    first = np.flatnonzero(dot & (~before | cut[:-1]))
+    last = np.flatnonzero(dot & (~after | cut[1:]))
+    dots = np.bincount(np.searchsorted(offsets, first, side="right") - 1,
+                       weights=(last - first + 1) // 3, minlength=n).astype(np.int64)
+    e2 = np.flatnonzero(data[:-2] == 0xE2) if len(data) > 2 else np.zeros(0, np.int64)
+    e2 = e2[(data[e2 + 1] == 0x80) & (data[e2 + 2] == 0xA6)]  # U+2026 '…'
+    return hashes, dots + per_text(e2), breaks, ends
 
 
 def _count(column: Any, pattern: str, regex: bool = False) -> Any:
@@ -185,26 +231,19 @@ class GopherRepetitionStats(StatsOperation):
 
     def stats(self, texts: list[str], column: Any = None) -> dict[str, Any]:
         import numpy as np
+        import pyarrow as pa
 
         n = len(texts)
         chars = np.fromiter(map(len, texts), np.int64, n)
         out = {k: np.zeros(n) for k in self.stat_types()}
-        for i, t in enumerate(texts):
-            if not t:
-                continue
-            for kind, parts in (("para", _PARAGRAPHS.split(t.strip())), ("line", _LINES.split(t))):
-                seen: set = set()
-                dup = dup_chars = 0
-                for p in parts:
-                    if p in seen:
-                        dup += 1
-                        dup_chars += len(p)
-                    else:
-                        seen.add(p)
-                out[f"dup_{kind}_frac"][i] = dup / len(parts)
-                out[f"dup_{kind}_char_frac"][i] = dup_chars
-        for kind in ("para", "line"):
-            out[f"dup_{kind}_char_frac"] = ratio(out[f"dup_{kind}_char_frac"], chars)
+        if column is None:
+            column = pa.array(texts, pa.string())
+        stripped = pa.array([t.strip() for t in texts], pa.string())
+        for kind, parts in (("para", _split(stripped, _PARAGRAPHS.pattern)),
+                            ("line", _split(column, _LINES.pattern))):
+            dup, dup_chars, total = _duplicates(parts, n)
+            out[f"dup_{kind}_frac"] = ratio(dup, total)
+            out[f"dup_{kind}_char_frac"] = ratio(dup_chars, chars)
         empty = chars == 0
         out["dup_para_frac"][empty] = np.nan
         out["dup_line_frac"][empty] = np.nan
@@ -217,11 +256,59 @@ class GopherRepetitionStats(StatsOperation):
         return out
 
 
+def _split(column: Any, pattern: str) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.split_pattern_regex(column, pattern)
+
+
+def _duplicates(parts: Any, n: int) -> tuple[Any, Any, Any]:
+    """Per document of `parts` (an Arrow list of strings per document): how many parts equal
+    an earlier part of the same document, their characters, and the number of parts. Only
+    parts that share their document and byte length with another are compared (by Arrow's
+    dictionary encoding)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    flat = parts.flatten()
+    total = pc.list_value_length(parts).to_numpy(zero_copy_only=False).astype(np.int64)
+    dup = np.zeros(n, np.int64)
+    dup_chars = np.zeros(n, np.int64)
+    if len(flat) == 0:
+        return dup, dup_chars, total
+    doc = np.repeat(np.arange(n, dtype=np.uint64), total)
+    size = pc.binary_length(flat).to_numpy(zero_copy_only=False).astype(np.uint64)
+    ids = _factorize((size << np.uint64(32)) | doc)
+    maybe = np.flatnonzero(np.bincount(ids)[ids] > 1)
+    if len(maybe) == 0:
+        return dup, dup_chars, total
+    same = flat.take(maybe)
+    codes = same.dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.uint64)
+    later = maybe[~_first_seen(_factorize((codes << np.uint64(32)) | doc[maybe]))]
+    d = doc[later].astype(np.int64)
+    lengths = pc.utf8_length(flat.take(later)).to_numpy(zero_copy_only=False)
+    return (np.bincount(d, minlength=n), np.bincount(d, weights=lengths, minlength=n), total)
+
+
+def _first_seen(codes: Any) -> Any:
+    """Which entries of `codes` (numbered in order of first appearance) appear first."""
+    import numpy as np
+
+    seen = np.maximum.accumulate(codes)
+    out = np.ones(len(codes), dtype=bool)
+    out[1:] = seen[1:] > seen[:-1]
+    return out
+
+
 def ngram_repetition(tok: Any, top_n: list[int], dup_n: list[int]) -> tuple[dict, dict]:
     """Per document: for each n in `top_n`, the characters of the most frequent n-gram times
     its count (n-grams joined by spaces; ties go to the first seen); for each n in `dup_n`, the
     characters (words joined without spaces) of n-grams that repeat an earlier n-gram, scanning
-    left to right and skipping past each repeat."""
+    left to right and skipping past each repeat.
+
+    An n-gram can occur twice only where the (n-1)-grams at its position and at the next one
+    both do: only those candidate positions are hashed and grouped for n, the others are
+    known to be unique. The candidates shrink quickly with n."""
     import numpy as np
 
     n_docs = len(tok.offsets) - 1
@@ -234,66 +321,107 @@ def ngram_repetition(tok: Any, top_n: list[int], dup_n: list[int]) -> tuple[dict
     wanted = set(top_n) | set(dup_n)
     if not wanted or total == 0:
         return top, dup
-    g = tok.hash.copy()
+    g = tok.hash.copy()  # g[i]: hash of the k-gram at i, kept up to date at the candidates
     mult = np.uint64(0x100000001B3)
-    # a document without a repeated (k-1)-gram has no repeated k-gram: its top k-gram is its
-    # first, and it repeats nothing; only the others ("active") are hashed and counted
-    active = np.ones(n_docs, dtype=bool)
     counts_doc = tok.counts
     first_tok = tok.offsets[:-1]
-    for k in range(1, max(wanted) + 1):
-        m = total - k + 1
-        if m <= 0:
-            break
-        if k > 1:
-            with np.errstate(over="ignore"):
-                g = g[:m] * mult + tok.hash[k - 1:k - 1 + m]
-        if k == 1:
-            continue
-        quiet = ~active & (counts_doc >= k)
-        if k in top and quiet.any():
-            j = first_tok[quiet]
-            top[k][quiet] = cum_len[j + k] - cum_len[j] + k - 1
-        pos = np.flatnonzero((doc[:m] == doc[k - 1:k - 1 + m]) & active[doc[:m]])
-        if len(pos) == 0:
-            active[:] = False
-            continue
+    # k = 2: every position whose bigram stays inside its document
+    pos = np.flatnonzero(doc[:-1] == doc[1:]) if total > 1 else np.zeros(0, np.int64)
+    for k in range(2, max(wanted) + 1):
+        with np.errstate(over="ignore"):
+            if k == 2:
+                g[:-1] = g[:-1] * mult + tok.hash[1:]
+            elif len(pos):
+                g[pos] = g[pos] * mult + tok.hash[pos + k - 1]
         d = doc[pos]
+        if k in top:  # documents with no repeated k-gram: their first k-gram, once
+            long_enough = counts_doc >= k
+            j = first_tok[long_enough]
+            top[k][long_enough] = cum_len[j + k] - cum_len[j] + k - 1
+        if len(pos) == 0:
+            continue
         with np.errstate(over="ignore"):
             key = g[pos] * np.uint64(0x9E3779B97F4A7C15) + d.astype(np.uint64)
         codes = _factorize(key)
         n_codes = int(codes.max()) + 1
-        first = np.empty(n_codes, np.int64)
-        first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
-        chars = cum_len[pos + k] - cum_len[pos]
+        is_first = _first_seen(codes)
+        first = np.flatnonzero(is_first)  # code c first appears at first[c]
         counts = np.bincount(codes, minlength=n_codes)
-        repeated_docs = np.zeros(n_docs, dtype=bool)
-        repeated_docs[d[first[counts > 1]]] = True
-        if k not in wanted:
-            active &= repeated_docs
-            continue
+        repeated = counts[codes] > 1  # per candidate: its k-gram occurs twice or more
         if k in top:
-            code_doc = d[first]
-            starts = np.flatnonzero(np.r_[True, code_doc[1:] != code_doc[:-1]])
-            best = np.maximum.reduceat(counts, starts)
-            is_best = counts == np.repeat(best, np.diff(np.r_[starts, n_codes]))
-            winner = np.flatnonzero(is_best)
-            winner = winner[np.r_[True, code_doc[winner[1:]] != code_doc[winner[:-1]]]]
-            top[k][code_doc[winner]] = counts[winner] * (chars[first[winner]] + k - 1)
+            rep_codes = np.flatnonzero(counts > 1)  # in order of first appearance
+            if len(rep_codes):
+                code_doc = d[first[rep_codes]]
+                rc = counts[rep_codes]
+                starts = np.flatnonzero(np.r_[True, code_doc[1:] != code_doc[:-1]])
+                best = np.maximum.reduceat(rc, starts)
+                is_best = rc == np.repeat(best, np.diff(np.r_[starts, len(rep_codes)]))
+                winner = np.flatnonzero(is_best)
+                winner = winner[np.r_[True, code_doc[winner[1:]] != code_doc[winner[:-1]]]]
+                w = rep_codes[winner]
+                p0 = pos[first[w]]
+                top[k][code_doc[winner]] = counts[w] * (cum_len[p0 + k] - cum_len[p0] + k - 1)
         if k in dup:
-            repeated = first[codes] != np.arange(len(codes))
-            cand = np.flatnonzero(repeated)  # occurrences that repeat an earlier one
+            cand = np.flatnonzero(~is_first)  # occurrences that repeat an earlier one
             if len(cand):
-                cand_doc = d[cand]
-                starts = np.flatnonzero(np.r_[True, cand_doc[1:] != cand_doc[:-1]])
-                bounds = np.r_[starts, len(cand)].tolist()
-                c_list, p_list = codes[cand].tolist(), pos[cand].tolist()
-                f_list, s_list = pos[first[codes[cand]]].tolist(), chars[cand].tolist()
-                for j, lo, hi in zip(cand_doc[starts].tolist(), bounds, bounds[1:]):
-                    dup[k][j] = _greedy_repeats(c_list[lo:hi], p_list[lo:hi], f_list[lo:hi],
-                                                s_list[lo:hi], k)
-        active &= repeated_docs
+                dup[k] = _repeated_chars(pos[cand], pos[first[codes[cand]]], codes[cand],
+                                         d[cand], cum_len, k, n_docs)
+        # candidates for k + 1: i and i + 1 both start a repeated k-gram of the same document
+        rpos = pos[repeated]
+        if len(rpos) < 2:
+            pos = rpos[:0]
+            continue
+        nxt = np.zeros(len(rpos), dtype=bool)
+        nxt[:-1] = (rpos[1:] == rpos[:-1] + 1) & (doc[rpos[1:]] == doc[rpos[:-1]])
+        pos = rpos[nxt]
     return top, dup
+
+
+def _repeated_chars(p: Any, f: Any, codes: Any, d: Any, cum_len: Any, n: int,
+                    n_docs: int) -> Any:
+    """Characters of the n-grams datatrove's scan counts as repeats, per document, from the
+    occurrences that repeat an earlier one (at token positions `p`, sorted, with codes `codes`,
+    documents `d`, first occurrences at `f`).
+
+    First, for all documents at once, assume every visited repeat counts: the scan is then a
+    greedy non-overlapping selection (take a repeat, jump to the first one n positions
+    further). The assumption holds unless a taken repeat's skip hides a first occurrence;
+    only the documents where one does run the exact scan."""
+    import numpy as np
+
+    m = len(p)
+    chars = cum_len[p + n] - cum_len[p]
+    nxt = np.searchsorted(p, p + n)  # the next repeat a take's skip lands on
+    in_doc = nxt < m
+    in_doc[in_doc] = d[nxt[in_doc]] == d[in_doc]
+    nxt[~in_doc] = m
+    taken = np.zeros(m, dtype=bool)
+    cur = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])  # each document's first repeat
+    while len(cur) > 32:  # all documents in step; the few long ones finish in Python
+        taken[cur] = True
+        cur = nxt[cur]
+        cur = cur[cur < m]
+    for i in cur.tolist():
+        while i < m:
+            taken[i] = True
+            i = int(nxt[i])
+    out = np.bincount(d[taken], weights=chars[taken], minlength=n_docs).astype(float)
+    q = p[taken]
+    at = np.searchsorted(q, f) - 1  # the last taken repeat before each first occurrence
+    hidden = (at >= 0) & (d[taken][np.maximum(at, 0)] == d) & (f - q[np.maximum(at, 0)] < n)
+    if hidden.any():
+        hard = np.zeros(n_docs, dtype=bool)
+        hard[d[hidden]] = True
+        ix = np.flatnonzero(hard[d])
+        hd = d[ix]
+        starts = np.flatnonzero(np.r_[True, hd[1:] != hd[:-1]])
+        bounds = np.r_[starts, len(ix)].tolist()
+        c_list, p_list = codes[ix].tolist(), p[ix].tolist()
+        f_list, s_list = f[ix].tolist(), chars[ix].tolist()
+        for j, lo, hi in zip(hd[starts].tolist(), bounds, bounds[1:]):
+            out[j] = _greedy_repeats(c_list[lo:hi], p_list[lo:hi], f_list[lo:hi],
+                                     s_list[lo:hi], n)
+    return out
 
 
 def _factorize(keys: Any) -> Any:

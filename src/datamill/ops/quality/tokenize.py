@@ -117,7 +117,9 @@ _SPECIAL_SPLITS = (  # spaCy's English exceptions without apostrophes: word:cut,
 _SPECIALS: dict = {}
 SPACE, ALPHA, LOWER, UPPER, DIGIT, PREFIX, SUFFIX, SYMBOL = (1 << k for k in range(8))
 PUNCT_P, SENT_END, QUOTE, INFIX_SEP, ARITH, PUNCT_AFFIX, OTHER = (1 << k for k in range(8, 15))
+UNKNOWN = 1 << 15  # a code point whose flags are not computed yet
 _TABLE: list = []
+_PACKED: list = []
 
 
 def _flags_of(cp: int) -> int:
@@ -164,20 +166,29 @@ def _flags(cp: Any) -> Any:
     import numpy as np
 
     if not _TABLE:
-        table = np.zeros(0x110000, dtype=np.uint16)
-        known = np.zeros(0x110000, dtype=bool)
+        table = np.full(0x110000, UNKNOWN, dtype=np.uint16)
         table[:256] = [_flags_of(i) for i in range(256)]
-        known[:256] = True
-        _TABLE[:] = [table, known]
-    table, known = _TABLE
+        _TABLE.append(table)
+    table = _TABLE[0]
     flags = table[cp]
-    new = ~known[cp]
+    new = (flags & UNKNOWN) != 0
     if new.any():
         for u in np.unique(cp[new]).tolist():
             table[u] = _flags_of(u)
-            known[u] = True
         flags = table[cp]
     return flags
+
+
+def _packed_table() -> Any:
+    """For each flags value: 1 if ALPHA, plus 1 << 21 if not SYMBOL, plus 1 << 42 if not
+    PUNCT_P (three counts summed at once)."""
+    import numpy as np
+
+    if not _PACKED:
+        f = np.arange(1 << 16, dtype=np.int64)
+        _PACKED.append(((f & ALPHA) != 0) | (((f & SYMBOL) == 0).astype(np.int64) << 21)
+                       | (((f & PUNCT_P) == 0).astype(np.int64) << 42))
+    return _PACKED[0]
 
 
 # --- hashing ----------------------------------------------------------------------------------
@@ -200,14 +211,18 @@ def _powers(n: int) -> tuple:
     return _POWERS[0], _POWERS[1]
 
 
+FIELDS = ("start", "length", "hash", "alpha", "symbol", "punct", "sent_end")
+
+
 class Tokens:
     """Per-token features of a batch of documents, without materializing token strings.
 
-    `offsets[d]:offsets[d+1]` are document d's tokens; per token: `length` (characters),
+    `offsets[d]:offsets[d+1]` are document d's tokens; per token: `start` (character offset
+    in its document; for the spaCy tokenizer, in its tokens joined by spaces), `length`,
     `hash` (uint64 of its text), `alpha` (has a letter), `symbol` (only punctuation
     characters), `punct` (only Unicode punctuation), `sent_end` (a sentence end mark)."""
 
-    __slots__ = ("offsets", "length", "hash", "alpha", "symbol", "punct", "sent_end")
+    __slots__ = ("offsets", *FIELDS)
 
     def __init__(self, **fields: Any):
         for k, v in fields.items():
@@ -222,9 +237,7 @@ class Tokens:
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         index = np.repeat(lo - offsets[:-1], counts) + np.arange(offsets[-1])
-        return Tokens(offsets=offsets, **{k: getattr(self, k)[index] for k in
-                                          ("length", "hash", "alpha", "symbol", "punct",
-                                           "sent_end")})
+        return Tokens(offsets=offsets, **{k: getattr(self, k)[index] for k in FIELDS})
 
     @property
     def counts(self) -> Any:
@@ -272,6 +285,7 @@ def featurize(texts: list[str], rules: bool = True) -> Tokens:
         return _featurize(texts, rules)
     pieces: list[str] = []
     owner: list[int] = []
+    piece_start: list[int] = []
     for d, text in enumerate(texts):
         start = 0
         while len(text) - start > PIECE_CHARS:
@@ -280,9 +294,11 @@ def featurize(texts: list[str], rules: bool = True) -> Tokens:
             cut = space if space > start else cut
             pieces.append(text[start:cut])
             owner.append(d)
+            piece_start.append(start)
             start = cut
         pieces.append(text[start:])
         owner.append(d)
+        piece_start.append(start)
     parts, group, size = [], [], 0
     for piece in pieces:
         if group and size + len(piece) > PIECE_CHARS:
@@ -295,9 +311,10 @@ def featurize(texts: list[str], rules: bool = True) -> Tokens:
     per_doc = np.bincount(np.array(owner), weights=counts, minlength=len(texts)).astype(np.int64)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(per_doc, out=offsets[1:])
-    return Tokens(offsets=offsets, **{k: np.concatenate([getattr(p, k) for p in parts])
-                                      for k in ("length", "hash", "alpha", "symbol", "punct",
-                                                "sent_end")})
+    out = Tokens(offsets=offsets, **{k: np.concatenate([getattr(p, k) for p in parts])
+                                     for k in FIELDS})
+    out.start += np.repeat(np.array(piece_start, dtype=np.int64), counts)
+    return out
 
 
 def _featurize(texts: list[str], rules: bool) -> Tokens:
@@ -326,11 +343,8 @@ def _featurize(texts: list[str], rules: bool) -> Tokens:
     # three counts per token from one cumulative sum: letters, non-symbols, non-punctuation
     width = 21 if len(length) == 0 or int(length.max()) < (1 << 21) - 1 else 0
     if width:
-        packed = ((f & ALPHA) != 0).astype(np.int64)
-        packed |= ((f & SYMBOL) == 0).astype(np.int64) << width
-        packed |= ((f & PUNCT_P) == 0).astype(np.int64) << (2 * width)
         cs = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(packed, out=cs[1:])
+        np.cumsum(_packed_table()[f], out=cs[1:])
         counts = cs[tend] - cs[tstart]
         field = (1 << width) - 1
         alpha = (counts & field) > 0
@@ -354,8 +368,9 @@ def _featurize(texts: list[str], rules: bool) -> Tokens:
         np.cumsum(mixed, out=acc[1:])
         h = (acc[tend] - acc[tstart]) * inv[tstart]
         h ^= length.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
-    tokens = Tokens(offsets=tokens_before, length=length, hash=h, alpha=alpha, symbol=symbol,
-                    punct=punct, sent_end=sent_end)
+    start = tstart - np.repeat(doc_start[:-1], np.diff(tokens_before))
+    tokens = Tokens(offsets=tokens_before, start=start, length=length, hash=h, alpha=alpha,
+                    symbol=symbol, punct=punct, sent_end=sent_end)
     return _split_specials(tokens) if rules else tokens
 
 
@@ -373,12 +388,15 @@ def _split_specials(tok: Tokens) -> Tokens:
             pieces.append([word[a:b] for a, b in zip(bounds, bounds[1:])])
         whole = hash_words(words)
         parts = [hash_words(p) for p in pieces]
-        _SPECIALS.update(hashes=np.sort(whole), table={
+        bucket = np.zeros(1 << 16, dtype=bool)  # a first, cheap test on the hash's top bits
+        bucket[(whole >> np.uint64(48)).astype(np.int64)] = True
+        _SPECIALS.update(hashes=np.sort(whole), bucket=bucket, table={
             int(h): (ph, np.array([len(x) for x in p])) for h, ph, p in zip(whole, parts,
                                                                              pieces)})
     known = _SPECIALS["hashes"]
-    at = np.minimum(np.searchsorted(known, tok.hash), len(known) - 1)
-    hit = np.flatnonzero((known[at] == tok.hash) & tok.alpha)
+    maybe = np.flatnonzero(_SPECIALS["bucket"][(tok.hash >> np.uint64(48)).astype(np.int64)])
+    at = np.minimum(np.searchsorted(known, tok.hash[maybe]), len(known) - 1)
+    hit = maybe[(known[at] == tok.hash[maybe]) & tok.alpha[maybe]]
     if len(hit) == 0:
         return tok
     table = _SPECIALS["table"]
@@ -387,14 +405,13 @@ def _split_specials(tok: Tokens) -> Tokens:
     before = np.zeros(len(reps) + 1, dtype=np.int64)
     np.cumsum(reps, out=before[1:])
     index = np.repeat(np.arange(len(reps)), reps)
-    out = Tokens(offsets=before[tok.offsets], **{k: getattr(tok, k)[index] for k in
-                                                  ("length", "hash", "alpha", "symbol",
-                                                   "punct", "sent_end")})
+    out = Tokens(offsets=before[tok.offsets], **{k: getattr(tok, k)[index] for k in FIELDS})
     for i in hit.tolist():
         hashes, lengths = table[int(tok.hash[i])]
         j = before[i]
         out.hash[j:j + len(hashes)] = hashes
         out.length[j:j + len(hashes)] = lengths
+        out.start[j + 1:j + len(hashes)] += np.cumsum(lengths[:-1])
     return out
 
 
@@ -458,7 +475,13 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, n: int) ->
     solo = leading | trailing | infix
     # abbreviations keep their period: "Mr." "e.g." "a."
     short = (p - s <= 4) | ((((f[s] | f[(s + 1) % n]) & UPPER) != 0) & (p - s <= 9))
-    for k in np.flatnonzero(dot & trailing & prev_core & short).tolist():
+    maybe = np.flatnonzero(dot & trailing & prev_core & short)
+    if len(maybe):  # first test: (first character, character before the period, length)
+        ms = s[maybe]
+        key = (cp[ms].astype(np.int64) << 29) | (cprev[maybe].astype(np.int64) << 8) \
+            | np.minimum(p[maybe] - ms + 1, 255)
+        maybe = maybe[np.isin(key, _abbreviation_keys()) | ((f[ms] & PREFIX) != 0)]
+    for k in maybe.tolist():
         i = int(p[k])
         if big[int(s[k]):i + 1].lstrip(_PREFIX_CHARS) in _ABBREVIATIONS:
             solo[k] = False
@@ -492,8 +515,12 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, n: int) ->
             start[i - 1] = True
         elif tail in _CLITICS and head in _PRONOUNS:
             start[i] = True
-    for m in _UNIT.finditer(big):  # 5|km: a unit ending a chunk splits off its number
-        start[m.start()] = True
+    # 5|km: a unit ending a chunk splits off its number (units start with a letter: try the
+    # regex only where a digit is followed by a letter)
+    at = np.flatnonzero(((f[1:] & ALPHA) != 0) & ((f[:-1] & DIGIT) != 0)) + 1
+    for i in at.tolist():
+        if _UNIT.match(big, i):
+            start[i] = True
     i = big.find("annot")
     while i != -1:
         if (big[i - 1] in "Cc" and (i < 2 or big[i - 2].isspace())
@@ -501,6 +528,19 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, n: int) ->
             start[i + 2] = True
         i = big.find("annot", i + 5)
     return start
+
+
+def _abbreviation_keys() -> Any:
+    import numpy as np
+
+    if not _ABBREVIATION_KEYS:
+        _ABBREVIATION_KEYS.append(np.array(sorted(
+            (ord(w[0]) << 29) | (ord(w[-2]) << 8) | len(w) for w in _ABBREVIATIONS),
+            dtype=np.int64))
+    return _ABBREVIATION_KEYS[0]
+
+
+_ABBREVIATION_KEYS: list = []
 
 
 def _url_chunks(big: str, cstart: Any, k: int) -> Any:
@@ -632,6 +672,22 @@ def features_of(texts: list[str], tokenizer: str) -> Tokens:
     """Token features of `texts`. Results of the current batch are kept (up to CACHE_CHARS
     of text): a later step of the same pass that sees the same documents, or a subset of them
     after a filter, reuses them instead of tokenizing again."""
+    result = cached_features(texts, tokenizer)
+    if result is not None:
+        return result
+    entries = _CACHE.setdefault(tokenizer, [])
+    result = get_tokenizer(tokenizer).features(texts)
+    size = sum(map(len, texts))
+    if size <= CACHE_CHARS:
+        while entries and size + sum(sum(map(len, e[0])) for e in entries) > CACHE_CHARS:
+            entries.pop(0)
+        entries.append([texts, result, None])
+    return result
+
+
+def cached_features(texts: list[str], tokenizer: str) -> Tokens | None:
+    """The token features of `texts` when an earlier step of this batch computed them all
+    (see `features_of`), else None."""
     import numpy as np
 
     entries = _CACHE.setdefault(tokenizer, [])
@@ -659,13 +715,7 @@ def features_of(texts: list[str], tokenizer: str) -> Tokens:
                     runs.append((e, [i]))
             parts = [entries[e][1].take(np.array(ix, dtype=np.int64)) for e, ix in runs]
             return parts[0] if len(parts) == 1 else concat_tokens(parts)
-    result = get_tokenizer(tokenizer).features(texts)
-    size = sum(map(len, texts))
-    if size <= CACHE_CHARS:
-        while entries and size + sum(sum(map(len, e[0])) for e in entries) > CACHE_CHARS:
-            entries.pop(0)
-        entries.append([texts, result, None])
-    return result
+    return None
 
 
 def concat_tokens(parts: list[Tokens]) -> Tokens:
@@ -675,8 +725,7 @@ def concat_tokens(parts: list[Tokens]) -> Tokens:
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return Tokens(offsets=offsets, **{k: np.concatenate([getattr(p, k) for p in parts])
-                                      for k in ("length", "hash", "alpha", "symbol", "punct",
-                                                "sent_end")})
+                                      for k in FIELDS})
 
 
 def hash_words(words: list[str]) -> Any:
