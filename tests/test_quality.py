@@ -312,3 +312,71 @@ def test_c4_takes_line_tokens_from_the_documents_tokens():
     tokenize._CACHE.clear()
     for key in alone:
         assert alone[key].tolist() == reused[key].tolist(), key
+
+
+_SPACES = "\t\x1f \xa0\u1680\u2000\u2005\u200a\u202f\u205f\u3000"
+
+
+def test_bullet_and_ellipsis_lines_counted_over_bytes_match_python():
+    import random
+
+    from datamill.ops.quality import GopherQualityStats
+
+    rng = random.Random(5)
+    alphabet = [*_SPACES, "\n", "\n", "-", "•", ".", "...", "…", "a", "é", "“", "\u200b", "#",
+                "\r", "\u2028", "\x85"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+             for _ in range(3000)]
+    texts += [" " * 9 + "- deep\nend...   \t   \t  ", "\u3000" * 6 + "•\n…" + "\xa0" * 7]
+    got = GopherQualityStats().stats(texts)
+    exotic = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+    for d, text in enumerate(texts):
+        lines = text.splitlines()
+        if any(c in text for c in exotic):  # counted by Python's own rules
+            bullets = sum(s.lstrip().startswith(("•", "-")) for s in lines)
+            dots = sum(s.rstrip().endswith(("...", "…")) for s in lines)
+        else:
+            bullets = sum(s.lstrip(_SPACES).startswith(("•", "-")) for s in lines)
+            dots = sum(s.rstrip(_SPACES).endswith(("...", "…")) for s in lines)
+        if not lines:
+            assert math.isnan(got["bullet_lines_ratio"][d])
+            continue
+        assert got["bullet_lines_ratio"][d] == bullets / len(lines), repr(text)
+        assert got["ellipsis_lines_ratio"][d] == dots / len(lines), repr(text)
+
+
+def test_c4_phrase_rules_see_citations_cut_and_any_case():
+    from datamill.ops.quality import C4Stats
+
+    texts = ["Enable Java[1]Script to see this page now.\nA normal line of text here.",
+             "We use \u212aookies... no. Our COOKIE POLICY is here for you.\nKept line is here.",
+             "Lorem [edit]ipsum dolor sit amet.\nOther words are here too.",
+             "No phrase at all in this line.\nNor in this one at all."]
+    got = C4Stats().stats(texts)
+    assert got["lines_kept"].tolist() == [1, 1, 2, 2]
+    assert got["lorem_ipsum"].tolist() == [False, False, True, False]  # "Lorem ipsum" once cut
+
+
+def test_special_words_split_everywhere_in_a_batch():
+    texts = ["I dont know, gonna go.", "", "Cannot stop; wont stop. dont"] * 400
+    words = _words(texts)
+    assert words[0] == ["I", "do", "nt", "know", ",", "gon", "na", "go", "."]
+    assert words[1] == []
+    assert words[2] == ["Can", "not", "stop", ";", "wo", "nt", "stop", ".", "do", "nt"]
+    assert words == [words[0], words[1], words[2]] * 400
+
+
+def test_token_flags_look_past_the_first_character():
+    texts = ["#tag 5km ... 12 --a «» (x) '' é."]
+    tok = featurize(texts)
+    words = _words(texts)[0]
+    flags = {w: (a, s, p) for w, a, s, p in zip(words, tok.alpha.tolist(), tok.symbol.tolist(),
+                                                tok.punct.tolist())}
+    assert flags["#"] == (False, True, True)
+    assert flags["tag"] == (True, False, False)
+    assert flags["5"] == (False, False, False)
+    assert flags["..."] == (False, True, True)
+    assert flags["«"] == (False, True, True)
+    assert flags["x"] == (True, False, False)
+    assert flags["--a"] == (True, False, False)  # a letter after punctuation
+    assert flags["''"] == (False, True, True)

@@ -6,6 +6,7 @@ docs/quality.md."""
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ DATA = Path(__file__).parent / "data"
 # words of a language's list that are common sub-words in languages written without spaces
 BADWORDS_ALLOWLIST = {"ja": {"sm", "グロ", "女の子"}, "zh": {"性"}}
 NO_SPACE_LANGUAGES = ("ja", "th", "zh")
+# last characters of a line that can end in terminal punctuation once citations are cut
+_MAY_END = frozenset(".?!\"']")
+_PHRASES = ("lorem ipsum", "javascript", *POLICY_SUBSTRINGS)  # what the line rules look for
 
 # cleaned text -> its word count, from the last batch c4_stats cleaned (fast tokenizer); lets
 # fineweb_stats skip tokenizing the same text again
@@ -78,46 +82,56 @@ class C4Stats(StatsOperation):
         # of its span in the document: record (start, end) or -1 when the line changed
         doc_tok = cached_features(texts, "fast") if a.tokenizer == "fast" else None
         spans: list[int] = []
+        max_len = a.max_word_length
+        cut_citations = a.remove_citations
+        punct = a.filter_no_terminal_punct
+        min_words = a.min_words_per_line
+        few_words = max(min_words - 1, 0)  # split only that far: fewer words are all we ask
+        mentions = _mentions(texts, column, cut_citations)
         for i, text in enumerate(texts):
             lines = text.splitlines()
             lines_total[i] = len(lines)
             # offsets are exact when every line break is one character
+            ends = list(accumulate(map(len, lines)))  # characters up to each line's end
             exact = doc_tok is not None and (
-                sum(map(len, lines)) + len(lines) - (not text.endswith("\n")) == len(text))
-            at = 0
-            for raw in lines:
-                here = at
-                at += len(raw) + 1
+                (ends[-1] if ends else 0) + len(lines) - (not text.endswith("\n")) == len(text))
+            phrases = mentions[i]
+            for j, raw in enumerate(lines):
                 line = stripped = raw.strip()
-                if a.max_word_length != -1 and len(line) > a.max_word_length and any(
-                        len(w) > a.max_word_length for w in line.split()):
+                if punct and line[-1:] not in _MAY_END:  # dropped for its end (most lines)
+                    continue
+                if max_len != -1 and len(line) > max_len and any(
+                        len(w) > max_len for w in line.split()):
                     continue
                 changed = not exact
-                if a.remove_citations and "[" in line:
+                if cut_citations and "[" in line:
                     cut = CITATION.sub("", line)
                     changed |= cut != line
                     line = cut
-                if a.filter_no_terminal_punct and (not line.endswith(END_PUNCTUATION)
-                                                   or line.endswith("...")):
+                if punct and (not line.endswith(END_PUNCTUATION) or line.endswith("...")):
                     continue
-                if len(stripped.split()) < a.min_words_per_line:  # words before citations go
-                    continue
-                low = line.lower()
-                if "lorem ipsum" in low:
-                    lorem[i] = True
-                if a.filter_javascript and "javascript" in low:
-                    continue
-                if "{" in line:
+                if min_words > 0 and len(stripped.split(None, few_words)) < min_words:
+                    continue  # (words before citations are removed)
+                if phrases:
+                    low = line.lower()
+                    if "lorem ipsum" in low:
+                        lorem[i] = True
+                    if a.filter_javascript and "javascript" in low:
+                        continue
+                    if "{" in line:
+                        curly[i] = True
+                    if a.filter_policy and any(p in low for p in POLICY_SUBSTRINGS):
+                        continue
+                elif "{" in line:
                     curly[i] = True
-                if a.filter_policy and any(p in low for p in POLICY_SUBSTRINGS):
-                    continue
                 kept_lines.append(line)
                 kept_doc.append(i)
                 if doc_tok is not None:
                     if changed:
                         spans += (-1, -1)
                     else:
-                        lo = here + len(raw) - len(raw.lstrip())
+                        # line j ends after j one-character breaks; skip its indent
+                        lo = ends[j] + j - len(raw.lstrip())
                         spans += (lo, lo + len(line))
         doc = np.array(kept_doc, dtype=np.int64)
         tok = get_tokenizer(a.tokenizer)
@@ -151,6 +165,23 @@ class C4Stats(StatsOperation):
         return out
 
 
+def _mentions(texts: list[str], column: Any, cut_citations: bool) -> list[bool]:
+    """Which texts may have a line that mentions a phrase of the line rules: the text, its
+    citations cut, lowercased by Arrow (which lowercases to ASCII wherever Python does), holds
+    one. Lines of the others need no lowercasing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column is None:
+        column = pa.array(texts, pa.string())
+    if cut_citations:  # as CITATION (Python's \d is Unicode's Nd)
+        column = pc.replace_substring_regex(
+            column, r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]", "")
+    found = pc.match_substring_regex(pc.utf8_lower(column),
+                                     "|".join(re.escape(p) for p in _PHRASES))
+    return found.fill_null(False).to_pylist()
+
+
 def _line_sentences(lines: list[str], doc: Any, spans: list[int], doc_tok: Any,
                     texts: list[str]) -> tuple[Any, Any]:
     """Sentences and tokens of each kept line (fast tokenizer). Lines with a span (character
@@ -159,7 +190,7 @@ def _line_sentences(lines: list[str], doc: Any, spans: list[int], doc_tok: Any,
     without `doc_tok`, are tokenized here."""
     import numpy as np
 
-    from .tokenize import FIELDS, Tokens, featurize, sentence_counts
+    from .tokenize import Tokens, featurize, sentence_counts
 
     if doc_tok is None:
         features = featurize(lines)
@@ -178,7 +209,9 @@ def _line_sentences(lines: list[str], doc: Any, spans: list[int], doc_tok: Any,
         offsets = np.zeros(len(counts) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         index = np.repeat(lo - offsets[:-1], counts) + np.arange(offsets[-1])
-        line_tok = Tokens(offsets=offsets, **{k: getattr(doc_tok, k)[index] for k in FIELDS})
+        # only what sentence_counts reads
+        line_tok = Tokens(offsets=offsets, **{k: getattr(doc_tok, k)[index]
+                                              for k in ("length", "punct", "sent_end")})
         per_line[own] = sentence_counts(line_tok)
         words[own] = counts
     if not own.all():

@@ -39,8 +39,8 @@ class FineWebStats(StatsOperation):
         from .c4 import CLEAN_WORD_COUNTS
 
         n = len(texts)
-        stop = tuple(self.args.stop_chars) if self.args.stop_chars is not None else \
-            tuple(TERMINAL_PUNCTUATION)
+        stop = frozenset(self.args.stop_chars) if self.args.stop_chars is not None else \
+            TERMINAL_PUNCTUATION  # single characters: a line ends in one if its last is one
         short = self.args.short_line_length
         n_lines = np.zeros(n, np.int64)
         punct = np.zeros(n, np.int64)
@@ -51,7 +51,7 @@ class FineWebStats(StatsOperation):
         for i, text in enumerate(texts):
             lines = [ln for ln in text.split("\n") if ln.strip()]
             n_lines[i] = len(lines)
-            punct[i] = sum(1 for ln in lines if ln.endswith(stop))
+            punct[i] = sum(1 for ln in lines if ln[-1] in stop)
             shorts[i] = sum(1 for ln in lines if len(ln) <= short)
             seen: set = set()
             d = 0

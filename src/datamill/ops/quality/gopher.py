@@ -4,6 +4,7 @@ GopherQualityFilter and GopherRepetitionFilter; see docs/quality.md."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -51,39 +52,45 @@ class GopherQualityStats(StatsOperation):
     def stats(self, texts: list[str], column: Any = None) -> dict[str, Any]:
         import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         n = len(texts)
         tok = features_of(texts, self.args.tokenizer)
         doc = tok.doc
         words = tok.counts
         non_symbol = ~tok.symbol
-        n_non_symbol = np.bincount(doc[non_symbol], minlength=n)
-        length_sum = np.bincount(doc, weights=tok.length * non_symbol, minlength=n)
-        n_alpha = np.bincount(doc[tok.alpha], minlength=n)
-        stop = np.unique(hash_words(self.args.stop_words)) if self.args.stop_words else \
-            np.zeros(0, np.uint64)
+        n_non_symbol = _per_doc(non_symbol, tok.offsets)
+        length_sum = _per_doc(np.where(non_symbol, tok.length, 0), tok.offsets)
+        n_alpha = _per_doc(tok.alpha, tok.offsets)
+        stop = _stop_hashes(tuple(self.args.stop_words))
         n_stop = np.zeros(n, np.int64)
         if len(stop):
-            which = np.minimum(np.searchsorted(stop, tok.hash), len(stop) - 1)
-            hit = stop[which] == tok.hash
-            present = np.bincount(doc[hit] * len(stop) + which[hit], minlength=n * len(stop))
+            # a first, cheap test on the hashes' top 16 bits, then an exact one
+            bucket = np.zeros(1 << 16, dtype=bool)
+            bucket[(stop >> np.uint64(48)).astype(np.intp)] = True
+            maybe = np.flatnonzero(bucket[(tok.hash >> np.uint64(48)).astype(np.intp)])
+            which = np.minimum(np.searchsorted(stop, tok.hash[maybe]), len(stop) - 1)
+            hit = stop[which] == tok.hash[maybe]
+            present = np.bincount(doc[maybe[hit]] * len(stop) + which[hit],
+                                  minlength=n * len(stop))
             n_stop = (present.reshape(n, len(stop)) > 0).sum(axis=1)
         if column is None:
             column = pa.array(texts, pa.string())
-        hashes, ellipses, breaks, ends_nl = _byte_counts(column)
-        # lines as str.splitlines() sees them, counted with RE2 (\n only); rows with other
-        # line breaks are counted in Python
-        space = r"[\t\x1f \xa0\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]*"
-        # (each match runs to the line's end: Arrow restarts the search after a match as if
-        # at the start of a text, where ^ matches)
-        bullets = _count(column, "(?m)^" + space + "[•-][^\n]*", regex=True)
-        ellipsis_lines = _count(column, r"(?m)(?:\.\.\.|…)" + space + "$", regex=True)
+        data, offsets = _utf8(column)
+        hashes, ellipses, breaks, ends_nl = _byte_counts(data, offsets)
+        # lines as str.splitlines() sees them, counted over the UTF-8 bytes (\n only); rows
+        # with other line breaks are counted in Python
+        bullets, ellipsis_lines, unsure, exotic = _line_counts(data, offsets)
+        if unsure.any():  # a line with more leading or trailing spaces: RE2 counts them
+            rows = np.flatnonzero(unsure)
+            some = column.take(pa.array(rows))
+            space = r"[\t\x1f \xa0\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]*"
+            # (each match runs to the line's end: Arrow restarts the search after a match
+            # as if at the start of a text, where ^ matches)
+            bullets[rows] = _count(some, "(?m)^" + space + "[•-][^\n]*", regex=True)
+            ellipsis_lines[rows] = _count(some, r"(?m)(?:\.\.\.|…)" + space + "$", regex=True)
         n_lines = breaks + 1 - ends_nl
-        n_lines[np.fromiter(map(len, texts), np.int64, n) == 0] = 0
-        exotic = pc.match_substring_regex(
-            column, r"[\r\x0b\x0c\x1c\x1d\x1e\x{85}\x{2028}\x{2029}]")
-        for i in np.flatnonzero(exotic.to_numpy(zero_copy_only=False)).tolist():
+        n_lines[offsets[1:] == offsets[:-1]] = 0
+        for i in np.flatnonzero(exotic).tolist():
             lines = texts[i].splitlines()
             n_lines[i] = len(lines)
             bullets[i] = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
@@ -96,27 +103,54 @@ class GopherQualityStats(StatsOperation):
                 "alpha_words_ratio": ratio(n_alpha, words), "stop_words": n_stop}
 
 
-def _byte_counts(column: Any) -> tuple[Any, Any, Any, Any]:
-    """Per text of a string array, from its UTF-8 bytes: '#' count, ellipsis count ('...'
-    counted as `str.count` does, without overlaps, plus '…'), newline count, and whether it
-    ends with a newline."""
+@functools.lru_cache(maxsize=8)
+def _stop_hashes(words: tuple) -> Any:
+    """The sorted distinct hashes of `words`."""
+    import numpy as np
+
+    return np.unique(hash_words(list(words))) if words else np.zeros(0, np.uint64)
+
+
+def _per_doc(values: Any, offsets: Any) -> Any:
+    """Sums of `values` (per token) per document (tokens `offsets[d]:offsets[d+1]`)."""
+    import numpy as np
+
+    cs = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(values, out=cs[1:])
+    return cs[offsets[1:]] - cs[offsets[:-1]]
+
+
+def _utf8(column: Any) -> tuple[Any, Any]:
+    """The UTF-8 bytes of a string array (uint8) and each text's offsets in them (int64)."""
     import numpy as np
     import pyarrow as pa
 
     n = len(column)
-    if n == 0:
-        return (np.zeros(0, np.int64),) * 3 + (np.zeros(0, bool),)
     if pa.types.is_large_string(column.type):
         width = np.int64
     else:
         column = column.cast(pa.string()) if not pa.types.is_string(column.type) else column
         width = np.int32
+    if n == 0:
+        return np.zeros(0, np.uint8), np.zeros(1, np.int64)
     _, off_buf, data_buf = column.buffers()
     offsets = np.frombuffer(off_buf, dtype=width)[column.offset:column.offset + n + 1]
     offsets = offsets.astype(np.int64)
     data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]] \
         if data_buf is not None else np.zeros(0, np.uint8)
     offsets -= offsets[0]
+    return data, offsets
+
+
+def _byte_counts(data: Any, offsets: Any) -> tuple[Any, Any, Any, Any]:
+    """Per text (UTF-8 `data`, text i at `offsets[i]:offsets[i+1]`): '#' count, ellipsis
+    count ('...' counted as `str.count` does, without overlaps, plus '…'), newline count, and
+    whether it ends with a newline."""
+    import numpy as np
+
+    n = len(offsets) - 1
+    if n == 0:
+        return (np.zeros(0, np.int64),) * 3 + (np.zeros(0, bool),)
 
     def per_text(at: Any) -> Any:
         return np.bincount(np.searchsorted(offsets, at, side="right") - 1, minlength=n)
@@ -142,6 +176,105 @@ def _byte_counts(column: Any) -> tuple[Any, Any, Any, Any]:
     e2 = np.flatnonzero(data[:-2] == 0xE2) if len(data) > 2 else np.zeros(0, np.int64)
     e2 = e2[(data[e2 + 1] == 0x80) & (data[e2 + 2] == 0xA6)]  # U+2026 '…'
     return hashes, dots + per_text(e2), breaks, ends
+
+
+
+def _space_width(data: Any, at: Any, before: bool) -> Any:
+    """Width in bytes of the space character (of the RE2 pattern's set: tab, 0x1f, space,
+    U+00A0, U+1680, U+2000-U+200A, U+202F, U+205F, U+3000) starting at `at` (or, with
+    `before`, ending just before it); 0 where there is none. Reads up to 3 bytes past `at`
+    (before: ahead of it), clipped to `data`: callers check the text's bounds."""
+    import numpy as np
+
+    top = len(data) - 1
+
+    def byte(k: int) -> Any:
+        return data[np.clip(at + k, 0, top)]
+
+    if before:
+        b1, b2, b3 = byte(-1), byte(-2), byte(-3)
+        lead3, mid, last = b3, b2, b1
+    else:
+        b1, b2, b3 = byte(0), byte(1), byte(2)
+        lead3, mid, last = b1, b2, b3
+    one = (b1 == 0x20) | (b1 == 0x09) | (b1 == 0x1F)
+    two = (b2 == 0xC2) & (b1 == 0xA0) if before else (b1 == 0xC2) & (b2 == 0xA0)
+    three = (((lead3 == 0xE2) & (mid == 0x80) & (((last >= 0x80) & (last <= 0x8A))
+                                                 | (last == 0xAF)))
+             | ((lead3 == 0xE2) & (mid == 0x81) & (last == 0x9F))
+             | ((lead3 == 0xE1) & (mid == 0x9A) & (last == 0x80))
+             | ((lead3 == 0xE3) & (mid == 0x80) & (last == 0x80)))
+    return np.where(one, 1, np.where(two, 2, np.where(three, 3, 0)))
+
+
+def _line_counts(data: Any, offsets: Any, steps: int = 4) -> tuple[Any, Any, Any, Any]:
+    """Per text: lines starting with '•' or '-' after spaces, lines ending with '...' or '…'
+    before spaces (lines cut at '\n' only), which texts have a line with more than `steps`
+    such spaces (counted elsewhere), and which have a line break other than '\n'."""
+    import numpy as np
+
+    n = len(offsets) - 1
+    nl = np.flatnonzero(data == 0x0A)
+    text_of_nl = np.searchsorted(offsets, nl, side="right") - 1
+    unsure = np.zeros(n, dtype=bool)
+    # line starts: each text's start and after each newline, unless at the text's end
+    starts = np.concatenate([offsets[:-1], nl + 1])
+    owner = np.concatenate([np.arange(n), text_of_nl])
+    keep = starts < offsets[owner + 1]
+    at, owner = starts[keep], owner[keep]
+    end = offsets[owner + 1]
+    at = at.copy()
+    moving = np.arange(len(at))  # line starts still on a space
+    for _ in range(steps + 1):
+        w = _space_width(data, at[moving], before=False)
+        w[at[moving] >= end[moving]] = 0
+        moving = moving[w > 0]
+        if not len(moving):
+            break
+        at[moving] += w[w > 0]
+    else:
+        unsure[owner[moving]] = True
+    top = max(len(data) - 1, 0)
+    b0 = data[np.minimum(at, top)] if len(data) else np.zeros(len(at), np.uint8)
+    bullet = (at < end) & ((b0 == 0x2D) | ((b0 == 0xE2) & (data[np.minimum(at + 1, top)] == 0x80)
+                                          & (data[np.minimum(at + 2, top)] == 0xA2)))
+    bullets = np.bincount(owner[bullet], minlength=n)
+    # line ends: each newline, and each text's end unless the text is empty or ends with one
+    last = offsets[1:] - 1
+    open_end = (offsets[1:] > offsets[:-1])
+    open_end[open_end] = data[last[open_end]] != 0x0A
+    ends = np.concatenate([nl, offsets[1:][open_end]])
+    owner = np.concatenate([text_of_nl, np.flatnonzero(open_end)])
+    at = ends.copy()
+    begin = offsets[owner]
+    moving = np.arange(len(at))  # line ends still after a space
+    for _ in range(steps + 1):
+        w = _space_width(data, at[moving], before=True)
+        w[at[moving] - w < begin[moving]] = 0
+        moving = moving[w > 0]
+        if not len(moving):
+            break
+        at[moving] -= w[w > 0]
+    else:
+        unsure[owner[moving]] = True
+    room = at - 3 >= begin
+    c1 = data[np.clip(at - 3, 0, top)]
+    c2 = data[np.clip(at - 2, 0, top)]
+    c3 = data[np.clip(at - 1, 0, top)]
+    dots = room & (((c1 == 0x2E) & (c2 == 0x2E) & (c3 == 0x2E))
+                   | ((c1 == 0xE2) & (c2 == 0x80) & (c3 == 0xA6)))
+    ellipsis_lines = np.bincount(owner[dots], minlength=n)
+    # other line breaks: \r \x0b \x0c \x1c \x1d \x1e, U+0085, U+2028, U+2029
+    low = np.flatnonzero(data < 0x1F)
+    low = low[((data[low] >= 0x0B) & (data[low] <= 0x0D)) | (data[low] >= 0x1C)]
+    odd = [low]
+    c2_ = np.flatnonzero(data[:-1] == 0xC2) if len(data) > 1 else np.zeros(0, np.int64)
+    odd.append(c2_[data[c2_ + 1] == 0x85])
+    e2 = np.flatnonzero(data[:-2] == 0xE2) if len(data) > 2 else np.zeros(0, np.int64)
+    odd.append(e2[(data[e2 + 1] == 0x80) & ((data[e2 + 2] == 0xA8) | (data[e2 + 2] == 0xA9))])
+    exotic = np.zeros(n, dtype=bool)
+    exotic[np.searchsorted(offsets, np.concatenate(odd), side="right") - 1] = True
+    return bullets.astype(np.int64), ellipsis_lines.astype(np.int64), unsure, exotic
 
 
 def _count(column: Any, pattern: str, regex: bool = False) -> Any:
@@ -418,9 +551,14 @@ def _repeated_chars(p: Any, f: Any, codes: Any, d: Any, cum_len: Any, n: int,
         bounds = np.r_[starts, len(ix)].tolist()
         c_list, p_list = codes[ix].tolist(), p[ix].tolist()
         f_list, s_list = f[ix].tolist(), chars[ix].tolist()
+        # a take's skip lands on nxt, the same document's (a hard one) or past it
+        local = nxt[ix]
+        inside = local < m
+        local[inside] = np.searchsorted(ix, local[inside])
+        local[~inside] = len(ix)
+        n_list = local.tolist()
         for j, lo, hi in zip(hd[starts].tolist(), bounds, bounds[1:]):
-            out[j] = _greedy_repeats(c_list[lo:hi], p_list[lo:hi], f_list[lo:hi],
-                                     s_list[lo:hi], n)
+            out[j] = _greedy_repeats(c_list, p_list, f_list, s_list, n_list, lo, hi, n)
     return out
 
 
@@ -437,30 +575,32 @@ def _factorize(keys: Any) -> Any:
 
 
 def _greedy_repeats(codes: list, positions: list, first_positions: list, chars: list,
-                    n: int) -> int:
+                    nxt: list, lo: int, hi: int, n: int) -> int:
     """datatrove's scan (visit n-grams left to right; one seen before counts its characters
-    and skips n positions), over only the n-grams that occur earlier (`codes`, at
+    and skips n positions), over only the n-grams that occur earlier (`codes[lo:hi]`, at
     `positions`, whose first occurrence is at `first_positions`): the others are never
-    repeats. An occurrence is visited unless a repeat's skip covers it."""
+    repeats. An occurrence is visited unless a repeat's skip covers it; `nxt[i]` is the first
+    occurrence a skip from i lands on (>= hi: none)."""
     from bisect import bisect_right
 
     seen: set = set()
     skip_starts: list[int] = []
-    skip_until = 0
     repeated = 0
-    for c, p, p0, size in zip(codes, positions, first_positions, chars):
-        if p < skip_until:
-            continue
+    i = lo
+    while i < hi:
+        c = codes[i]
         if c not in seen:
+            p0 = first_positions[i]
             k = bisect_right(skip_starts, p0) - 1
             if k < 0 or p0 >= skip_starts[k] + n - 1:  # the first occurrence was visited
                 seen.add(c)
         if c in seen:
-            repeated += size
-            skip_starts.append(p + 1)
-            skip_until = p + n
+            repeated += chars[i]
+            skip_starts.append(positions[i] + 1)
+            i = nxt[i]
         else:
             seen.add(c)
+            i += 1
     return repeated
 
 

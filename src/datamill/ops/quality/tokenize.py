@@ -119,7 +119,7 @@ SPACE, ALPHA, LOWER, UPPER, DIGIT, PREFIX, SUFFIX, SYMBOL = (1 << k for k in ran
 PUNCT_P, SENT_END, QUOTE, INFIX_SEP, ARITH, PUNCT_AFFIX, OTHER = (1 << k for k in range(8, 15))
 UNKNOWN = 1 << 15  # a code point whose flags are not computed yet
 _TABLE: list = []
-_PACKED: list = []
+_BITS: list = []
 
 
 def _flags_of(cp: int) -> int:
@@ -171,24 +171,26 @@ def _flags(cp: Any) -> Any:
         _TABLE.append(table)
     table = _TABLE[0]
     flags = table[cp]
-    new = (flags & UNKNOWN) != 0
-    if new.any():
+    if len(flags) and flags.max() & UNKNOWN:  # the top bit: no other flag is as large
+        new = (flags & UNKNOWN) != 0
         for u in np.unique(cp[new]).tolist():
             table[u] = _flags_of(u)
         flags = table[cp]
     return flags
 
 
-def _packed_table() -> Any:
-    """For each flags value: 1 if ALPHA, plus 1 << 21 if not SYMBOL, plus 1 << 42 if not
-    PUNCT_P (three counts summed at once)."""
+def _bits_table() -> Any:
+    """For each flags value, as uint8: 1 if ALPHA, 2 if not SYMBOL, 4 if not PUNCT_P; 0 for
+    a space (ORed over a token's characters: has a letter, is not all symbols, is not all
+    punctuation)."""
     import numpy as np
 
-    if not _PACKED:
+    if not _BITS:
         f = np.arange(1 << 16, dtype=np.int64)
-        _PACKED.append(((f & ALPHA) != 0) | (((f & SYMBOL) == 0).astype(np.int64) << 21)
-                       | (((f & PUNCT_P) == 0).astype(np.int64) << 42))
-    return _PACKED[0]
+        bits = ((f & ALPHA) != 0) | (((f & SYMBOL) == 0) << 1) | (((f & PUNCT_P) == 0) << 2)
+        bits[(f & SPACE) != 0] = 0
+        _BITS.append(bits.astype(np.uint8))
+    return _BITS[0]
 
 
 # --- hashing ----------------------------------------------------------------------------------
@@ -340,30 +342,24 @@ def _featurize(texts: list[str], rules: bool) -> Tokens:
     tend = np.flatnonzero(ns & (next_space | next_start)) + 1
     length = tend - tstart
     tokens_before = np.searchsorted(tstart, doc_start)
-    # three counts per token from one cumulative sum: letters, non-symbols, non-punctuation
-    width = 21 if len(length) == 0 or int(length.max()) < (1 << 21) - 1 else 0
-    if width:
-        cs = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(_packed_table()[f], out=cs[1:])
-        counts = cs[tend] - cs[tstart]
-        field = (1 << width) - 1
-        alpha = (counts & field) > 0
-        symbol = ((counts >> width) & field) == 0
-        punct = (counts >> (2 * width)) == 0
-    else:
-        cs = np.zeros(n + 1, dtype=np.int64)
-
-        def any_in(mask: Any) -> Any:
-            np.cumsum(mask, out=cs[1:])
-            return cs[tend] - cs[tstart]
-
-        alpha = any_in((f & ALPHA) != 0) > 0
-        symbol = any_in((f & SYMBOL) == 0) == 0
-        punct = any_in((f & PUNCT_P) == 0) == 0
+    # three flags per token from one OR over its characters (spaces add nothing, and every
+    # character up to the next token's start is a space or the token's own)
+    char_bits = _bits_table()[f]
+    bits = char_bits[tstart]  # all three already when the first character has them all
+    rest = np.flatnonzero(bits != 7)
+    if len(rest):
+        bounds = np.empty(2 * len(rest), dtype=np.int64)
+        bounds[0::2] = tstart[rest]
+        bounds[1::2] = tend[rest]  # < n: the text ends with a newline
+        bits[rest] = np.bitwise_or.reduceat(char_bits, bounds)[0::2]
+    alpha = (bits & 1) != 0
+    symbol = (bits & 2) == 0
+    punct = (bits & 4) == 0
     sent_end = (length == 1) & ((f[tstart] & SENT_END) != 0)
     pw, inv = _powers(n + 1)
     with np.errstate(over="ignore"):
-        mixed = (cp.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)) * pw[:n]
+        mixed = np.add(cp, np.uint64(0x632BE59BD9B4E019), dtype=np.uint64)
+        np.multiply(mixed, pw[:n], out=mixed)
         acc = np.zeros(n + 1, dtype=np.uint64)
         np.cumsum(mixed, out=acc[1:])
         h = (acc[tend] - acc[tstart]) * inv[tstart]
@@ -404,8 +400,11 @@ def _split_specials(tok: Tokens) -> Tokens:
     reps[hit] = [len(table[int(tok.hash[i])][0]) for i in hit.tolist()]
     before = np.zeros(len(reps) + 1, dtype=np.int64)
     np.cumsum(reps, out=before[1:])
-    index = np.repeat(np.arange(len(reps)), reps)
-    out = Tokens(offsets=before[tok.offsets], **{k: getattr(tok, k)[index] for k in FIELDS})
+    # each split word's token, repeated once per piece (copies inserted after it)
+    copy_at = np.repeat(hit + 1, reps[hit] - 1)
+    fields = {k: getattr(tok, k) for k in FIELDS}
+    out = Tokens(offsets=before[tok.offsets],
+                 **{k: np.insert(v, copy_at, v[copy_at - 1]) for k, v in fields.items()})
     for i in hit.tolist():
         hashes, lengths = table[int(tok.hash[i])]
         j = before[i]
@@ -426,7 +425,10 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, n: int) ->
     cend = np.flatnonzero(ns & next_space)
     start = np.zeros(n, dtype=bool)
     start[cstart] = True
-    p = np.flatnonzero((f & OTHER) != 0)  # punctuation, symbols: where rules apply
+    q = np.flatnonzero((f & (OTHER | DIGIT)) != 0)
+    fq = f[q]
+    p = q[(fq & OTHER) != 0]  # punctuation, symbols: where rules apply
+    digits = q[(fq & DIGIT) != 0]  # (and where units may follow a number)
     if len(p) == 0:
         return start
     chunk = np.searchsorted(cstart, p, side="right") - 1
@@ -503,21 +505,29 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, n: int) ->
     start[p[cont]] = False
     # clitics: do|n't, John|'s, I|'m
     apos = core & prev_core & ((c0 == 39) | (c0 == 0x2019))
-    s_end = apos & ((cnext == 115) | (cnext == 83)) & (p + 1 == e)
-    start[p[s_end]] = True  # the common case of 's ending a chunk, without Python
-    for k in np.flatnonzero(apos & ~s_end).tolist():
-        i, lo, hi = int(p[k]), int(s[k]), int(e[k]) + 1
-        tail = big[i:hi].rstrip(_SUFFIX_CHARS + ".%+")
-        head = big[lo:i].lstrip(_PREFIX_CHARS)
+    s_end = apos & ((cnext == 115) | (cnext == 83)) & (p + 1 <= e)
+    if s_end.any():  # the common case of 's ending a chunk, or before one final suffix
+        k = np.flatnonzero(s_end)
+        last = e[k]
+        cl = cp[last]
+        s_end[k] = (p[k] + 1 == last) | ((p[k] + 2 == last) & (
+            ((f[last] & SUFFIX) != 0) | (cl == 46) | (cl == 37) | (cl == 43)))
+        start[p[s_end]] = True
+    rest = np.flatnonzero(apos & ~s_end)
+    strip_tail = _SUFFIX_CHARS + ".%+"
+    for i, lo, hi in zip(p[rest].tolist(), s[rest].tolist(), (e[rest] + 1).tolist()):
+        tail = big[i:hi].rstrip(strip_tail)
         if tail in ("'s", "'S", "’s", "’S"):
             start[i] = True
-        elif tail in ("'t", "’t") and head.endswith("n") and head[:-1] in _NT_VERBS:
-            start[i - 1] = True
-        elif tail in _CLITICS and head in _PRONOUNS:
+        elif tail in ("'t", "’t"):
+            head = big[lo:i].lstrip(_PREFIX_CHARS)
+            if head.endswith("n") and head[:-1] in _NT_VERBS:
+                start[i - 1] = True
+        elif tail in _CLITICS and big[lo:i].lstrip(_PREFIX_CHARS) in _PRONOUNS:
             start[i] = True
     # 5|km: a unit ending a chunk splits off its number (units start with a letter: try the
     # regex only where a digit is followed by a letter)
-    at = np.flatnonzero(((f[1:] & ALPHA) != 0) & ((f[:-1] & DIGIT) != 0)) + 1
+    at = digits[(f[digits + 1] & ALPHA) != 0] + 1  # a digit is never last: a newline is
     for i in at.tolist():
         if _UNIT.match(big, i):
             start[i] = True
