@@ -45,7 +45,7 @@ class Index:
 
     @property
     def text_column(self) -> str | None:
-        from .io.lancedb import text_column_of
+        from .io.vectors import text_column_of
 
         return text_column_of(self.meta, self.columns)
 

@@ -20,60 +20,18 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..errors import PipelineError, SchemaError, StorageError
-from ..operation import Arguments, SinkOperation
+from ..operation import SinkOperation
+from .vectors import (
+    VectorSinkArgs,
+    dim_mismatch,
+    embedding_meta,
+    text_column_of,
+    vector_dim,
+)
 
 META_KEY = "datamill"  # vector field metadata: model, dim, metric, text column, commit
 STAGING = "_datamill_staging"
 ROW_HASH = "_datamill_hash"  # of a row's values: unchanged rows are not rewritten
-
-
-# --- shared by the vector sinks -----------------------------------------------------------
-def vector_dim(schema: dict, column: str, op: str) -> int:
-    """The size of a fixed_size_list<float32> column, or a SchemaError naming what exists."""
-    import pyarrow as pa
-
-    typ = schema.get(column)
-    if typ is None:
-        listing = ", ".join(sorted(c for c in schema if not c.startswith("_"))) or "none"
-        raise SchemaError(f"vector column {column!r} is missing (columns: {listing}); "
-                          "embed_text produces 'embedding'", operation=op)
-    if not (pa.types.is_fixed_size_list(typ) and pa.types.is_float32(typ.value_type)):
-        raise SchemaError(f"vector column {column!r} must be fixed_size_list<float32>[dim] "
-                          f"(what embed_text produces), got {typ}", operation=op)
-    return typ.list_size
-
-
-def dim_mismatch(op: str, where: str, existing: int, new: int) -> SchemaError:
-    return SchemaError(f"{where} holds vectors of {existing} dimensions but this pipeline "
-                       f"writes {new}: write to another table, or pass mode='overwrite' to "
-                       "replace it", operation=op)
-
-
-def embedding_meta(lineage: dict, vector_column: str, dim: int, metric: str) -> dict:
-    """What search needs to embed a query like the stored vectors: the model and its options
-    from the step that produced the vector column, and the text column it embedded."""
-    meta: dict[str, Any] = {"vector_column": vector_column, "dim": dim, "metric": metric}
-    ref = lineage.get("columns", {}).get(vector_column, {})
-    for step in lineage.get("steps", []):
-        if step.get("name") == ref.get("step"):
-            args = step.get("arguments") or {}
-            meta["embedded_by"] = {"step": step["name"], "operation": step.get("operation")}
-            for key in ("model", "normalize"):
-                if key in args:
-                    meta[key] = args[key]
-            if isinstance(meta.get("model"), str) and os.path.isdir(meta["model"]):
-                meta["model"] = os.path.abspath(meta["model"])  # found from any directory
-            if isinstance(args.get("column"), str):
-                meta["text_column"] = args["column"]
-    return meta
-
-
-def text_column_of(meta: dict, columns: list[str]) -> str | None:
-    """The passage column to show: the one that was embedded, else a usual name."""
-    for name in (meta.get("text_column"), "chunk", "text", "passage", "content"):
-        if name and name in columns:
-            return name
-    return None
 
 
 # --- LanceDB --------------------------------------------------------------------------------
@@ -135,22 +93,11 @@ def row_hashes(table: Any, id_column: str) -> Any:
     return pa.array(digests if columns else [0] * table.num_rows, pa.int64())
 
 
-class LanceDBArgs(Arguments):
+class LanceDBArgs(VectorSinkArgs):
     path: str = Field(description="LanceDB database URI: a directory or an object-store URL.")
-    table: str = Field("vectors", description="Table name inside the database.")
-    vector_column: str = Field("embedding", description="fixed_size_list<float32> column.")
-    id_column: str = Field("_id", description="Unique row key: re-runs update rows by it.")
-    mode: Literal["upsert", "overwrite"] = Field(
-        "upsert", description="upsert: merge into the table by id; overwrite: replace it.")
-    delete_missing: bool = Field(False, description="upsert: delete the table's rows whose id "
-                                                    "this run did not write.")
     index: Literal["auto", "ivf_hnsw_sq", "ivf_pq", "none"] = Field(
         "auto", description="ANN index once the table has index_min_rows rows (auto: "
                             "ivf_hnsw_sq).")
-    index_min_rows: int = Field(10_000, ge=1, description="Build the ANN index from this "
-                                                          "many rows (brute force is exact and "
-                                                          "fast below).")
-    metric: Literal["cosine", "l2", "dot"] = Field("cosine", description="Vector distance.")
     fts_column: str | None = Field(None, description="Text column to index for full-text and "
                                                      "hybrid search.")
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..errors import SchemaError, StorageError
-from ..operation import Arguments, SinkOperation
-from .lancedb import dim_mismatch, embedding_meta, text_column_of, vector_dim
+from ..operation import SinkOperation
+from .vectors import VectorSinkArgs, dim_mismatch, embedding_meta, text_column_of, vector_dim
 
 SIDE_TABLE = "datamill_vector_tables"
 SEEN_SUFFIX = "_datamill_seen"  # TABLE_datamill_seen(id, generation): ids a run wrote
@@ -88,20 +88,10 @@ def table_dim(conn: Any, table: str, column: str) -> int | None:
     return row[0] if row and row[0] > 0 else None
 
 
-class PgVectorArgs(Arguments):
+class PgVectorArgs(VectorSinkArgs):
     path: str = Field(description="PostgreSQL connection URL: postgresql://user@host:port/db.")
-    table: str = Field("vectors", description="Table name (created when missing).")
-    vector_column: str = Field("embedding", description="fixed_size_list<float32> column.")
-    id_column: str = Field("_id", description="Unique row key: re-runs update rows by it.")
-    mode: Literal["upsert", "overwrite"] = Field(
-        "upsert", description="upsert: merge into the table by id; overwrite: replace it.")
-    delete_missing: bool = Field(False, description="upsert: delete the table's rows whose id "
-                                                    "this run did not write.")
     index: Literal["auto", "hnsw", "ivfflat", "none"] = Field(
         "auto", description="ANN index once the table has index_min_rows rows (auto: hnsw).")
-    index_min_rows: int = Field(10_000, ge=1, description="Build the ANN index from this "
-                                                          "many rows.")
-    metric: Literal["cosine", "l2", "dot"] = Field("cosine", description="Vector distance.")
     fts_column: str | None = Field(None, description="Text column to index (GIN on its "
                                                      "tsvector) for hybrid search.")
     fts_language: str = Field("english", description="Text search configuration.")
