@@ -23,6 +23,7 @@ from ..errors import PipelineError, SchemaError, StorageError
 from ..operation import SinkOperation
 from .vectors import (
     VectorSinkArgs,
+    check_columns,
     dim_mismatch,
     embedding_meta,
     text_column_of,
@@ -122,11 +123,7 @@ class WriteLanceDB(SinkOperation):
 
     def resolve_consumes(self, schema: dict) -> dict:
         a = self.args
-        dim = vector_dim(schema, a.vector_column, self.name)
-        if a.id_column != "_id" and a.id_column not in schema:
-            raise SchemaError(f"id column {a.id_column!r} is missing", operation=self.name)
-        if a.fts_column and a.fts_column not in schema:
-            raise SchemaError(f"fts_column {a.fts_column!r} is missing", operation=self.name)
+        dim = check_columns(self.name, a, schema)
         self._schema = dict(schema)
         self._check_existing(dim)
         return dict(schema)

@@ -15,9 +15,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..errors import SchemaError, StorageError
+from ..errors import StorageError
 from ..operation import SinkOperation
-from .vectors import VectorSinkArgs, dim_mismatch, embedding_meta, text_column_of, vector_dim
+from .vectors import (
+    VectorSinkArgs,
+    check_columns,
+    dim_mismatch,
+    embedding_meta,
+    text_column_of,
+)
 
 SIDE_TABLE = "datamill_vector_tables"
 SEEN_SUFFIX = "_datamill_seen"  # TABLE_datamill_seen(id, generation): ids a run wrote
@@ -128,11 +134,7 @@ class WritePgVector(SinkOperation):
 
     def resolve_consumes(self, schema: dict) -> dict:
         a = self.args
-        dim = vector_dim(schema, a.vector_column, self.name)
-        if a.id_column != "_id" and a.id_column not in schema:
-            raise SchemaError(f"id column {a.id_column!r} is missing", operation=self.name)
-        if a.fts_column and a.fts_column not in schema:
-            raise SchemaError(f"fts_column {a.fts_column!r} is missing", operation=self.name)
+        dim = check_columns(self.name, a, schema)
         self._schema = dict(schema)
         if a.mode == "upsert":
             psycopg = import_psycopg()

@@ -43,6 +43,16 @@ def vector_dim(schema: dict, column: str, op: str) -> int:
     return typ.list_size
 
 
+def check_columns(op: str, args: Any, schema: dict) -> int:
+    """Validate a vector sink's columns against the input schema; the vectors' size."""
+    dim = vector_dim(schema, args.vector_column, op)
+    if args.id_column != "_id" and args.id_column not in schema:
+        raise SchemaError(f"id column {args.id_column!r} is missing", operation=op)
+    if args.fts_column and args.fts_column not in schema:
+        raise SchemaError(f"fts_column {args.fts_column!r} is missing", operation=op)
+    return dim
+
+
 def dim_mismatch(op: str, where: str, existing: int, new: int) -> SchemaError:
     return SchemaError(f"{where} holds vectors of {existing} dimensions but this pipeline "
                        f"writes {new}: write to another table, or pass mode='overwrite' to "
