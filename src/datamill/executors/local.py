@@ -8,77 +8,19 @@ import contextlib
 import multiprocessing as mp
 import os
 import sys
-import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .._version import __version__
-from ..dataset import Dataset, Step
+from ..dataset import Step
 from ..errors import DatamillError
-from ..manifest import (
-    SUCCESS,
-    dataset_lineage,
-    load_record,
-    read_partition_stats,
-    step_record,
-    write_manifest,
-)
-from ..plan import Stage, build_stages, stores_data
-from ..reader import partition_count
-from ..storage import (
-    Workdir,
-    atomic_write_json,
-    parquet_file_ok,
-    part_name,
-    read_json,
-    remove_tree,
-)
-from . import global_phases, rowwise
+from .base import Executor, RunResult
 from .progress import Progress
-from .workers import teardown_all
+
+__all__ = ["LocalExecutor", "RunResult"]
 
 _STATE: dict[str, Any] = {}  # set before forking workers; read inside them
-
-
-@dataclass
-class RunResult:
-    """What a run did: the workdir, the manifest, and each step's record."""
-
-    workdir: Path
-    manifest: dict
-    manifest_path: Path
-    cached: set[str] = field(default_factory=set)
-
-    @property
-    def steps(self) -> list[dict]:
-        seen, out = set(), []
-        for ds in self.manifest["datasets"]:
-            for s in ds["steps"]:
-                if s["cache_key"] not in seen:
-                    seen.add(s["cache_key"])
-                    out.append(s)
-        return out
-
-    def step(self, name: str) -> dict:
-        for s in self.steps:
-            if s["name"] == name:
-                return s
-        raise KeyError(name)
-
-    def duplicates(self, row_id: int, step: str | None = None) -> Any:
-        """Rows dropped as duplicates of the kept row `row_id` (see `datamill.duplicates`)."""
-        from ..manifest import duplicates
-
-        return duplicates(self.workdir, row_id, step)
-
-    @property
-    def outputs(self) -> list[str]:
-        return [s["arguments"].get("path") for s in self.steps if s.get("kind") == "sink"]
 
 
 def _worker_init() -> None:
@@ -91,17 +33,6 @@ def _worker_init() -> None:
     if lock_fd is not None:
         with contextlib.suppress(OSError):
             os.close(lock_fd)  # the driver alone holds the workdir lock
-
-
-def _input_files(step: Step) -> list:
-    """[path, size, mtime] of each input file of a file source (its fingerprint)."""
-    import json
-
-    try:
-        files = json.loads(step.op.fingerprint())
-    except (ValueError, TypeError):
-        return []
-    return files if isinstance(files, list) else []
 
 
 def _preload_in_driver() -> None:
@@ -120,163 +51,23 @@ def _call_unit(name: str, arg: int) -> Any:
     return fn(arg, report)
 
 
-class LocalExecutor:
-    """Runs datasets into a workdir. `workers` defaults to the number of cores."""
+class LocalExecutor(Executor):
+    """Runs datasets into a workdir on this machine. `workers` defaults to the number of
+    cores."""
 
-    def __init__(self, workdir: str | os.PathLike = "datamill-work", *, workers: int | None = None,
-                 cache: bool = True, progress: bool | None = None,
-                 log: Callable[[str], None] | None = None):
-        self.workdir = Workdir(workdir)
-        self.workers = max(1, workers or os.cpu_count() or 1)
-        self.cache = cache
-        self.progress_mode = progress
-        self.log = log
+    name = "local"
 
-    # --- cache ------------------------------------------------------------------------
-    def is_complete(self, step: Step) -> bool:
-        record = load_record(self.workdir, step)
-        if record is None:
-            return False
-        if step.kind == "sink":
-            return step.op.outputs_ok(record)
-        folder = self.workdir.step_dir(step.key)
-        for stats in record.get("partitions", {}).values():
-            for name, size in stats.get("files", {}).items():
-                if not parquet_file_ok(folder / name, size):
-                    return False
-        return True
-
-    def complete_keys(self, chain: list[Step]) -> set[str]:
-        """Keys of the complete prefix of `chain` (a step counts only if its ancestors do)."""
-        done: set[str] = set()
-        for step in chain:
-            if not self.cache or not self.is_complete(step):
-                break
-            done.add(step.key)
-        return done
-
-    # --- running ----------------------------------------------------------------------
-    def run(self, datasets: Iterable[Dataset]) -> RunResult:
-        datasets = list(datasets)
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        started = time.time()
-        with self.workdir.lock() as lock_fd:
-            _STATE["lock_fd"] = lock_fd
-            records: dict[str, dict] = {}
-            cached: set[str] = set()
-            for ds in datasets:
-                chain = ds.step.chain()
-                if not self.cache:
-                    for step in chain:
-                        if step.key not in records:
-                            remove_tree(self.workdir.step_dir(step.key))
-                complete = self.complete_keys(chain)
-                for step in chain:
-                    if step.key in complete and step.key not in records:
-                        cached.add(step.key)
-                        records[step.key] = load_record(self.workdir, step)
-                stages = build_stages(chain, complete | set(records))
-                with Progress(chain, self.progress_mode, self.log) as progress:
-                    for step in chain:
-                        if step.key in cached:
-                            progress.cached(step.name, records[step.key])
-                    for stage in stages:
-                        self._run_stage(stage, progress, records)
-            lineages = [dataset_lineage(ds.step, records, cached) for ds in datasets]
-            for ds, lineage in zip(datasets, lineages):
-                if ds.step.kind == "sink" and ds.step.key not in cached:
-                    ds.step.op.finalize(records[ds.step.key], lineage)
-            run = {"datamill_version": __version__, "run_id": run_id,
-                   "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-                   "wall_seconds": round(time.time() - started, 3), "workers": self.workers}
-            path = write_manifest(self.workdir, run, lineages)
-            teardown_all()
-        return RunResult(self.workdir.root, {**run, "datasets": lineages}, path, cached)
-
-    def _run_stage(self, stage: Stage, progress: Progress, records: dict) -> None:
-        start = time.perf_counter()
-        count = partition_count(self.workdir, stage.steps[0])
-        for step in stage.steps:
-            folder = self.workdir.step_dir(step.key)
-            folder.mkdir(parents=True, exist_ok=True)
-            if step.kind == "sink":
-                step.op.prepare(fresh=not any(folder.glob("stats-*.json")))
-        progress.stage_started(stage, count)
-        if stage.kind == "rowwise":
-            self._run_rowwise(stage, count, progress)
-        else:
-            self._run_global(stage, count, progress)
-        wall = time.perf_counter() - start
-        for step in stage.steps:
-            stats = read_partition_stats(self.workdir, step, count)
-            record = step_record(step, stats, wall)
-            if step.kind == "source":
-                record["partition_count"] = count
-                record["materialized"] = stores_data(step)
-                record["input_files"] = _input_files(step)
-            if step.kind == "sink":
-                record["outputs"] = [f for s in stats.values() for f in s.get("outputs", [])]
-            atomic_write_json(self.workdir.step_dir(step.key) / SUCCESS, record)
-            records[step.key] = record
-            progress.step_done(step.name, record)
-
-    def _committed(self, step: Step, partition: int) -> bool:
-        """Is the partition's marker there, and every file it lists intact?"""
-        folder = self.workdir.step_dir(step.key)
-        stats = read_json(folder / part_name("stats", partition, "json"))
-        if stats is None:
-            return False
-        if step.kind == "sink":
-            return step.op.outputs_ok({"outputs": stats.get("outputs", [])})
-        return all(parquet_file_ok(folder / name, size)
-                   for name, size in stats.get("files", {}).items())
-
-    def _pending(self, steps: list[Step], count: int) -> list[int]:
-        return [p for p in range(count) if not all(self._committed(s, p) for s in steps)]
-
-    def _run_rowwise(self, stage: Stage, count: int, progress: Progress) -> None:
-        pending = self._pending(stage.steps, count)
-        progress.skip(stage, count - len(pending))
-        workdir = self.workdir
-
-        def unit(p: int, report: Any) -> dict:
-            return rowwise.run_partition(workdir, stage, p, report)
-
-        # memory:// sinks live in this process's memory: forked workers would lose their files
-        serial = any(getattr(s.op, "driver_only", False) for s in stage.steps)
-        self._parallel({"rowwise": unit}, "rowwise", pending, progress, serial=serial)
-
-    def _run_global(self, stage: Stage, count: int, progress: Progress) -> None:
-        step = stage.steps[0]
-        workdir = self.workdir
-        parent_rows = self._rows_hint(step)
-        buckets = global_phases.bucket_count(workdir, step, self.workers, parent_rows)
-        units = {
-            "scan": lambda p, report: global_phases.scan_partition(workdir, step, p, buckets),
-            "reduce": lambda b, report: global_phases.reduce_bucket(workdir, step, b),
-            "resolve": lambda _, report: global_phases.resolve_step(workdir, step),
-            "apply": lambda p, report: global_phases.apply_partition(workdir, step, p),
-        }
-        self._parallel(units, "scan", list(range(count)), progress, phase=f"{step.name}: scan")
-        self._parallel(units, "reduce", list(range(buckets)), progress,
-                       phase=f"{step.name}: reduce")
-        if step.op.resolves:  # one unit; runs in the driver
-            self._parallel(units, "resolve", [0], progress, phase=f"{step.name}: resolve")
-        pending = self._pending([step], count)
-        self._parallel(units, "apply", pending, progress, phase=f"{step.name}: apply")
-        remove_tree(global_phases.shuffle_dir(workdir, step))
-
-    def _rows_hint(self, step: Step) -> int:
-        node = step.parent
-        while node is not None:
-            record = load_record(self.workdir, node)
-            if record and node.kind != "project":
-                return int(record.get("rows_out", 0))
-            node = node.parent
-        return 0
+    @contextlib.contextmanager
+    def session(self, lock_fd: int) -> Iterator[None]:
+        _STATE["lock_fd"] = lock_fd
+        try:
+            yield
+        finally:
+            _STATE.pop("lock_fd", None)
 
     def _parallel(self, units: dict[str, Callable], name: str, items: list[int],
-                  progress: Progress, phase: str | None = None, serial: bool = False) -> None:
+                  progress: Progress, phase: str | None = None, serial: bool = False,
+                  steps: list[Step] | None = None) -> None:
         if not items:
             return
         if phase:
