@@ -1,6 +1,7 @@
 """The `datamill` command: run pipeline files, browse operations, inspect workdirs.
 
     datamill run pipeline.py[:NAME] [--workdir DIR] [--workers N] [--no-cache]
+                 [--executor local|ray [--address HOST:PORT]]
     datamill ops list | datamill ops show NAME
     datamill inspect WORKDIR [--json] [--dropped [STEP]] [--duplicates ID]
 
@@ -143,11 +144,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     path, name = _split_target(args.pipeline)
     module = load_pipeline_file(path)
     datasets = pick_target(module, path, name)
-    from .executors.local import LocalExecutor
+    from .executors import make_executor
 
     workdir = Path(args.workdir) if args.workdir else Path.cwd() / "datamill-work"
-    executor = LocalExecutor(workdir, workers=args.workers, cache=not args.no_cache,
-                             progress=args.progress)
+    if args.address and args.executor != "ray":
+        raise CLIError("--address is for --executor ray", code=2)
+    options = {"address": args.address} if args.executor == "ray" else {}
+    executor = make_executor(args.executor, workdir, workers=args.workers,
+                             cache=not args.no_cache, progress=args.progress, **options)
     result = executor.run(datasets)
     steps = result.steps
     _table(["step", "kind", "rows in -> out", "dropped", "errors", "cached"],
@@ -330,7 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", metavar="PIPELINE.py[:NAME]",
                      help="a Python file; NAME picks a Dataset, list or function in it")
     run.add_argument("--workdir", help="working directory (default: ./datamill-work)")
-    run.add_argument("--workers", type=int, help="worker processes (default: cores)")
+    run.add_argument("--workers", type=int,
+                     help="parallel units (default: the cores here, or the cluster's CPUs)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="where units run: worker processes here, or a Ray cluster")
+    run.add_argument("--address", metavar="HOST:PORT",
+                     help="the Ray head node (default: $RAY_ADDRESS, else a local Ray)")
     run.add_argument("--no-cache", action="store_true", help="recompute every step")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="live progress bars (default: when stderr is a terminal)")

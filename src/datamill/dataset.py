@@ -212,22 +212,25 @@ class Dataset:
         return self.apply("drop_duplicates", columns=columns, **options)
 
     # --- running ----------------------------------------------------------------------
-    def run(self, workdir: str | Path = "datamill-work", *, workers: int | None = None,
-            cache: bool = True, progress: bool | None = None) -> RunResult:
-        """Execute the pipeline ending here with the local executor."""
-        from .executors.local import LocalExecutor
+    def run(self, workdir: str | Path = "datamill-work", *, executor: str = "local",
+            workers: int | None = None, cache: bool = True, progress: bool | None = None,
+            **options: Any) -> RunResult:
+        """Execute the pipeline ending here. `executor` is "local" (worker processes) or
+        "ray" (with `address="HOST:PORT"`; see docs/ray.md)."""
+        from .executors import make_executor
 
-        return LocalExecutor(workdir, workers=workers, cache=cache, progress=progress).run([self])
+        return make_executor(executor, workdir, workers=workers, cache=cache, progress=progress,
+                             **options).run([self])
 
     def collect(self, workdir: str | Path = "datamill-work", columns: list[str] | None = None,
-                **run_options: Any):
+                *, executor: str = "local", **run_options: Any):
         """Run (cache permitting) and return this dataset's rows as one pyarrow Table."""
-        from .executors.local import LocalExecutor
+        from .executors import make_executor
         from .reader import read_table
 
-        executor = LocalExecutor(workdir, **run_options)
-        executor.run([self])
-        return read_table(executor.workdir, self._step, columns)
+        runner = make_executor(executor, workdir, **run_options)
+        runner.run([self])
+        return read_table(runner.workdir, self._step, columns)
 
     # --- introspection ----------------------------------------------------------------
     @property

@@ -1,0 +1,342 @@
+"""The Ray executor: the plan, cache, commits and records of the local executor
+(executors/base.py), with the units of work run on a Ray cluster.
+
+- A unit (one partition of a row-wise stage; one scan, reduce, round or apply unit of a global
+  step) is a Ray task whose resource request is the step's declared `Resources`.
+- A stage with an operation that loads something in `setup()` (a model) runs in a pool of
+  actors instead, each set up once.
+- Units read and write the workdir, which every node must mount at the same path; the
+  driver checks that, and that every step's resources fit some node, before anything runs.
+- Ray retries a unit whose worker process died; a unit's output commits atomically, so a
+  retried or resumed unit never leaves half a file. `ray` is imported only here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import sysconfig
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..dataset import Step
+from ..errors import DatamillError, PipelineError
+from ..operation import Operation, Resources
+from .base import Executor, RunResult
+from .progress import Progress
+
+__all__ = ["RayExecutor", "RunResult"]
+
+CONNECT_TIMEOUT = 10.0  # seconds to reach the head node before giving up
+PROBE_TIMEOUT = 60.0  # seconds for every node to answer the workdir probe
+RESOURCE_NAMES = {"cpus": "CPU", "gpus": "GPU", "memory": "memory"}
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise DatamillError("the Ray executor needs Ray: pip install 'datamill[ray]'") from exc
+    return ray
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail fast, naming the address, when nothing listens at a cluster's HOST:PORT
+    (`ray.init` itself retries for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise DatamillError(f"Ray address {address!r} is not HOST:PORT (for example "
+                            "127.0.0.1:6379, the head node's GCS port)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise DatamillError(
+            f"cannot reach the Ray cluster at {address}: {reason}. Is a head node running "
+            f"there (`ray start --head --port {port}`), and is the port open from this "
+            "machine?") from None
+
+
+def stage_resources(steps: list[Step]) -> Resources:
+    """What one unit of fused `steps` asks for: the most any of them declares."""
+    declared = [s.op.resources for s in steps if s.kind != "project"]
+    if not declared:
+        return Resources()
+    memory = [r.memory for r in declared if r.memory is not None]
+    concurrency = [r.concurrency for r in declared if r.concurrency is not None]
+    return Resources(cpus=max(r.cpus for r in declared), gpus=max(r.gpus for r in declared),
+                     memory=max(memory) if memory else None,
+                     concurrency=min(concurrency) if concurrency else None)
+
+
+def loads_in_setup(steps: list[Step]) -> bool:
+    """Does any of `steps` override `setup()` (and so wants an actor that keeps it)?"""
+    return any(s.kind not in ("source", "project") and type(s.op).setup is not Operation.setup
+               for s in steps)
+
+
+def _user_module(name: str) -> bool:
+    """Code the workers cannot import: `__main__`, pipeline files, test modules, scripts —
+    anything not installed in site-packages or the standard library."""
+    if name == "__main__" or name.startswith("_datamill_pipeline_"):
+        return True
+    if name.split(".")[0] in ("datamill", "builtins"):
+        return False
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return False
+    installed = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return not any(str(Path(path).resolve()).startswith(str(Path(p).resolve()))
+                   for p in installed)
+
+
+def ship_user_code(steps: list[Step]) -> None:
+    """Pickle operations defined outside installed packages by value, so that workers that
+    cannot import the user's file still get them."""
+    from ray import cloudpickle
+
+    for step in steps:
+        for obj in (type(step.op), getattr(type(step.op), "function", None)):
+            name = getattr(obj, "__module__", None)
+            if name and name in sys.modules and _user_module(name):
+                cloudpickle.register_pickle_by_value(sys.modules[name])
+
+
+def _probe_workdir(path: str, token: str) -> tuple[bool, str, str]:
+    """Run on one node: can it read the driver's probe file and write beside it?"""
+    host = socket.gethostname()
+    probe = Path(path)
+    try:
+        if probe.read_text() != token:
+            return False, "its probe file has other content (a different filesystem)", host
+        reply = probe.with_name(f"{probe.name}-{uuid.uuid4().hex[:8]}")
+        reply.write_text(token)
+        reply.unlink()
+    except FileNotFoundError:
+        return False, f"{probe.parent} does not exist there or is another filesystem", host
+    except OSError as exc:
+        return False, f"{type(exc).__name__}: {exc}", host
+    return True, "", host
+
+
+def _run_unit(units: dict[str, Callable], name: str, item: int) -> Any:
+    return units[name](item, None)
+
+
+class _UnitActor:
+    """Runs units in one long-lived worker: operations are set up once per actor."""
+
+    def run(self, units: dict[str, Callable], name: str, item: int) -> Any:
+        return units[name](item, None)
+
+    def close(self) -> None:
+        from .workers import teardown_all
+
+        teardown_all()
+
+
+class RayExecutor(Executor):
+    """Runs datasets on a Ray cluster. `address` is the head node's HOST:PORT (or
+    `ray://HOST:PORT` for Ray Client); None uses `RAY_ADDRESS`, else starts a Ray instance on
+    this machine. `workers` caps the units running at once (default: the cluster's CPUs).
+    `retries` is how many times a unit whose worker died is tried again."""
+
+    name = "ray"
+
+    def __init__(self, workdir: str | os.PathLike = "datamill-work", *,
+                 address: str | None = None, workers: int | None = None, cache: bool = True,
+                 progress: bool | None = None, log: Callable[[str], None] | None = None,
+                 retries: int = 3, connect_timeout: float = CONNECT_TIMEOUT):
+        super().__init__(workdir, workers=workers, cache=cache, progress=progress, log=log)
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.max_workers = workers
+        self.retries = retries
+        self.connect_timeout = connect_timeout
+        self._nodes: list[dict] = []
+
+    # --- connecting and checking --------------------------------------------------------
+    @contextlib.contextmanager
+    def session(self, lock_fd: int) -> Iterator[None]:
+        ray = _import_ray()
+        started_here = False
+        if not ray.is_initialized():
+            if self.address and self.address != "auto":
+                check_reachable(self.address, self.connect_timeout)
+            options: dict[str, Any] = {"logging_level": "warning",
+                                       "namespace": "datamill"}
+            if not self.address:
+                options["include_dashboard"] = False
+            ray.init(address=self.address, **options)
+            started_here = True
+        try:
+            self._nodes = [n for n in ray.nodes() if n.get("Alive")]
+            cpus = sum(int(n["Resources"].get("CPU", 0)) for n in self._nodes)
+            self.workers = self.max_workers or max(1, cpus)
+            yield
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def check(self, steps: list[Step]) -> None:
+        self._check_resources(steps)
+        self._check_workdir()
+
+    def _where(self) -> str:
+        return f"the Ray cluster at {self.address}" if self.address else "the local Ray instance"
+
+    def _check_resources(self, steps: list[Step]) -> None:
+        """Every step's request must fit on at least one node: Ray would wait forever."""
+        for step in steps:
+            if step.kind == "project" or getattr(step.op, "driver_only", False):
+                continue
+            wanted = step.op.resources
+            for field, ray_name in RESOURCE_NAMES.items():
+                amount = getattr(wanted, field)
+                if not amount:
+                    continue
+                best = max((n["Resources"].get(ray_name, 0) for n in self._nodes), default=0)
+                if amount > best:
+                    unit = " bytes" if field == "memory" else ""
+                    raise PipelineError(
+                        f"needs {field}={amount:g}{unit} per worker, but no node of "
+                        f"{self._where()} has that much {ray_name} (the largest has "
+                        f"{best:g}{unit}); lower the operation's resources or add a node "
+                        f"that has it", step=step.name, operation=step.op.name)
+
+    def _check_workdir(self) -> None:
+        """Every node must see the workdir at the same path: write a probe file here and ask
+        each node to read it (and to write beside it)."""
+        ray = _import_ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        token = uuid.uuid4().hex
+        probe = self.workdir.root / f".probe-{token}"
+        probe.write_text(token)
+        remote = ray.remote(_probe_workdir)
+        try:
+            refs = {remote.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+                n["NodeID"], soft=False)).remote(str(probe), token): n for n in self._nodes}
+            ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=PROBE_TIMEOUT)
+            for ref in late:
+                node = refs[ref]
+                raise DatamillError(f"Ray node {node['NodeManagerAddress']} did not answer the "
+                                    f"workdir check within {PROBE_TIMEOUT:g} s")
+            for ref in ready:
+                ok, why, host = ray.get(ref)
+                if not ok:
+                    node = refs[ref]
+                    raise DatamillError(
+                        f"the workdir {self.workdir.root} is not reachable from Ray node "
+                        f"{node['NodeManagerAddress']} ({host}): {why}. Every node must mount "
+                        "the workdir at the same path (a shared filesystem such as NFS or "
+                        "EFS; see docs/ray.md); nothing was run")
+        finally:
+            probe.unlink(missing_ok=True)
+
+    # --- scheduling ---------------------------------------------------------------------
+    def _parallel(self, units: dict[str, Callable], name: str, items: list[int],
+                  progress: Progress, phase: str | None = None, serial: bool = False,
+                  steps: list[Step] | None = None) -> None:
+        if not items:
+            return
+        if phase:
+            progress.phase(phase, len(items))
+        if serial:  # e.g. memory:// sinks, which only the driver's memory holds
+            for item in items:
+                progress.unit_done(phase, units[name](item, progress.rows))
+            return
+        ray = _import_ray()
+        steps = steps or []
+        ship_user_code(steps)
+        wanted = stage_resources(steps)
+        request = {"num_cpus": wanted.cpus, "num_gpus": wanted.gpus}
+        if wanted.memory:
+            request["memory"] = wanted.memory
+        limit = min(len(items), wanted.concurrency or self.workers)
+        units_ref = ray.put(units)
+        what = phase or (steps[0].name if steps else "a unit")
+        if loads_in_setup(steps):
+            self._run_in_actors(ray, units_ref, name, items, progress, phase, what, request,
+                                limit)
+        else:
+            task = ray.remote(_run_unit).options(max_retries=self.retries,
+                                                 retry_exceptions=False, **request)
+            pending = list(items)
+            running: dict[Any, int] = {}
+            try:
+                while pending or running:
+                    while pending and len(running) < limit:
+                        item = pending.pop(0)
+                        running[task.remote(units_ref, name, item)] = item
+                    done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                    for ref in done:
+                        item = running.pop(ref)
+                        progress.unit_done(phase, self._result(ray, ref, what, item))
+            finally:
+                for ref in running:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref, force=True)
+
+    def _run_in_actors(self, ray: Any, units_ref: Any, name: str, items: list[int],
+                       progress: Progress, phase: str | None, what: str, request: dict,
+                       limit: int) -> None:
+        size = min(limit, self._capacity(request))
+        actor = ray.remote(_UnitActor).options(max_restarts=self.retries,
+                                               max_task_retries=self.retries, **request)
+        pool = [actor.remote() for _ in range(size)]
+        pending = list(items)
+        running: dict[Any, tuple[Any, int]] = {}
+        idle = list(pool)
+        try:
+            while pending or running:
+                while pending and idle:
+                    worker, item = idle.pop(), pending.pop(0)
+                    running[worker.run.remote(units_ref, name, item)] = (worker, item)
+                done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                for ref in done:
+                    worker, item = running.pop(ref)
+                    progress.unit_done(phase, self._result(ray, ref, what, item))
+                    idle.append(worker)
+            ray.get([w.close.remote() for w in pool], timeout=60)
+        finally:
+            for worker in pool:
+                with contextlib.suppress(Exception):
+                    ray.kill(worker)
+
+    def _capacity(self, request: dict) -> int:
+        """How many units with `request` the cluster can run at once (at least one)."""
+        total = 0
+        for node in self._nodes:
+            have = node["Resources"]
+            fits = []
+            for key, ray_name in (("num_cpus", "CPU"), ("num_gpus", "GPU"),
+                                  ("memory", "memory")):
+                amount = request.get(key) or 0
+                if amount:
+                    fits.append(int(have.get(ray_name, 0) // amount))
+            total += min(fits) if fits else 1
+        return max(1, total)
+
+    def _result(self, ray: Any, ref: Any, what: str, item: int) -> Any:
+        """A finished unit's result; its failure as the operation's own error."""
+        from ray import exceptions as rex
+
+        try:
+            return ray.get(ref)
+        except rex.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, DatamillError):
+                raise cause from None
+            raise exc.as_instanceof_cause() from None
+        except (rex.WorkerCrashedError, rex.ActorDiedError, rex.NodeDiedError,
+                rex.ObjectLostError, rex.ActorUnavailableError) as exc:
+            raise DatamillError(
+                f"a Ray worker died while running {what} #{item}, {self.retries} retries "
+                f"included ({type(exc).__name__}); committed work is kept: re-run to "
+                "resume") from exc
+
