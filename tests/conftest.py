@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .ray_cluster import ray_cluster  # noqa: F401  (the Ray tests' cluster, started lazily)
+
 WORDS = ["data", "model", "pipeline", "Token", "the", "a", "of", "text", "clean", "row",
          "Quality", "filter", "dedup", "embedding", "index", "chunk"]
 

@@ -124,15 +124,19 @@ def _probe_workdir(path: str, token: str) -> tuple[bool, str, str]:
     return True, "", host
 
 
-def _run_unit(units: dict[str, Callable], name: str, item: int) -> Any:
+def _run_unit(units: dict[str, Callable], name: str, item: int, cwd: str) -> Any:
+    """One unit, in the driver's working directory when this node has it (relative paths in
+    arguments then mean what they meant to the driver)."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
     return units[name](item, None)
 
 
 class _UnitActor:
     """Runs units in one long-lived worker: operations are set up once per actor."""
 
-    def run(self, units: dict[str, Callable], name: str, item: int) -> Any:
-        return units[name](item, None)
+    def run(self, units: dict[str, Callable], name: str, item: int, cwd: str) -> Any:
+        return _run_unit(units, name, item, cwd)
 
     def close(self) -> None:
         from .workers import teardown_all
@@ -272,7 +276,7 @@ class RayExecutor(Executor):
                 while pending or running:
                     while pending and len(running) < limit:
                         item = pending.pop(0)
-                        running[task.remote(units_ref, name, item)] = item
+                        running[task.remote(units_ref, name, item, os.getcwd())] = item
                     done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
                     for ref in done:
                         item = running.pop(ref)
@@ -296,7 +300,8 @@ class RayExecutor(Executor):
             while pending or running:
                 while pending and idle:
                     worker, item = idle.pop(), pending.pop(0)
-                    running[worker.run.remote(units_ref, name, item)] = (worker, item)
+                    ref = worker.run.remote(units_ref, name, item, os.getcwd())
+                    running[ref] = (worker, item)
                 done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
                 for ref in done:
                     worker, item = running.pop(ref)
