@@ -175,7 +175,13 @@ class RayExecutor(Executor):
                                        "namespace": "datamill"}
             if not self.address:
                 options["include_dashboard"] = False
-            ray.init(address=self.address, **options)
+            try:
+                ray.init(address=self.address, **options)
+            except ray.exceptions.AuthenticationError as exc:
+                raise DatamillError(
+                    f"the Ray cluster at {self.address} refused this driver: it uses token "
+                    "authentication; set RAY_AUTH_MODE=token and the cluster's token "
+                    "(RAY_AUTH_TOKEN, or the file ~/.ray/auth_token) here") from exc
             started_here = True
         try:
             self._nodes = [n for n in ray.nodes() if n.get("Alive")]
