@@ -107,6 +107,10 @@ def ship_user_code(steps: list[Step]) -> None:
                 cloudpickle.register_pickle_by_value(sys.modules[name])
 
 
+def _amount(field: str, value: float) -> str:
+    return f"{value / 2**30:,.1f} GiB" if field == "memory" else f"{value:g}"
+
+
 def _probe_workdir(path: str, token: str) -> tuple[bool, str, str]:
     """Run on one node: can it read the driver's probe file and write beside it?"""
     host = socket.gethostname()
@@ -211,12 +215,11 @@ class RayExecutor(Executor):
                     continue
                 best = max((n["Resources"].get(ray_name, 0) for n in self._nodes), default=0)
                 if amount > best:
-                    unit = " bytes" if field == "memory" else ""
                     raise PipelineError(
-                        f"needs {field}={amount:g}{unit} per worker, but no node of "
+                        f"needs {field}={_amount(field, amount)} per worker, but no node of "
                         f"{self._where()} has that much {ray_name} (the largest has "
-                        f"{best:g}{unit}); lower the operation's resources or add a node "
-                        f"that has it", step=step.name, operation=step.op.name)
+                        f"{_amount(field, best)}); lower the operation's resources or add a "
+                        "node that has it", step=step.name, operation=step.op.name)
 
     def _check_workdir(self) -> None:
         """Every node must see the workdir at the same path: write a probe file here and ask
@@ -269,7 +272,7 @@ class RayExecutor(Executor):
             request["memory"] = wanted.memory
         limit = min(len(items), wanted.concurrency or self.workers)
         units_ref = ray.put(units)
-        what = phase or (steps[0].name if steps else "a unit")
+        what = phase or " -> ".join(s.name for s in steps) or "a stage"
         if loads_in_setup(steps):
             self._run_in_actors(ray, units_ref, name, items, progress, phase, what, request,
                                 limit)
@@ -295,13 +298,17 @@ class RayExecutor(Executor):
     def _run_in_actors(self, ray: Any, units_ref: Any, name: str, items: list[int],
                        progress: Progress, phase: str | None, what: str, request: dict,
                        limit: int) -> None:
-        size = min(limit, self._capacity(request))
-        actor = ray.remote(_UnitActor).options(max_restarts=self.retries,
-                                               max_task_retries=self.retries, **request)
-        pool = [actor.remote() for _ in range(size)]
+        """Units on a pool of actors, each set up once. A unit whose actor died goes to a
+        fresh actor, up to `retries` times per unit (the driver counts, not Ray: an actor's
+        restart budget would be shared by every unit it runs)."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        actor = ray.remote(_UnitActor).options(max_restarts=0, max_task_retries=0, **request)
+        pool = [actor.remote() for _ in range(min(limit, self._capacity(request)))]
         pending = list(items)
         running: dict[Any, tuple[Any, int]] = {}
         idle = list(pool)
+        attempts: dict[int, int] = {}
         try:
             while pending or running:
                 while pending and idle:
@@ -311,7 +318,21 @@ class RayExecutor(Executor):
                 done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
                 for ref in done:
                     worker, item = running.pop(ref)
-                    progress.unit_done(phase, self._result(ray, ref, what, item))
+                    try:
+                        result = ray.get(ref)
+                    except (ActorDiedError, ActorUnavailableError):
+                        attempts[item] = attempts.get(item, 0) + 1
+                        if attempts[item] > self.retries:
+                            self._result(ray, ref, what, item)  # raises, naming the unit
+                        pool.remove(worker)
+                        worker = actor.remote()
+                        pool.append(worker)
+                        pending.insert(0, item)
+                    except Exception:
+                        self._result(ray, ref, what, item)
+                        raise
+                    else:
+                        progress.unit_done(phase, result)
                     idle.append(worker)
             ray.get([w.close.remote() for w in pool], timeout=60)
         finally:
@@ -347,7 +368,7 @@ class RayExecutor(Executor):
         except (rex.WorkerCrashedError, rex.ActorDiedError, rex.NodeDiedError,
                 rex.ObjectLostError, rex.ActorUnavailableError) as exc:
             raise DatamillError(
-                f"a Ray worker died while running {what} #{item}, {self.retries} retries "
-                f"included ({type(exc).__name__}); committed work is kept: re-run to "
+                f"a Ray worker died while running {what} (unit #{item}), {self.retries} "
+                f"retries included ({type(exc).__name__}); committed work is kept: re-run to "
                 "resume") from exc
 
