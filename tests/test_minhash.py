@@ -91,6 +91,19 @@ def test_signatures_estimate_jaccard_and_are_deterministic(generated):
     assert (other != b).mean() > 0.9
 
 
+def test_a_long_last_document_spanning_several_slices():
+    """Regression: a batch ending in a document of more than SLICE_SHINGLES shingles."""
+    from datamill.ops import minhash
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in rng.integers(0, 50_000, minhash.SLICE_SHINGLES + 5_000)]
+    texts = ["a short one here to start", " ".join(words)]
+    sig, signed = MinHashDedup().signatures(pa.array(texts))
+    assert signed.tolist() == [0, 1]
+    alone, _ = MinHashDedup().signatures(pa.array(texts[1:]))
+    assert (sig[1] == alone[0]).all()  # the slicing does not change a signature
+
+
 def test_short_empty_and_punctuated_documents(tmp_path):
     texts = ["One, two!", "one two", "", "   ", "three four five six seven eight",
              "Three four five six seven EIGHT.", "three four five six seven nine"]

@@ -63,7 +63,8 @@ def test_unreachable_address_fails_within_seconds(tmp_path, docs):
     assert time.monotonic() - start < 10
 
 
-@pytest.mark.parametrize(("op", "wanted"), [(NeedsGpu, "gpus=1"), (NeedsMemory, "memory=931,322.6 GiB"),
+@pytest.mark.parametrize(("op", "wanted"), [(NeedsGpu, "gpus=1"),
+                                             (NeedsMemory, "memory=931,322.6 GiB"),
                                              (NeedsCpus, "cpus=4")], ids=["gpus", "memory", "cpus"])
 def test_resources_no_node_has_are_named(tmp_path, docs, ray_cluster, op, wanted):
     marker = tmp_path / "ran"

@@ -205,10 +205,16 @@ class GlobalOperation(Operation):
        `_id`, `_part` and `_pos` (the row's partition and position) are attached by the engine.
     2. `reduce(bucket)` per bucket returns decisions: a table with `_part`, `_pos`, `_id` and
        `_reason` (rows to drop, filter semantics; null keeps) and/or the produced columns.
-    3. Only when `resolves = True`: what every `reduce` returned (edges between rows, partial
-       aggregates: any columns) is streamed, bucket after bucket, to `resolve(tables)`, which
-       returns or yields the decisions instead. This is where cross-bucket work happens, such
-       as connected components over the candidate pairs found in every bucket.
+    3. When `resolves = "components"`, `reduce` returns edges between rows instead: `src`,
+       `dst` (int64 node keys, one per row), the rows' `src_id`, `dst_id` and, unless the
+       keys are the row locators `_part << 40 | _pos`, `src_loc`, `dst_loc`. The engine
+       finds the connected components in rounds of units over buckets of nodes (never the
+       whole graph in one process); each component keeps the row of its smallest key and
+       drops the others with `reason()`, all recording `cluster_id` (the kept row's `_id`)
+       and `cluster_size`; it counts `duplicate_clusters`.
+       When `resolves = True`: what every `reduce` returned (partial aggregates: any
+       columns) is streamed, bucket after bucket, to `resolve(tables)` in ONE process, which
+       returns or yields the decisions instead.
     4. The engine routes decisions back to each partition and stores the step's output.
        Dropped rows are listed with their `_reason` and the `lineage` columns of the decision
        (for example the id of the row kept in their place).
@@ -218,7 +224,7 @@ class GlobalOperation(Operation):
     drops_rows: ClassVar[bool] = True
     keep_unlisted: ClassVar[bool] = True  # rows `reduce` does not mention are kept
     default_reason: ClassVar[str] = ""
-    resolves: ClassVar[bool] = False  # run `resolve` over every reduce output (phase 3)
+    resolves: ClassVar[bool | str] = False  # phase 3: "components", or True for `resolve`
     lineage: ClassVar[dict[str, Any]] = {}  # decision columns stored with each dropped row
 
     def reason(self) -> str:
@@ -236,7 +242,7 @@ class GlobalOperation(Operation):
         raise NotImplementedError
 
     def resolve(self, tables: Iterator[Any]) -> Any:  # Table | Iterator[Table]
-        """Phase 3 (when `resolves`): turn every bucket's `reduce` output into decisions."""
+        """Phase 3 (when `resolves = True`): every bucket's `reduce` output -> decisions."""
         raise NotImplementedError
 
 

@@ -238,20 +238,30 @@ class Executor:
                        steps=stage.steps)
 
     def _run_global(self, stage: Stage, count: int, progress: Progress) -> None:
+        from . import components
+
         step = stage.steps[0]
         workdir = self.workdir
         parent_rows = self._rows_hint(step)
         buckets = global_phases.bucket_count(workdir, step, self.workers, parent_rows)
         units = {
             "scan": lambda p, report: global_phases.scan_partition(workdir, step, p, buckets),
-            "reduce": lambda b, report: global_phases.reduce_bucket(workdir, step, b),
+            "reduce": lambda b, report: global_phases.reduce_bucket(workdir, step, b, buckets),
             "resolve": lambda _, report: global_phases.resolve_step(workdir, step),
             "apply": lambda p, report: global_phases.apply_partition(workdir, step, p),
         }
         run = functools.partial(self._parallel, units, progress=progress, steps=[step])
         run("scan", list(range(count)), phase=f"{step.name}: scan")
         run("reduce", list(range(buckets)), phase=f"{step.name}: reduce")
-        if step.op.resolves:  # one unit
+        if step.op.resolves == components.COMPONENTS:  # rounds of units, until stars
+
+            def run_units(name: str, unit: Callable, items: list[int], phase: str) -> None:
+                # these units never call the operation: no setup(), default resources
+                self._parallel({name: unit}, name, items, progress, phase=phase)
+
+            components.run_components(global_phases.shuffle_dir(workdir, step), buckets,
+                                      step.op.reason(), run_units, step.name)
+        elif step.op.resolves:  # one unit
             run("resolve", [0], phase=f"{step.name}: resolve")
         run("apply", self._pending([step], count), phase=f"{step.name}: apply")
         remove_tree(global_phases.shuffle_dir(workdir, step))

@@ -2,22 +2,26 @@
 
     scan(p)     read partition p, call `op.scan`, spread rows with a `_key` into buckets on disk
     reduce(b)   read bucket b from every partition, call `op.reduce`; route its decisions by
-                partition, or (ops with `resolves`) keep its output whole for `resolve`
-    resolve     only for ops with `resolves`: stream every reduce output through `op.resolve`
-                (for example connected components over edges), route its decisions by partition
+                partition, or (ops with `resolves`) keep its output for the phase after
+    components  only for ops with `resolves = "components"`: reduce returned edges; connected
+                components in rounds of units over buckets of nodes, then decisions by
+                partition (components.py: nothing is ever collected in one process)
+    resolve     only for ops with `resolves = True`: stream every reduce output through
+                `op.resolve` in one unit, route its decisions by partition
     apply(p)    read partition p's decisions, store the step's output like a filter/map would
 
 Every unit reads files and writes files: it writes into a temp folder that it renames when
 done, so a killed run resumes at the first unit not yet committed, and a distributed executor
 can run each unit wherever its input files are reachable. Memory is bounded by one partition
-or one bucket at a time; `resolve` holds what the operation keeps (for near-duplicates: the
-rows that appear in edges, not every row).
+or one bucket at a time; `resolve` holds what the operation keeps.
 
     shuffle/plan.json                        bucket count, fixed at the first attempt
     shuffle/scan-PPPPP/bucket-BBBBB.parquet  rows of partition P with a key in bucket B
     shuffle/reduce-BBBBB/part-PPPPP.parquet  decisions of bucket B about partition P
     shuffle/reduce-BBBBB/out.parquet         or: bucket B's output, input of resolve
+    shuffle/reduce-BBBBB/edges.parquet       or: its edges, by node bucket (components.py)
     shuffle/resolve/part-PPPPP.parquet       decisions of resolve about partition P
+    shuffle/decide-CCCCC/part-PPPPP.parquet  decisions of components about partition P
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from ..storage import (
     write_parquet,
 )
 from .batches import columns_of, to_format
+from .components import COMPONENTS, write_reduced
 from .workers import prepared
 
 KEY, PART, POS, REASON, ROW = "_key", "_part", "_pos", "_reason", "_row"
@@ -162,14 +167,15 @@ def scan_partition(workdir: Workdir, step: Step, partition: int, buckets: int) -
     return stats
 
 
-def reduce_bucket(workdir: Workdir, step: Step, bucket: int) -> dict:
+def reduce_bucket(workdir: Workdir, step: Step, bucket: int, buckets: int) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     root = shuffle_dir(workdir, step)
     final = root / f"reduce-{bucket:05d}"
     done = _done(final)
-    if done is not None:
+    stale = step.op.resolves == COMPONENTS and (final / REDUCED).exists()  # older layout
+    if done is not None and not stale:
         return done
     op = prepared(step)
     start = time.perf_counter()
@@ -185,7 +191,9 @@ def reduce_bucket(workdir: Workdir, step: Step, bucket: int) -> dict:
         del tables
         result = pa.table(columns_of(op.reduce(to_format(data, op.batch_format))))
         returned = result.num_rows
-        if op.resolves:
+        if op.resolves == COMPONENTS:
+            write_reduced(tmp, result, buckets, op.name, step.name)
+        elif op.resolves:
             write_parquet(tmp / REDUCED, result)
         else:
             _check_decisions(op, step, result, "reduce")
@@ -251,12 +259,13 @@ def resolve_step(workdir: Workdir, step: Step) -> dict:
 
 def unit_counters(workdir: Workdir, step: Step, partition: int) -> dict[str, int]:
     """`Operation.count` totals to record with partition `partition`: those of its scan, and
-    for partition 0 also those of every reduce unit and of resolve (the step's record sums
-    its partitions, so each unit is counted once)."""
+    for partition 0 also those of every reduce unit, of resolve and of the components' label
+    units (the step's record sums its partitions, so each unit is counted once)."""
     root = shuffle_dir(workdir, step)
     folders = [root / f"scan-{partition:05d}"]
     if partition == 0:
         folders += sorted(root.glob("reduce-*")) + [root / "resolve"]
+        folders += sorted(root.glob("label-*"))
     total: Counter[str] = Counter()
     for folder in folders:
         total.update((_done(folder) or {}).get("counters", {}))
@@ -275,7 +284,8 @@ def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
     ids = read_columns(workdir, step.parent, partition, [step.parent.columns[ID]]).column(0)
     n = len(ids)
     name = part_name("part", partition)
-    files = sorted(root.glob(f"reduce-*/{name}")) + sorted(root.glob(f"resolve/{name}"))
+    files = sorted(root.glob(f"reduce-*/{name}")) + sorted(root.glob(f"resolve/{name}")) \
+        + sorted(root.glob(f"decide-*/{name}"))
     produced = step.produced
     lineage = normalize_columns(op.lineage)
     listed = np.zeros(n, dtype=bool)

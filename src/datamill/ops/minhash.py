@@ -1,15 +1,15 @@
 """Near-duplicate removal with MinHash and locality-sensitive hashing, out of core.
 
 Phases (see GlobalOperation): scan computes each document's MinHash signature and emits one
-row per band (`_key` = hash of the band's values); reduce finds, in each bucket, the rows that
-share a band key and returns edges (each member -> the group's first row); resolve joins the
-edges of every bucket into clusters (connected components, union-find over the rows that
-appear in edges only) and keeps the first row of each cluster in dataset order.
+row per band (`_key` = hash of the band number and the band's values: rows are routed to
+buckets by band); reduce finds, in each bucket, the rows that share a band key and returns
+edges (each member -> the group's first row, nodes keyed by row locator); the engine joins
+the edges of every bucket into clusters (distributed connected components) and keeps the
+smallest node of each, its first row in dataset order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from pydantic import Field
@@ -181,13 +181,13 @@ class MinHashDedup(GlobalOperation):
     (connected components); each keeps its first row in dataset order and drops the others
     with reason "near_duplicate", recording `cluster_id` (the kept row's `_id`) and
     `cluster_size`: `datamill.duplicates(workdir, id)` lists them. Rows with no token are
-    kept and never compared. Memory: one partition, one bucket, then the rows that appear
-    in candidate pairs."""
+    kept and never compared. Memory: one partition, one bucket of band rows, then one
+    bucket of candidate pairs (the clusters are found in rounds of units; docs/dedup.md)."""
 
     name = "minhash_dedup"
     Args = MinHashDedupArgs
     default_reason = "near_duplicate"
-    resolves = True
+    resolves = "components"  # edges -> clusters, distributed (executors/components.py)
     lineage = CLUSTER_LINEAGE
 
     def resolve_consumes(self, schema: dict) -> dict:
@@ -220,6 +220,7 @@ class MinHashDedup(GlobalOperation):
         sig = np.empty((len(a), len(signed)), dtype=np.uint32)
         # slices of whole documents, about SLICE_SHINGLES each, so that temporaries stay in cache
         cuts = np.unique(np.searchsorted(starts, np.arange(0, len(shingles), SLICE_SHINGLES)))
+        cuts = cuts[cuts < len(signed)]  # a long last document: no empty slice after it
         for lo, hi in zip(cuts.tolist(), np.r_[cuts[1:], len(signed)].tolist()):
             first, last = starts[lo], starts[hi] if hi < len(signed) else len(shingles)
             sig[:, lo:hi] = min_hashes(shingles[first:last], starts[lo:hi] - first, a, b)
@@ -246,7 +247,8 @@ class MinHashDedup(GlobalOperation):
         return {"_key": pa.array(key, pa.uint64()), "_row": pa.array(row, pa.int64())}
 
     def reduce(self, bucket: Any) -> Any:
-        """Edges: each row of a group sharing a band key -> the group's first row."""
+        """Edges: each row of a group sharing a band key -> the group's first row. Nodes are
+        row locators (`_part << 40 | _pos`), so a cluster keeps its first row in dataset order."""
         import numpy as np
 
         key = bucket.column("_key").to_numpy()
@@ -269,39 +271,13 @@ class MinHashDedup(GlobalOperation):
         self.count("candidate_edges", len(src))
         return {"src": src, "dst": dst, "src_id": src_id, "dst_id": dst_id}
 
-    def resolve(self, tables: Iterator[Any]) -> Any:
-        """Connected components of every bucket's edges; decisions for their rows."""
-        import numpy as np
-        import pyarrow as pa
-
-        parts = [(t.column("src").to_numpy(), t.column("dst").to_numpy(),
-                  t.column("src_id").to_numpy(), t.column("dst_id").to_numpy()) for t in tables]
-        if not parts:
-            return pa.table({"_part": pa.array([], pa.int32()), "_pos": pa.array([], pa.int64()),
-                             "_id": pa.array([], pa.int64())})
-        src, dst, src_id, dst_id = (np.concatenate(c) for c in zip(*parts))
-        del parts
-        nodes, first = np.unique(np.r_[src, dst], return_index=True)
-        node_ids = np.r_[src_id, dst_id][first]
-        root = components(np.searchsorted(nodes, src), np.searchsorted(nodes, dst), len(nodes))
-        size = np.bincount(root, minlength=len(nodes))
-        kept = root == np.arange(len(nodes))
-        self.count("duplicate_clusters", int(kept.sum()))
-        reason = np.where(kept, None, self.default_reason)
-        return pa.table({
-            "_part": pa.array((nodes >> LOC_BITS).astype(np.int32)),
-            "_pos": pa.array(nodes & ((1 << LOC_BITS) - 1)),
-            "_id": pa.array(node_ids, pa.int64()),
-            "_reason": pa.array(reason.tolist(), pa.string()),
-            "cluster_id": pa.array(node_ids[root], pa.int64()),
-            "cluster_size": pa.array(size[root].astype(np.int64)),
-        })
-
 
 def components(u: Any, v: Any, n: int) -> Any:
-    """Connected components of the graph with edges (u[i], v[i]) over nodes 0..n-1: for each
-    node, the smallest node of its component. Vectorized union-find: hook every root onto the
-    smaller root across each edge, then compress paths, until no edge spans two roots."""
+    """Connected components of the graph with edges (u[i], v[i]) over nodes 0..n-1, in one
+    process (for small graphs held in memory; global steps use executors/components.py):
+    for each node, the smallest node of its component. Vectorized union-find: hook every
+    root onto the smaller root across each edge, then compress paths, until no edge spans
+    two roots."""
     import numpy as np
 
     parent = np.arange(n)

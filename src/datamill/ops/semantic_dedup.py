@@ -4,13 +4,12 @@ Phases (see GlobalOperation): scan normalizes each vector and hashes it with `ta
 `bits` random hyperplanes (sign random projections: two vectors at angle t agree on one bit
 with probability 1 - t/pi), one row per table (`_key` = the table's bit pattern); reduce
 compares, block by block, every pair of rows that share a key and returns the pairs whose
-cosine similarity reaches `threshold`; resolve joins those pairs into clusters (connected
-components) and keeps the smallest `_id` of each.
+cosine similarity reaches `threshold`, as edges between `_id`s; the engine joins those pairs
+into clusters (distributed connected components) and keeps the smallest `_id` of each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from pydantic import Field
@@ -18,7 +17,7 @@ from pydantic import Field
 from ..errors import SchemaError
 from ..operation import Arguments, GlobalOperation
 from .dedup import CLUSTER_LINEAGE
-from .minhash import _combine, components
+from .minhash import LOC_BITS, _combine
 
 BLOCK = 2048  # rows compared at once: a BLOCK x BLOCK similarity matrix at most
 VECTOR = "vector"
@@ -49,12 +48,12 @@ class SemanticDedup(GlobalOperation):
     the others are dropped with reason "semantic_duplicate", recording `cluster_id` (the kept
     row's `_id`) and `cluster_size`: `datamill.duplicates(workdir, id)` lists them. Null and
     zero vectors are kept and never compared. Memory: one partition, one bucket (compared in
-    blocks of 2048 rows), then the rows that appear in similar pairs."""
+    blocks of 2048 rows), then one bucket of similar pairs (docs/dedup.md)."""
 
     name = "semantic_dedup"
     Args = SemanticDedupArgs
     default_reason = "semantic_duplicate"
-    resolves = True
+    resolves = "components"  # similar pairs -> clusters, distributed
     lineage = CLUSTER_LINEAGE
 
     def resolve_consumes(self, schema: dict) -> dict:
@@ -108,12 +107,13 @@ class SemanticDedup(GlobalOperation):
                 VECTOR: pa.FixedSizeListArray.from_arrays(flat, dim)}
 
     def reduce(self, bucket: Any) -> Any:
-        """Similar pairs among the rows sharing a key: (smaller id, larger id) each."""
+        """Similar pairs among the rows sharing a key: (smaller id, larger id) each, as edges
+        between `_id`s (a cluster keeps its smallest) with the rows' locators."""
         import numpy as np
 
         key = bucket.column("_key").to_numpy()
         ids = bucket.column("_id").to_numpy()
-        loc = (bucket.column("_part").to_numpy().astype(np.int64) << 40) \
+        loc = (bucket.column("_part").to_numpy().astype(np.int64) << LOC_BITS) \
             + bucket.column("_pos").to_numpy()
         column = bucket.column(VECTOR).combine_chunks()
         vectors = column.flatten().to_numpy().reshape(len(column), -1)
@@ -136,36 +136,8 @@ class SemanticDedup(GlobalOperation):
             first, second = first[unique], second[unique]
         self.count("compared_pairs", compared)
         self.count("similar_pairs", len(first))
-        return {"src_id": ids[first], "dst_id": ids[second], "src": loc[first],
-                "dst": loc[second]}
-
-    def resolve(self, tables: Iterator[Any]) -> Any:
-        """Clusters of every bucket's similar pairs; keep the smallest `_id` of each."""
-        import numpy as np
-        import pyarrow as pa
-
-        parts = [(t.column("src_id").to_numpy(), t.column("dst_id").to_numpy(),
-                  t.column("src").to_numpy(), t.column("dst").to_numpy()) for t in tables]
-        if not parts or not sum(len(p[0]) for p in parts):
-            return pa.table({"_part": pa.array([], pa.int32()), "_pos": pa.array([], pa.int64()),
-                             "_id": pa.array([], pa.int64())})
-        src_id, dst_id, src, dst = (np.concatenate(c) for c in zip(*parts))
-        del parts
-        nodes, first = np.unique(np.r_[src_id, dst_id], return_index=True)
-        node_loc = np.r_[src, dst][first]
-        root = components(np.searchsorted(nodes, src_id), np.searchsorted(nodes, dst_id),
-                          len(nodes))
-        size = np.bincount(root, minlength=len(nodes))
-        kept = root == np.arange(len(nodes))
-        self.count("duplicate_clusters", int(kept.sum()))
-        return pa.table({
-            "_part": pa.array((node_loc >> 40).astype(np.int32)),
-            "_pos": pa.array(node_loc & ((1 << 40) - 1)),
-            "_id": pa.array(nodes, pa.int64()),
-            "_reason": pa.array(np.where(kept, None, self.default_reason).tolist(), pa.string()),
-            "cluster_id": pa.array(nodes[root], pa.int64()),
-            "cluster_size": pa.array(size[root].astype(np.int64)),
-        })
+        return {"src": ids[first], "dst": ids[second], "src_id": ids[first],
+                "dst_id": ids[second], "src_loc": loc[first], "dst_loc": loc[second]}
 
 
 def unit_vectors(column: Any) -> tuple[Any, Any]:
