@@ -101,6 +101,8 @@ def test_ray_and_local_give_the_same_rows_drops_and_lineage(runs):
     root, r = runs
     local, ray = r["results"]["local"], r["results"]["ray"]
     assert not ray.cached
+    assert (ray.manifest["executor"], local.manifest["executor"]) == ("ray", "local")
+    assert ray.manifest["workers"] == 2  # the cluster's CPUs: 2 nodes x 1
     # the sinks differ by path only; every other step has the same key, records and counts
     assert _summary(ray)[:-1] == _summary(local)[:-1]
     drops = {name: sum(local.step(name)["dropped"].values())

@@ -270,8 +270,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             out["duplicates"] = {"of": args.duplicates, "rows": dups}
         print(json.dumps(out, indent=2, default=str))
         return 0
-    run = [f"{k}={manifest[k]}" for k in ("run_id", "started", "wall_seconds", "workers")
-           if k in manifest]
+    run = [f"{k}={manifest[k]}"
+           for k in ("run_id", "started", "wall_seconds", "executor", "workers") if k in manifest]
     print(f"run: {' '.join(run) or '(unknown)'}")
     for ds in manifest.get("datasets", []):
         print()
