@@ -21,8 +21,9 @@ documents with known duplicate clusters, `--files` JSONL files):
             running torch on 1 thread (Ray sets OMP_NUM_THREADS to the actor's 1 CPU)
 
 Each variant runs in a fresh child process (a fresh driver) with a fresh workdir, interleaved
-with the others, `--repeat` times. Reported: wall time of `Dataset.run` (for Ray including
-connecting to the cluster and the checks before the run), Ray's overhead
+with the others (order alternating), `--repeat` times. Reported: wall time of
+`Dataset.run` (for Ray including connecting to the cluster and the checks before the run),
+Ray's overhead
 (ray / local - 1, medians), whether both executors kept and dropped the same rows (step
 records compared), and for embed the speed-up from 1 to 2 actors. Peak RSS is the driver's
 process tree for local runs, and the sum over the cluster's processes for Ray runs
@@ -182,10 +183,12 @@ def main() -> None:
           f"started in {started_s} s", flush=True)
     runs: dict[str, dict[str, list[dict]]] = {}
     try:
-        for _ in range(args.repeat):
+        for repeat in range(args.repeat):
             for pipeline in args.only:
                 variants = ["ray_w1", "ray_w2"] if pipeline == "embed" else [
                     "local", f"ray_w{2 * args.cpus_per_node}"]
+                if repeat % 2:  # alternate the order: neither variant always goes first
+                    variants.reverse()
                 for variant in variants:
                     result = measure(args, pipeline, variant, cluster)
                     print(f"{pipeline:<9} {variant:<7} {result['wall_s']:8.2f} s", flush=True)
