@@ -277,11 +277,15 @@ def test_ngram_repetition_matches_the_reference_scan():
 
 
 def test_line_and_paragraph_duplicates_match_python():
+    import random
     import re
 
     from datamill.ops.quality import GopherRepetitionStats
 
-    texts = _corpus_texts()
+    rng = random.Random(2)  # runs of newlines anywhere, spaces around them, other scripts
+    pieces = ["\n", "\n\n", "\n\n\n", " ", "\u3000", "a", "b", "é", "ab", "x y", "…", "\r\n"]
+    texts = _corpus_texts() + ["", "\n", "\n\n", "\na\n", "a\n\n\nb\n\na\n\n\nb"] + [
+        "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(2000)]
     got = GopherRepetitionStats().stats(texts)
     for d, text in enumerate(texts):
         for kind, parts in (("para", re.split(r"\n{2,}", text.strip())),
@@ -315,6 +319,37 @@ def test_c4_takes_line_tokens_from_the_documents_tokens():
 
 
 _SPACES = "\t\x1f \xa0\u1680\u2000\u2005\u200a\u202f\u205f\u3000"
+
+
+def test_later_steps_reuse_tokens_of_any_subset_of_the_batch(monkeypatch):
+    from datamill.ops.quality import tokenize
+
+    texts = _corpus_texts()
+    fresh = featurize(texts)
+    tokenize._CACHE.clear()
+    monkeypatch.setattr(tokenize, "CACHE_CHARS", 10**9)
+    for lo in range(0, len(texts), 50):  # a first step tokenizes the batch in slices
+        tokenize.features_of(texts[lo:lo + 50], "fast")
+    picked = [i for i in range(len(texts)) if i % 3 != 1][::-1][:200]  # across the slices
+    calls = []
+    monkeypatch.setattr(tokenize.FastTokenizer, "features", lambda self, t: calls.append(t))
+    got = tokenize.features_of([texts[i].encode().decode() for i in picked], "fast")
+    want = fresh.take(np.array(picked))
+    tokenize._CACHE.clear()
+    assert not calls  # nothing tokenized again
+    assert got.offsets.tolist() == want.offsets.tolist()
+    for field in tokenize.FIELDS:
+        assert getattr(got, field).tolist() == getattr(want, field).tolist(), field
+
+
+def test_chunked_grouping_numbers_groups_as_one_table():
+    from datamill.ops.quality import gopher
+
+    rng = np.random.default_rng(4)
+    doc = np.sort(rng.integers(0, 400, 60_000))
+    keys = rng.integers(0, 50, len(doc)).astype(np.uint64) * np.uint64(1 << 20) + doc.astype(
+        np.uint64)  # equal keys only within a document
+    assert gopher._factorize(keys, doc).tolist() == gopher._factorize(keys).tolist()
 
 
 def test_bullet_and_ellipsis_lines_counted_over_bytes_match_python():

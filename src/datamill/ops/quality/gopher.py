@@ -5,7 +5,6 @@ GopherQualityFilter and GopherRepetitionFilter; see docs/quality.md."""
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any
 
 from pydantic import Field
@@ -22,8 +21,6 @@ from ._base import (
 from .tokenize import features_of, hash_words
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
-_PARAGRAPHS = re.compile(r"\n{2,}")
-_LINES = re.compile(r"\n+")
 
 
 # --- Gopher quality ---------------------------------------------------------------------------
@@ -115,6 +112,8 @@ def _per_doc(values: Any, offsets: Any) -> Any:
     """Sums of `values` (per token) per document (tokens `offsets[d]:offsets[d+1]`)."""
     import numpy as np
 
+    if values.dtype == bool:  # count the true ones: 3x faster than a cumulative sum
+        return np.diff(np.searchsorted(np.flatnonzero(values), offsets))
     cs = np.zeros(len(values) + 1, np.int64)
     np.cumsum(values, out=cs[1:])
     return cs[offsets[1:]] - cs[offsets[:-1]]
@@ -207,7 +206,7 @@ def _space_width(data: Any, at: Any, before: bool) -> Any:
     return np.where(one, 1, np.where(two, 2, np.where(three, 3, 0)))
 
 
-def _line_counts(data: Any, offsets: Any, steps: int = 4) -> tuple[Any, Any, Any, Any]:
+def _line_counts(data: Any, offsets: Any, steps: int = 8) -> tuple[Any, Any, Any, Any]:
     """Per text: lines starting with '•' or '-' after spaces, lines ending with '...' or '…'
     before spaces (lines cut at '\n' only), which texts have a line with more than `steps`
     such spaces (counted elsewhere), and which have a line break other than '\n'."""
@@ -365,16 +364,16 @@ class GopherRepetitionStats(StatsOperation):
     def stats(self, texts: list[str], column: Any = None) -> dict[str, Any]:
         import numpy as np
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         n = len(texts)
         chars = np.fromiter(map(len, texts), np.int64, n)
         out = {k: np.zeros(n) for k in self.stat_types()}
         if column is None:
             column = pa.array(texts, pa.string())
-        stripped = pa.array([t.strip() for t in texts], pa.string())
-        for kind, parts in (("para", _split(stripped, _PARAGRAPHS.pattern)),
-                            ("line", _split(column, _LINES.pattern))):
-            dup, dup_chars, total = _duplicates(parts, n)
+        stripped = pc.utf8_trim_whitespace(column)  # (strips what str.strip() strips)
+        for kind, parts in (("para", _parts(stripped, 2)), ("line", _parts(column, 1))):
+            dup, dup_chars, total = _duplicates(*parts)
             out[f"dup_{kind}_frac"] = ratio(dup, total)
             out[f"dup_{kind}_char_frac"] = ratio(dup_chars, chars)
         empty = chars == 0
@@ -389,37 +388,70 @@ class GopherRepetitionStats(StatsOperation):
         return out
 
 
-def _split(column: Any, pattern: str) -> Any:
-    import pyarrow.compute as pc
-
-    return pc.split_pattern_regex(column, pattern)
-
-
-def _duplicates(parts: Any, n: int) -> tuple[Any, Any, Any]:
-    """Per document of `parts` (an Arrow list of strings per document): how many parts equal
-    an earlier part of the same document, their characters, and the number of parts. Only
-    parts that share their document and byte length with another are compared (by Arrow's
-    dictionary encoding)."""
+def _parts(column: Any, min_run: int) -> tuple[Any, Any, Any, Any]:
+    """The parts of each text of `column` (a string Array) between runs of at least `min_run`
+    newlines, as `re.split("\\n{min_run,}", text)` cuts them: the texts' UTF-8 bytes, each
+    part's start and end in them (in order) and the number of parts of each text."""
     import numpy as np
-    import pyarrow.compute as pc
 
-    flat = parts.flatten()
-    total = pc.list_value_length(parts).to_numpy(zero_copy_only=False).astype(np.int64)
+    data, offsets = _utf8(column)
+    n = len(offsets) - 1
+    nl = data == 0x0A
+    first = offsets[:-1][offsets[:-1] < len(data)]  # texts' first and last bytes
+    last = offsets[1:][offsets[1:] > 0] - 1
+    after_nl = np.zeros(len(data), dtype=bool)  # (a newline of the same text)
+    after_nl[1:] = nl[:-1]
+    after_nl[first] = False
+    before_nl = np.zeros(len(data), dtype=bool)
+    before_nl[:-1] = nl[1:]
+    before_nl[last] = False
+    run_start = np.flatnonzero(nl & ~after_nl)
+    run_end = np.flatnonzero(nl & ~before_nl) + 1
+    if min_run > 1:
+        long = run_end - run_start >= min_run
+        run_start, run_end = run_start[long], run_end[long]
+    runs = np.bincount(np.searchsorted(offsets, run_start, side="right") - 1, minlength=n)
+    # per text: its start, then each run's end; each run's start, then the text's end
+    # (sorted, ties are equal values: the k-th start and the k-th end bound the k-th part)
+    start = np.sort(np.concatenate([offsets[:-1], run_end]))
+    end = np.sort(np.concatenate([run_start, offsets[1:]]))
+    return data, start, end, runs + 1
+
+
+def _duplicates(data: Any, start: Any, end: Any, count: Any) -> tuple[Any, Any, Any]:
+    """Per text, of its `count` parts (bytes `start:end` of the UTF-8 `data`, as `_parts`
+    gives them): how many equal an earlier part of the same text, their characters, and the
+    number of parts. Only parts that share their text and byte length with another are
+    compared (by Arrow's dictionary encoding)."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(count)
+    total = count.astype(np.int64)
     dup = np.zeros(n, np.int64)
     dup_chars = np.zeros(n, np.int64)
-    if len(flat) == 0:
+    if len(start) == 0:
         return dup, dup_chars, total
     doc = np.repeat(np.arange(n, dtype=np.uint64), total)
-    size = pc.binary_length(flat).to_numpy(zero_copy_only=False).astype(np.uint64)
-    ids = _factorize((size << np.uint64(32)) | doc)
+    size = end - start
+    ids = _factorize((size.astype(np.uint64) << np.uint64(32)) | doc)
     maybe = np.flatnonzero(np.bincount(ids)[ids] > 1)
     if len(maybe) == 0:
         return dup, dup_chars, total
-    same = flat.take(maybe)
+    # the candidates' bytes, one after the other, as a binary array
+    sizes = size[maybe]
+    bounds = np.zeros(len(maybe) + 1, np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    picked = data[np.repeat(start[maybe] - bounds[:-1], sizes) + np.arange(bounds[-1])]
+    same = pa.Array.from_buffers(pa.large_binary(), len(maybe),
+                                 [None, pa.py_buffer(bounds), pa.py_buffer(picked)])
     codes = same.dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.uint64)
-    later = maybe[~_first_seen(_factorize((codes << np.uint64(32)) | doc[maybe]))]
-    d = doc[later].astype(np.int64)
-    lengths = pc.utf8_length(flat.take(later)).to_numpy(zero_copy_only=False)
+    later = ~_first_seen(_factorize((codes << np.uint64(32)) | doc[maybe]))
+    # characters: the bytes that do not continue a UTF-8 sequence
+    chars = np.zeros(len(picked) + 1, np.int64)
+    np.cumsum((picked & 0xC0) != 0x80, out=chars[1:])
+    lengths = (chars[bounds[1:]] - chars[bounds[:-1]])[later]
+    d = doc[maybe[later]].astype(np.int64)
     return (np.bincount(d, minlength=n), np.bincount(d, weights=lengths, minlength=n), total)
 
 
@@ -475,7 +507,7 @@ def ngram_repetition(tok: Any, top_n: list[int], dup_n: list[int]) -> tuple[dict
             continue
         with np.errstate(over="ignore"):
             key = g[pos] * np.uint64(0x9E3779B97F4A7C15) + d.astype(np.uint64)
-        codes = _factorize(key)
+        codes = _factorize(key, d)
         n_codes = int(codes.max()) + 1
         is_first = _first_seen(codes)
         first = np.flatnonzero(is_first)  # code c first appears at first[c]
@@ -562,16 +594,34 @@ def _repeated_chars(p: Any, f: Any, codes: Any, d: Any, cum_len: Any, n: int,
     return out
 
 
-def _factorize(keys: Any) -> Any:
+FACTORIZE_CHUNK = 8192  # keys hashed at a time: a hash table this size stays in cache
+
+
+def _factorize(keys: Any, doc: Any = None) -> Any:
     """Group ids of `keys` (uint64), numbered in order of first appearance (hashing: pandas
-    when installed, else pyarrow)."""
+    when installed, else pyarrow). With `doc` (each key's document, non-decreasing; keys of
+    different documents never equal), keys are hashed a few thousand at a time, cut between
+    documents: 1.2-2x faster than one large table, which misses the cache."""
+    import numpy as np
+
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas is optional
         import pyarrow as pa
 
         return pa.array(keys).dictionary_encode().indices.to_numpy()
-    return pd.factorize(keys)[0]
+    m = len(keys)
+    if doc is None or m <= 2 * FACTORIZE_CHUNK:
+        return pd.factorize(keys)[0]
+    cuts = np.searchsorted(doc, doc[FACTORIZE_CHUNK::FACTORIZE_CHUNK])  # documents' starts
+    bounds = np.unique(np.r_[0, cuts, m]).tolist()
+    out = np.empty(m, dtype=np.intp)
+    base = 0
+    for lo, hi in zip(bounds, bounds[1:]):
+        codes = pd.factorize(keys[lo:hi])[0]
+        np.add(codes, base, out=out[lo:hi])
+        base += int(codes.max()) + 1
+    return out
 
 
 def _greedy_repeats(codes: list, positions: list, first_positions: list, chars: list,
