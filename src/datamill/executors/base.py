@@ -279,5 +279,24 @@ class Executor:
                   progress: Progress, phase: str | None = None, serial: bool = False,
                   steps: list[Step] | None = None) -> None:
         """Run `units[name](item, report)` for every item; `steps` are the steps the units
-        belong to (their resources). Units commit their own output; this only schedules."""
+        belong to (their resources). Units commit their own output; this only schedules.
+        `serial` units (e.g. memory:// sinks, held in the driver's memory) run here."""
+        if not items:
+            return
+        if phase:
+            progress.phase(phase, len(items))
+        if serial or self._in_driver(items):
+            for item in items:
+                progress.unit_done(phase, units[name](item, progress.rows))
+            return
+        self._dispatch(units, name, items, progress, phase, steps or [])
+
+    def _in_driver(self, items: list[int]) -> bool:
+        """Are these units cheaper to run in the driver than to dispatch?"""
+        return False
+
+    def _dispatch(self, units: dict[str, Callable], name: str, items: list[int],
+                  progress: Progress, phase: str | None, steps: list[Step]) -> None:
+        """Run the units elsewhere (worker processes, a cluster), reporting each result to
+        `progress.unit_done`."""
         raise NotImplementedError

@@ -65,19 +65,11 @@ class LocalExecutor(Executor):
         finally:
             _STATE.pop("lock_fd", None)
 
-    def _parallel(self, units: dict[str, Callable], name: str, items: list[int],
-                  progress: Progress, phase: str | None = None, serial: bool = False,
-                  steps: list[Step] | None = None) -> None:
-        if not items:
-            return
-        if phase:
-            progress.phase(phase, len(items))
-        if self.workers == 1 or len(items) == 1 or serial:
-            _STATE.update(units=units, queue=None)
-            for item in items:
-                result = units[name](item, progress.rows)
-                progress.unit_done(phase, result)
-            return
+    def _in_driver(self, items: list[int]) -> bool:
+        return self.workers == 1 or len(items) == 1
+
+    def _dispatch(self, units: dict[str, Callable], name: str, items: list[int],
+                  progress: Progress, phase: str | None, steps: list[Step]) -> None:
         _preload_in_driver()
         ctx = mp.get_context("fork")
         queue = ctx.Queue() if progress.wants_rows else None

@@ -252,19 +252,9 @@ class RayExecutor(Executor):
             probe.unlink(missing_ok=True)
 
     # --- scheduling ---------------------------------------------------------------------
-    def _parallel(self, units: dict[str, Callable], name: str, items: list[int],
-                  progress: Progress, phase: str | None = None, serial: bool = False,
-                  steps: list[Step] | None = None) -> None:
-        if not items:
-            return
-        if phase:
-            progress.phase(phase, len(items))
-        if serial:  # e.g. memory:// sinks, which only the driver's memory holds
-            for item in items:
-                progress.unit_done(phase, units[name](item, progress.rows))
-            return
+    def _dispatch(self, units: dict[str, Callable], name: str, items: list[int],
+                  progress: Progress, phase: str | None, steps: list[Step]) -> None:
         ray = _import_ray()
-        steps = steps or []
         ship_user_code(steps)
         wanted = stage_resources(steps)
         request = {"num_cpus": wanted.cpus, "num_gpus": wanted.gpus}
