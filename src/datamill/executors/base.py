@@ -134,7 +134,7 @@ class Executor:
                 for ds in datasets:
                     for step in ds.step.chain():
                         remove_tree(self.workdir.step_dir(step.key))
-            self.check(self._steps_to_run(datasets))
+            self.check(datasets)
             records: dict[str, dict] = {}
             cached: set[str] = set()
             for ds in datasets:
@@ -180,8 +180,9 @@ class Executor:
         """Around the whole run, with the workdir locked (connect to a cluster, ...)."""
         yield
 
-    def check(self, steps: list[Step]) -> None:
-        """Before any step runs: refuse what this executor cannot run."""
+    def check(self, datasets: list[Dataset]) -> None:
+        """Before any step runs: refuse what this executor cannot run (see
+        `_steps_to_run`)."""
 
     def _run_stage(self, stage: Stage, progress: Progress, records: dict) -> None:
         start = time.perf_counter()

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import sys
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..dataset import Step
+from ..dataset import Dataset, Step
 from ..errors import DatamillError, PipelineError
 from ..operation import Operation, Resources
 from .base import Executor, RunResult
@@ -86,13 +87,16 @@ def _user_module(name: str) -> bool:
         return True
     if name.split(".")[0] in ("datamill", "builtins"):
         return False
-    module = sys.modules.get(name)
-    path = getattr(module, "__file__", None)
-    if not path:
-        return False
-    installed = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return not any(str(Path(path).resolve()).startswith(str(Path(p).resolve()))
-                   for p in installed)
+    path = getattr(sys.modules.get(name), "__file__", None)
+    return bool(path) and not str(Path(path).resolve()).startswith(_installed_paths())
+
+
+@functools.cache
+def _installed_paths() -> tuple[str, ...]:
+    """Where installed code lives: the standard library and site-packages."""
+    paths = sysconfig.get_paths()
+    return tuple({str(Path(paths[k]).resolve())
+                  for k in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
 def ship_user_code(steps: list[Step]) -> None:
@@ -128,7 +132,7 @@ def _probe_workdir(path: str, token: str) -> tuple[bool, str, str]:
     return True, "", host
 
 
-def _run_unit(units: dict[str, Callable], name: str, item: int, cwd: str) -> Any:
+def _run_unit(units: dict[str, Callable], name: str, cwd: str, item: int) -> Any:
     """One unit, in the driver's working directory when this node has it (relative paths in
     arguments then mean what they meant to the driver)."""
     if os.path.isdir(cwd):
@@ -139,8 +143,8 @@ def _run_unit(units: dict[str, Callable], name: str, item: int, cwd: str) -> Any
 class _UnitActor:
     """Runs units in one long-lived worker: operations are set up once per actor."""
 
-    def run(self, units: dict[str, Callable], name: str, item: int, cwd: str) -> Any:
-        return _run_unit(units, name, item, cwd)
+    def run(self, units: dict[str, Callable], name: str, cwd: str, item: int) -> Any:
+        return _run_unit(units, name, cwd, item)
 
     def close(self) -> None:
         from .workers import teardown_all
@@ -196,8 +200,8 @@ class RayExecutor(Executor):
             if started_here:
                 ray.shutdown()
 
-    def check(self, steps: list[Step]) -> None:
-        self._check_resources(steps)
+    def check(self, datasets: list[Dataset]) -> None:
+        self._check_resources(self._steps_to_run(datasets))
         self._check_workdir()
 
     def _where(self) -> str:
@@ -261,11 +265,10 @@ class RayExecutor(Executor):
         if wanted.memory:
             request["memory"] = wanted.memory
         limit = min(len(items), wanted.concurrency or self.workers)
-        units_ref = ray.put(units)
+        call = (ray.put(units), name, os.getcwd())  # what every unit is called with
         what = phase or " -> ".join(s.name for s in steps) or "a stage"
         if loads_in_setup(steps):
-            self._run_in_actors(ray, units_ref, name, items, progress, phase, what, request,
-                                limit)
+            self._run_in_actors(ray, call, items, progress, phase, what, request, limit)
         else:
             task = ray.remote(_run_unit).options(max_retries=self.retries,
                                                  retry_exceptions=False, **request)
@@ -275,7 +278,7 @@ class RayExecutor(Executor):
                 while pending or running:
                     while pending and len(running) < limit:
                         item = pending.pop(0)
-                        running[task.remote(units_ref, name, item, os.getcwd())] = item
+                        running[task.remote(*call, item)] = item
                     done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
                     for ref in done:
                         item = running.pop(ref)
@@ -285,9 +288,8 @@ class RayExecutor(Executor):
                     with contextlib.suppress(Exception):
                         ray.cancel(ref, force=True)
 
-    def _run_in_actors(self, ray: Any, units_ref: Any, name: str, items: list[int],
-                       progress: Progress, phase: str | None, what: str, request: dict,
-                       limit: int) -> None:
+    def _run_in_actors(self, ray: Any, call: tuple, items: list[int], progress: Progress,
+                       phase: str | None, what: str, request: dict, limit: int) -> None:
         """Units on a pool of actors, each set up once. A unit whose actor died goes to a
         fresh actor, up to `retries` times per unit (the driver counts, not Ray: an actor's
         restart budget would be shared by every unit it runs)."""
@@ -303,26 +305,22 @@ class RayExecutor(Executor):
             while pending or running:
                 while pending and idle:
                     worker, item = idle.pop(), pending.pop(0)
-                    ref = worker.run.remote(units_ref, name, item, os.getcwd())
-                    running[ref] = (worker, item)
+                    running[worker.run.remote(*call, item)] = (worker, item)
                 done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
                 for ref in done:
                     worker, item = running.pop(ref)
                     try:
-                        result = ray.get(ref)
-                    except (ActorDiedError, ActorUnavailableError):
+                        progress.unit_done(phase, ray.get(ref))
+                    except (ActorDiedError, ActorUnavailableError) as exc:
                         attempts[item] = attempts.get(item, 0) + 1
                         if attempts[item] > self.retries:
-                            self._result(ray, ref, what, item)  # raises, naming the unit
+                            raise self._failure(exc, what, item) from None
                         pool.remove(worker)
                         worker = actor.remote()
                         pool.append(worker)
                         pending.insert(0, item)
-                    except Exception:
-                        self._result(ray, ref, what, item)
-                        raise
-                    else:
-                        progress.unit_done(phase, result)
+                    except Exception as exc:
+                        raise self._failure(exc, what, item) from None
                     idle.append(worker)
             ray.get([w.close.remote() for w in pool], timeout=60)
         finally:
@@ -345,20 +343,25 @@ class RayExecutor(Executor):
         return max(1, total)
 
     def _result(self, ray: Any, ref: Any, what: str, item: int) -> Any:
-        """A finished unit's result; its failure as the operation's own error."""
-        from ray import exceptions as rex
-
+        """A finished unit's result, or its failure raised as `_failure` says."""
         try:
             return ray.get(ref)
-        except rex.RayTaskError as exc:
+        except Exception as exc:
+            raise self._failure(exc, what, item) from None
+
+    def _failure(self, exc: Exception, what: str, item: int) -> Exception:
+        """What to raise for a failed unit: the operation's own error, or a worker's death
+        naming the unit."""
+        from ray import exceptions as rex
+
+        if isinstance(exc, rex.RayTaskError):
             cause = getattr(exc, "cause", None)
-            if isinstance(cause, DatamillError):
-                raise cause from None
-            raise exc.as_instanceof_cause() from None
-        except (rex.WorkerCrashedError, rex.ActorDiedError, rex.NodeDiedError,
-                rex.ObjectLostError, rex.ActorUnavailableError) as exc:
-            raise DatamillError(
+            return cause if isinstance(cause, DatamillError) else exc.as_instanceof_cause()
+        if isinstance(exc, (rex.WorkerCrashedError, rex.ActorDiedError, rex.NodeDiedError,
+                            rex.ObjectLostError, rex.ActorUnavailableError)):
+            return DatamillError(
                 f"a Ray worker died while running {what} (unit #{item}), {self.retries} "
                 f"retries included ({type(exc).__name__}); committed work is kept: re-run to "
-                "resume") from exc
+                "resume")
+        return exc
 
