@@ -16,7 +16,7 @@ import pytest
 import datamill as dm
 from datamill.cli import main
 from datamill.errors import ArgumentError, SchemaError
-from datamill.ops.minhash import MinHashDedup, components
+from datamill.ops.minhash import MinHashDedup
 from datamill.reader import read_table
 
 from .conftest import write_jsonl
@@ -55,23 +55,6 @@ def _predicted(workdir: Path, ds: dm.Dataset) -> tuple[list, list]:
     label = dict(zip(source["_id"].to_pylist(), source["_id"].to_pylist()))
     label.update(zip(dropped["_id"].to_pylist(), dropped["cluster_id"].to_pylist()))
     return source.to_pylist(), [label[i] for i in source["_id"].to_pylist()]
-
-
-def _find(parent: list[int], x: int) -> int:
-    while parent[x] != x:
-        x = parent[x]
-    return x
-
-
-def test_components_match_a_plain_union_find():
-    rng = np.random.default_rng(3)
-    for n, m in [(1, 0), (10, 4), (200, 150), (1000, 2000)]:
-        u, v = rng.integers(0, n, m), rng.integers(0, n, m)
-        parent = list(range(n))
-        for a, b in zip(u.tolist(), v.tolist()):
-            ra, rb = _find(parent, a), _find(parent, b)
-            parent[max(ra, rb)] = min(ra, rb)
-        assert components(u, v, n).tolist() == [_find(parent, x) for x in range(n)]
 
 
 def test_signatures_estimate_jaccard_and_are_deterministic(generated):

@@ -60,6 +60,15 @@ SRC, DST = "src", "dst"
 BUCKETS = "datamill.buckets"  # Parquet metadata: the bucket of each row group
 CLUSTERS = "duplicate_clusters"  # counter: components of two nodes or more
 
+def row_locators(table: Any) -> Any:
+    """int64 `_part << LOC_BITS | _pos` of each row of a scan/reduce table: ordered like
+    the dataset, so the smallest locator of a cluster is its first row."""
+    import numpy as np
+
+    return (table.column("_part").to_numpy().astype(np.int64) << LOC_BITS) \
+        + table.column("_pos").to_numpy()
+
+
 Runner = Callable[[str, Callable[[int, Any], dict], list[int], str], None]
 
 

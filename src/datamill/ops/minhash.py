@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import Field
 
+from ..executors.components import row_locators
 from ..operation import Arguments, GlobalOperation
 from ..schema import normalize_columns
 from .dedup import CLUSTER_LINEAGE
 
-LOC_BITS = 40  # row locator: partition << 40 | position in the partition (dataset order)
 PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~“”„‘’«»‹›–—…¡¿·•"
 CHUNK_DOCS = 2048  # documents tokenized at once (bounds scan's temporaries)
 SLICE_SHINGLES = 1 << 16  # shingles hashed at once (temporaries stay in cache)
@@ -252,8 +252,7 @@ class MinHashDedup(GlobalOperation):
         import numpy as np
 
         key = bucket.column("_key").to_numpy()
-        loc = (bucket.column("_part").to_numpy().astype(np.int64) << LOC_BITS) \
-            + bucket.column("_pos").to_numpy()
+        loc = row_locators(bucket)
         ids = bucket.column("_id").to_numpy()
         order = np.lexsort((loc, key))
         key, loc, ids = key[order], loc[order], ids[order]
@@ -271,27 +270,3 @@ class MinHashDedup(GlobalOperation):
         self.count("candidate_edges", len(src))
         return {"src": src, "dst": dst, "src_id": src_id, "dst_id": dst_id}
 
-
-def components(u: Any, v: Any, n: int) -> Any:
-    """Connected components of the graph with edges (u[i], v[i]) over nodes 0..n-1, in one
-    process (for small graphs held in memory; global steps use executors/components.py):
-    for each node, the smallest node of its component. Vectorized union-find: hook every
-    root onto the smaller root across each edge, then compress paths, until no edge spans
-    two roots."""
-    import numpy as np
-
-    parent = np.arange(n)
-    while True:
-        ru, rv = parent[u], parent[v]
-        spanning = ru != rv
-        if not spanning.any():
-            return parent
-        ru, rv = ru[spanning], rv[spanning]
-        lo, hi = np.minimum(ru, rv), np.maximum(ru, rv)
-        np.minimum.at(parent, hi, lo)
-        while True:
-            jumped = parent[parent]
-            if np.array_equal(jumped, parent):
-                break
-            parent = jumped
-        u, v = u[spanning], v[spanning]

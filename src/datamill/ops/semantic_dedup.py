@@ -15,9 +15,10 @@ from typing import Any
 from pydantic import Field
 
 from ..errors import SchemaError
+from ..executors.components import row_locators
 from ..operation import Arguments, GlobalOperation
 from .dedup import CLUSTER_LINEAGE
-from .minhash import LOC_BITS, _combine
+from .minhash import _combine
 
 BLOCK = 2048  # rows compared at once: a BLOCK x BLOCK similarity matrix at most
 VECTOR = "vector"
@@ -113,8 +114,7 @@ class SemanticDedup(GlobalOperation):
 
         key = bucket.column("_key").to_numpy()
         ids = bucket.column("_id").to_numpy()
-        loc = (bucket.column("_part").to_numpy().astype(np.int64) << LOC_BITS) \
-            + bucket.column("_pos").to_numpy()
+        loc = row_locators(bucket)
         column = bucket.column(VECTOR).combine_chunks()
         vectors = column.flatten().to_numpy().reshape(len(column), -1)
         order = np.lexsort((ids, key))
