@@ -97,11 +97,16 @@ def child_datatrove(folder: Path, out: Path, spacy_cache: bool) -> dict:
     start = time.perf_counter()
     executor.run()
     wall = time.perf_counter() - start
+    return {"wall_s": round(wall, 3), **kept_ids(out / "data")}
+
+
+def kept_ids(folder: Path) -> dict:
+    """The ids in the JSONL files a run wrote to `folder`."""
     kept = []
-    for f in sorted((out / "data").glob("*.jsonl")):
+    for f in sorted(folder.glob("*.jsonl")):
         with open(f, encoding="utf-8") as fh:
             kept += [json.loads(line)["id"] for line in fh]
-    return {"wall_s": round(wall, 3), "kept": len(kept), "kept_ids": sorted(kept)}
+    return {"kept": len(kept), "kept_ids": sorted(kept)}
 
 
 def child_datamill(folder: Path, out: Path, tokenizer: str) -> dict:
@@ -115,11 +120,7 @@ def child_datamill(folder: Path, out: Path, tokenizer: str) -> dict:
     start = time.perf_counter()
     ds.run(out / "work", workers=2, progress=False)
     wall = time.perf_counter() - start
-    kept = []
-    for f in sorted((out / "data").glob("*.jsonl")):
-        with open(f, encoding="utf-8") as fh:
-            kept += [json.loads(line)["id"] for line in fh]
-    return {"wall_s": round(wall, 3), "kept": len(kept), "kept_ids": sorted(kept)}
+    return {"wall_s": round(wall, 3), **kept_ids(out / "data")}
 
 
 def main() -> None:
