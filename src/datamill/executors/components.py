@@ -98,7 +98,7 @@ def plan_graph(root: Path, fine: int) -> Graph:
     plan = root / "components.json"
     saved = read_json(plan)
     if saved is None:
-        edges = sum((_done(f.parent) or {}).get("returned", 0)
+        edges = sum((committed(f.parent) or {}).get("returned", 0)
                     for f in root.glob(f"reduce-*/{DONE}"))
         target = max(1, -(-2 * edges // EDGES_PER_UNIT))
         saved = {"buckets": next(d for d in range(target, fine + 1) if fine % d == 0)
@@ -107,16 +107,18 @@ def plan_graph(root: Path, fine: int) -> Graph:
     return Graph(root, int(saved["buckets"]), fine)
 
 
-def _done(folder: Path) -> dict | None:
+def committed(folder: Path) -> dict | None:
+    """A unit folder's stats if it was committed (its marker is there), else None."""
     return read_json(folder / DONE)
 
 
-def _commit(tmp: Path, final: Path, stats: dict) -> dict:
-    """Rename the unit's temp folder into place, its marker last written."""
-    committed = _done(final)
-    if committed is not None:  # a retried twin got there first, with the same output
+def commit_unit(tmp: Path, final: Path, stats: dict) -> dict:
+    """Rename a unit's temp folder into place, its marker last written (every unit of a
+    global step commits this way)."""
+    committed_stats = committed(final)
+    if committed_stats is not None:  # a retried twin got there first, same output
         remove_tree(tmp)
-        return committed
+        return committed_stats
     atomic_write_json(tmp / DONE, stats)
     if final.exists():  # a folder without its marker: never a commit of ours
         remove_tree(final)
@@ -299,7 +301,7 @@ def round_source(round_no: int) -> str:
 def round_unit(graph: Graph, round_no: int, bucket: int, report: Any = None) -> dict:
     """Round `round_no` over node bucket `bucket`: large-star when odd, small-star when even."""
     final = round_folder(graph.root, round_no, bucket)
-    done = _done(final)
+    done = committed(final)
     if done is not None:
         return done
     start = time.perf_counter()
@@ -308,7 +310,7 @@ def round_unit(graph: Graph, round_no: int, bucket: int, report: Any = None) -> 
     tmp = temp_path(final)
     tmp.mkdir(parents=True)
     written = write_edges(tmp, x, y, graph.buckets)
-    return _commit(tmp, final, {"round": round_no, "edges_in": len(a), "edges_out": written,
+    return commit_unit(tmp, final, {"round": round_no, "edges_in": len(a), "edges_out": written,
                                 "not_star": bent, "seconds": time.perf_counter() - start})
 
 
@@ -320,7 +322,7 @@ def label_unit(graph: Graph, source: str, bucket: int, report: Any = None) -> di
     import pyarrow as pa
 
     final = graph.root / f"label-{bucket:05d}"
-    done = _done(final)
+    done = committed(final)
     if done is not None:
         return done
     start = time.perf_counter()
@@ -345,8 +347,9 @@ def label_unit(graph: Graph, source: str, bucket: int, report: Any = None) -> di
     tmp = temp_path(final)
     tmp.mkdir(parents=True)
     write_bucketed(tmp / "members.parquet", members, "node", graph.buckets)
-    return _commit(tmp, final, {"members": members.num_rows, "counters": {CLUSTERS: len(centers)},
-                                "seconds": time.perf_counter() - start})
+    return commit_unit(tmp, final, {"members": members.num_rows,
+                                     "counters": {CLUSTERS: len(centers)},
+                                     "seconds": time.perf_counter() - start})
 
 
 def decide_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> dict:
@@ -358,7 +361,7 @@ def decide_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> d
     from .global_phases import _by_partition
 
     final = graph.root / f"decide-{bucket:05d}"
-    done = _done(final)
+    done = committed(final)
     if done is not None:
         return done
     start = time.perf_counter()
@@ -384,7 +387,7 @@ def decide_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> d
         decided = decisions.num_rows
         for p, subset in _by_partition(decisions):
             write_parquet(tmp / part_name("part", p), subset)
-    return _commit(tmp, final, {"decisions": decided, "seconds": time.perf_counter() - start})
+    return commit_unit(tmp, final, {"decisions": decided, "seconds": time.perf_counter() - start})
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -399,7 +402,7 @@ def run_components(root: Path, fine: int, reason: str, run: Runner, name: str = 
     prefix = f"{name}: " if name else ""
 
     def pending(folders: list[Path]) -> list[int]:
-        return [c for c, folder in enumerate(folders) if _done(folder) is None]
+        return [c for c, folder in enumerate(folders) if committed(folder) is None]
 
     round_no = 0
     while True:
@@ -410,7 +413,7 @@ def run_components(root: Path, fine: int, reason: str, run: Runner, name: str = 
         folders = [round_folder(root, round_no, c) for c in range(graph.buckets)]
         run("round", functools.partial(round_unit, graph, round_no), pending(folders),
             f"{prefix}components round {round_no}")
-        if not sum(_done(f)["not_star"] for f in folders):  # its input was stars already
+        if not sum(committed(f)["not_star"] for f in folders):  # its input was stars already
             break
     folders = [root / f"label-{c:05d}" for c in range(graph.buckets)]
     run("label", functools.partial(label_unit, graph, f"cc-{round_no:04d}"), pending(folders),

@@ -27,7 +27,6 @@ or one bucket at a time; `resolve` holds what the operation keeps.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -49,13 +48,12 @@ from ..storage import (
     write_parquet,
 )
 from .batches import columns_of, to_format
-from .components import COMPONENTS, write_reduced
+from .components import COMPONENTS, commit_unit, committed, write_reduced
 from .workers import prepared
 
 KEY, PART, POS, REASON, ROW = "_key", "_part", "_pos", "_reason", "_row"
 ROWS_PER_BUCKET = 2_000_000
 REDUCED = "out.parquet"
-DONE = "_done.json"
 
 
 def shuffle_dir(workdir: Workdir, step: Step) -> Path:
@@ -71,17 +69,6 @@ def bucket_count(workdir: Workdir, step: Step, workers: int, rows_hint: int) -> 
     buckets = max(workers, 8, -(-rows // ROWS_PER_BUCKET))
     atomic_write_json(plan, {"buckets": buckets})
     return buckets
-
-
-def _commit_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        remove_tree(final)
-    os.replace(tmp, final)
-
-
-def _done(folder: Path) -> dict | None:
-    marker = folder / DONE
-    return json.loads(marker.read_text()) if marker.exists() else None
 
 
 def _by_partition(table: Any) -> Iterator[tuple[int, Any]]:
@@ -114,7 +101,7 @@ def scan_partition(workdir: Workdir, step: Step, partition: int, buckets: int) -
     import pyarrow.compute as pc
 
     final = shuffle_dir(workdir, step) / f"scan-{partition:05d}"
-    done = _done(final)
+    done = committed(final)
     if done is not None:
         return done
     op = prepared(step)
@@ -162,9 +149,7 @@ def scan_partition(workdir: Workdir, step: Step, partition: int, buckets: int) -
             write_parquet(tmp / f"bucket-{b:05d}.parquet", table_sorted.slice(lo, hi - lo))
     stats = {"rows": table.num_rows, "emitted": out.num_rows,
              "seconds": time.perf_counter() - start, "counters": op.take_counters()}
-    atomic_write_json(tmp / DONE, stats)
-    _commit_dir(tmp, final)
-    return stats
+    return commit_unit(tmp, final, stats)
 
 
 def reduce_bucket(workdir: Workdir, step: Step, bucket: int, buckets: int) -> dict:
@@ -173,9 +158,10 @@ def reduce_bucket(workdir: Workdir, step: Step, bucket: int, buckets: int) -> di
 
     root = shuffle_dir(workdir, step)
     final = root / f"reduce-{bucket:05d}"
-    done = _done(final)
-    stale = step.op.resolves == COMPONENTS and (final / REDUCED).exists()  # older layout
-    if done is not None and not stale:
+    if step.op.resolves == COMPONENTS and (final / REDUCED).exists():
+        remove_tree(final)  # the older single-process layout: reduce again
+    done = committed(final)
+    if done is not None:
         return done
     op = prepared(step)
     start = time.perf_counter()
@@ -201,9 +187,7 @@ def reduce_bucket(workdir: Workdir, step: Step, bucket: int, buckets: int) -> di
                 write_parquet(tmp / part_name("part", p), subset)
     stats = {"rows": rows, "returned": returned, "seconds": time.perf_counter() - start,
              "counters": op.take_counters()}
-    atomic_write_json(tmp / DONE, stats)
-    _commit_dir(tmp, final)
-    return stats
+    return commit_unit(tmp, final, stats)
 
 
 def reduced_tables(workdir: Workdir, step: Step) -> Iterator[Any]:
@@ -221,7 +205,7 @@ def resolve_step(workdir: Workdir, step: Step) -> dict:
     import pyarrow as pa
 
     final = shuffle_dir(workdir, step) / "resolve"
-    done = _done(final)
+    done = committed(final)
     if done is not None:
         return done
     op = prepared(step)
@@ -252,9 +236,7 @@ def resolve_step(workdir: Workdir, step: Step) -> dict:
         raise
     stats = {"decisions": decided, "seconds": time.perf_counter() - start,
              "counters": op.take_counters()}
-    atomic_write_json(tmp / DONE, stats)
-    _commit_dir(tmp, final)
-    return stats
+    return commit_unit(tmp, final, stats)
 
 
 def unit_counters(workdir: Workdir, step: Step, partition: int) -> dict[str, int]:
@@ -268,7 +250,7 @@ def unit_counters(workdir: Workdir, step: Step, partition: int) -> dict[str, int
         folders += sorted(root.glob("label-*"))
     total: Counter[str] = Counter()
     for folder in folders:
-        total.update((_done(folder) or {}).get("counters", {}))
+        total.update((committed(folder) or {}).get("counters", {}))
     return dict(total)
 
 
