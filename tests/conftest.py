@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from .ray_cluster import ray_cluster  # noqa: F401  (the Ray tests' cluster, started lazily)
+from .timeout_guard import (  # noqa: F401  (a fired timeout always fails its test)
+    pytest_runtest_makereport,
+    pytest_timeout_set_timer,
+)
 
 WORDS = ["data", "model", "pipeline", "Token", "the", "a", "of", "text", "clean", "row",
          "Quality", "filter", "dedup", "embedding", "index", "chunk"]
