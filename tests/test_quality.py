@@ -150,6 +150,8 @@ FAST_CASES = [
     "isn't cannot he's John's James' it's that's let's 5km 5min 1990s 3rd COVID-19",
     "“Hello,” she said. (see [1]); 'quote'. «Oui» wait...what ..hm ?!? !!!",
     "foo_bar __init__ self.x = y[0] + f(z); naïve café Привет, мир! 東京。",
+    # a single letter or an abbreviation before an ellipsis: the dots stay together
+    "Plan a... then b.. or c.... and i.e... also Mr... a. b. e.g. Dr. x...y z...",
 ]
 
 

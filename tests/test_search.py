@@ -154,3 +154,36 @@ def test_cli_stays_light() -> None:
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_identical_passages_from_several_pages_count_once(tmp_path: Path, capsys) -> None:
+    cats = DOCS[0][2]
+    rows = [{"url": u, "title": t, "text": x} for u, t, x in DOCS[:2]]
+    rows += [{"url": f"https://mirror-{m}.org/cats", "title": "Cats", "text": cats}
+             for m in "ab"]
+    db = str(tmp_path / "index")
+    (dm.Dataset.read(write_jsonl(tmp_path / "docs.jsonl", rows))
+     .apply("chunk_text", size=400)
+     .apply("embed_text", model=MODEL, column="chunk", device="cpu", normalize=True)
+     .write(db, format="lancedb", table="passages")
+     .run(tmp_path / "work", workers=1, progress=False))
+    spec = f"{db}/passages"
+    every = search(spec, "a cat purring on the windowsill", k=3, distinct=False)
+    assert [h.text for h in every] == [cats] * 3  # the same chunk, indexed three times
+    hits = search(spec, "a cat purring on the windowsill", k=2)
+    assert [h.text for h in hits] == [cats, DOCS[1][2]]
+    urls = {hits[0].source["url"], *(a["url"] for a in hits[0].also)}
+    assert urls == {DOCS[0][0], "https://mirror-a.org/cats", "https://mirror-b.org/cats"}
+    assert len({hits[0].id, *(a["id"] for a in hits[0].also)}) == 3
+
+    assert main(["search", spec, "a cat purring on the windowsill", "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(cats[:40]) == 1 and "also in 2 more: url=https://" in out
+    assert main(["search", spec, "a cat purring on the windowsill", "-k", "2", "--all"]) == 0
+    assert capsys.readouterr().out.count(cats[:40]) == 2
+
+    queries = write_jsonl(tmp_path / "q.jsonl", [{"query": "a cat purring on the windowsill"}])
+    for distinct, texts in ((True, [cats, DOCS[1][2]]), (False, [cats, cats])):
+        out = dm.Dataset.read(queries).apply("retrieve", index=spec, k=2, distinct=distinct) \
+            .collect(tmp_path / f"w-{distinct}", workers=1, progress=False).to_pylist()
+        assert out[0]["retrieved_texts"] == texts

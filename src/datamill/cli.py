@@ -311,10 +311,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise CLIError("-k must be at least 1", code=2)
     hits = search(args.index, args.query, args.k, hybrid=args.hybrid, model=args.model,
-                  table=args.table)
+                  table=args.table, distinct=not args.all)
     if args.json:
-        print(json.dumps([{"id": h.id, "score": h.score, "text": h.text, **h.source}
-                          for h in hits], default=str, ensure_ascii=False))
+        print(json.dumps([{"id": h.id, "score": h.score, "text": h.text, **h.source,
+                           "also": h.also} for h in hits], default=str, ensure_ascii=False))
     else:
         print(format_hits(hits) if hits else "no results")
     return 0
@@ -372,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--model", help="query model (default: the one the index records)")
     find.add_argument("--table", help="table name, when INDEX does not say")
     find.add_argument("--json", action="store_true", help="print the hits as JSON")
+    find.add_argument("--all", action="store_true",
+                      help="list identical passages separately (default: one hit each, with "
+                           "the other places it was indexed from)")
     find.set_defaults(handler=cmd_search)
     parser.set_defaults(handler=lambda _args: _usage(parser))
     return parser

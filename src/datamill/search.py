@@ -18,6 +18,7 @@ from .errors import PipelineError
 
 SOURCE_COLUMNS = ("url", "path", "title", "source", "heading_path")
 RRF_K = 60  # reciprocal rank fusion: score = sum of 1 / (RRF_K + rank)
+_MAX_DEPTH = 4096  # search_distinct never asks for more candidates than this
 
 
 @dataclass
@@ -26,6 +27,24 @@ class Hit:
     score: float
     text: str | None
     source: dict = field(default_factory=dict)
+    also: list[dict] = field(default_factory=list)  # identical passages collapsed into this one
+
+
+def collapse_identical(hits: list[Hit]) -> list[Hit]:
+    """One hit per distinct passage text (whitespace aside), the best-ranked one; the ids and
+    sources of the identical passages it stands for go to its `also`. Hits without text are
+    kept as they are."""
+    out: list[Hit] = []
+    first: dict[str, Hit] = {}
+    for hit in hits:
+        key = " ".join(hit.text.split()) if hit.text else None
+        if key is None or key not in first:
+            out.append(hit)
+            if key is not None:
+                first[key] = hit
+        else:
+            first[key].also.append({"id": hit.id, **hit.source})
+    return out
 
 
 class Index:
@@ -67,6 +86,18 @@ class Index:
     def search(self, vector: Any, k: int, text: str | None = None) -> list[Hit]:
         """The k nearest rows of `vector`; with `text`, hybrid (vector + full text)."""
         raise NotImplementedError
+
+    def search_distinct(self, vector: Any, k: int, text: str | None = None) -> list[Hit]:
+        """The k nearest distinct passages: identical texts (the same chunk indexed from
+        several pages) collapse into one hit that lists the others in `also`. Searches
+        deeper until k distinct passages are found or the index has no more."""
+        depth = k
+        while True:
+            hits = self.search(vector, depth, text=text)
+            distinct = collapse_identical(hits)
+            if len(distinct) >= k or len(hits) < depth or depth >= _MAX_DEPTH:
+                return distinct[:k]
+            depth = min(depth * 4, _MAX_DEPTH)
 
     def close(self) -> None:
         pass
@@ -254,13 +285,16 @@ class Encoder:
 
 
 def search(spec: str, query: str, k: int = 5, *, hybrid: bool = False,
-           model: str | None = None, table: str | None = None) -> list[Hit]:
-    """The k passages of the index nearest to `query` (best first)."""
+           model: str | None = None, table: str | None = None,
+           distinct: bool = True) -> list[Hit]:
+    """The k passages of the index nearest to `query` (best first). With `distinct`
+    (default), identical passages count once: see `Index.search_distinct`."""
     index = open_index(spec, table)
     try:
         encoder = Encoder(index.meta, model, index.where)
         vector = encoder([query])[0]
-        return index.search(vector, k, text=query if hybrid else None)
+        find = index.search_distinct if distinct else index.search
+        return find(vector, k, text=query if hybrid else None)
     finally:
         index.close()
 
@@ -271,9 +305,15 @@ def format_hits(hits: list[Hit], width: int = 300) -> str:
     for n, hit in enumerate(hits, 1):
         source = "".join(f"  {k}={v}" for k, v in hit.source.items())
         lines.append(f"{n:>2}. {hit.score:.4f}  id={hit.id}{source}")
-        text = " ".join((hit.text or "").split())
-        if len(text) > width:
-            text = text[:width - 1] + "\u2026"
+        text = _shorten(" ".join((hit.text or "").split()), width)
         if text:
             lines.append(f"    {text}")
+        if hit.also:
+            where = [next((f"{k}={v}" for k, v in a.items() if k != "id"), f"id={a['id']}")
+                     for a in hit.also]
+            lines.append(f"    also in {len(where)} more: " + _shorten(", ".join(where), width))
     return "\n".join(lines)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "\u2026"

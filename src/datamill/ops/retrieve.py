@@ -22,6 +22,8 @@ class RetrieveArgs(Arguments):
                                                 "records (the model that embedded it).")
     hybrid: bool = Field(False, description="Vector + full-text search (needs the index's "
                                             "fts_column); scores are then fused ranks.")
+    distinct: bool = Field(True, description="Identical passages (one chunk indexed from "
+                                             "several pages) count once, as their best hit.")
 
 
 class Retrieve(MapOperation):
@@ -32,6 +34,7 @@ class Retrieve(MapOperation):
     lists."""
 
     name = "retrieve"
+    version = "2"  # 2: identical passages count once (distinct=True)
     Args = RetrieveArgs
     consumes = {"{column}": "string"}
 
@@ -63,7 +66,9 @@ class Retrieve(MapOperation):
             vectors = self._encoder([queries[i] for i in asked])
             for i, vector in zip(asked, vectors):
                 text = queries[i] if self.args.hybrid else None
-                hits = self._index.search(vector, self.args.k, text=text)
+                find = self._index.search_distinct if self.args.distinct \
+                    else self._index.search
+                hits = find(vector, self.args.k, text=text)
                 ids[i] = [int(h.id) for h in hits]
                 texts[i] = [h.text for h in hits]
                 scores[i] = [h.score for h in hits]

@@ -504,9 +504,10 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, cend: Any,
            & (((fnext & DIGIT) != 0) | (cnext == 45))))
     infix |= core & ~url & (dotrun | (c0 == 0x2026))
     solo = leading | trailing | infix
-    # abbreviations keep their period: "Mr." "e.g." "a."
+    # abbreviations keep their period: "Mr." "e.g." "a." (never the first dot of a run: spaCy
+    # splits a trailing ".." or "..." off whole, so "a..." is "a" + "...")
     short = (p - s <= 4) | ((((f[s] | f[s + 1]) & UPPER) != 0) & (p - s <= 9))
-    maybe = np.flatnonzero(dot & trailing & prev_core & short)
+    maybe = np.flatnonzero(dot & trailing & prev_core & short & ~dotrun)
     if len(maybe):  # first test: (first character, character before the period, length)
         ms = s[maybe]
         key = (cp[ms].astype(np.int64) << 29) | (cprev[maybe].astype(np.int64) << 8) \
