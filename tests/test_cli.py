@@ -101,10 +101,11 @@ def test_run_summary_outputs_cache_and_no_cache(project: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert step_line(out, "read_jsonl")[1:5] == ["source", "6", "->", "6"]
-    assert step_line(out, "text_length_filter")[1:7] == ["filter", "6", "->", "3",
-                                                         "too_few_words:", "3"]
-    assert step_line(out, "drop_duplicates")[1:7] == ["global", "3", "->", "2", "duplicate:",
-                                                      "1"]
+    assert step_line(out, "text_length_filter")[1:6] == ["filter", "6", "->", "3", "3"]
+    assert step_line(out, "drop_duplicates")[1:6] == ["global", "3", "->", "2", "1"]
+    reasons = out.split("drops by reason:")[1]  # a table of their own: the summary stays narrow
+    assert step_line(reasons, "text_length_filter")[1:] == ["too_few_words", "3"]
+    assert step_line(reasons, "drop_duplicates")[1:] == ["duplicate", "1"]
     assert step_line(out, "write_parquet")[-1] == "computed"
     assert "output: out/" in out
     assert f"manifest: {project / 'wd' / 'manifest.json'}" in out
@@ -129,7 +130,8 @@ def test_run_summary_outputs_cache_and_no_cache(project: Path) -> None:
 def test_run_default_workdir_is_in_cwd(project: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["run", str(project / "pipeline.py"), "--workers", "1", "--no-progress"]) == 0
     assert (project / "datamill-work" / "manifest.json").is_file()
-    assert "too_few_words: 3" in capsys.readouterr().out
+    reasons = capsys.readouterr().out.split("drops by reason:")[1]
+    assert step_line(reasons, "text_length_filter")[1:] == ["too_few_words", "3"]
 
 
 def test_run_selects_target_by_name(project: Path, capsys: pytest.CaptureFixture) -> None:
@@ -155,7 +157,10 @@ def test_run_selects_target_by_name(project: Path, capsys: pytest.CaptureFixture
     assert 'return raw.apply("no_such_op")' in err  # the user's line
 
     assert main(["run", "multi.py:nope"]) == 2
-    assert "has no attribute 'nope'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no attribute 'nope' (it defines raw, long, both, broken)" in err
+    assert main(["run", "multi.py:bothh"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("did you mean 'both'?")
     (project / "notds.py").write_text("pipeline = 42\n")
     assert main(["run", "notds.py"]) == 2
     assert "not a Dataset" in capsys.readouterr().err
@@ -214,7 +219,9 @@ def test_interrupt_exits_130(project: Path, monkeypatch: pytest.MonkeyPatch,
 def test_ops_list(tmp_path: Path) -> None:
     proc = cli(tmp_path, "ops", "list")
     assert proc.returncode == 0, proc.stderr
-    names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
+    lines = proc.stdout.splitlines()[1:]
+    assert max(map(len, lines)) <= 100  # long summaries wrap under their column
+    names = [line.split()[0] for line in lines if not line.startswith(" ")]
     assert {"text_length_filter", "drop_duplicates", "read_jsonl", "write_parquet"} <= set(names)
     assert names == sorted(names)
     assert step_line(proc.stdout, "drop_duplicates")[1:4] == ["global", "1", "Drop"]
@@ -248,9 +255,11 @@ def test_inspect(project: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["inspect", "wd"]) == 0
     out = capsys.readouterr().out
     row = step_line(out, "text_length_filter")
-    assert row[1:6] == ["text_length_filter", "filter", "6", "3", "too_few_words:"]
-    assert row[6:8] == ["3", "0"] and row[-1] == "no"
-    assert step_line(out, "drop_duplicates")[5:7] == ["duplicate:", "1"]
+    assert row[1:7] == ["text_length_filter", "filter", "6", "3", "3", "0"] and row[-1] == "no"
+    assert step_line(out, "drop_duplicates")[5:7] == ["1", "0"]
+    reasons = out.split("drops by reason:")[1]
+    assert step_line(reasons, "text_length_filter")[1:] == ["too_few_words", "3"]
+    assert step_line(reasons, "drop_duplicates")[1:] == ["duplicate", "1"]
 
     assert main(["run", "pipeline.py", "--workdir", "wd", "--no-progress"]) == 0
     capsys.readouterr()
@@ -278,3 +287,115 @@ def test_inspect_errors(tmp_path: Path) -> None:
     proc = cli(tmp_path, "inspect", "empty")
     assert proc.returncode == 1 and "no manifest.json in empty" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- polish: pipes, workers, width, hints, third-party logs ---------------------------------
+def test_inspect_into_a_closed_pipe_ends_quietly(project: Path) -> None:
+    assert cli(project, "run", "pipeline.py", "--workdir", "wd").returncode == 0
+    for command in (["inspect", "wd"], ["inspect", "wd", "--json"], ["ops", "list"]):
+        proc = subprocess.run(f"{sys.executable} -m datamill.cli {' '.join(command)} | head -1",
+                              shell=True, cwd=project, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
+        assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_workers_must_be_positive(project: Path, capsys: pytest.CaptureFixture,
+                                  value: str) -> None:
+    assert main(["run", "pipeline.py", "--workers", value]) == 2
+    err = capsys.readouterr().err
+    assert "argument --workers:" in err and value in err
+    assert not (project / "datamill-work").exists()
+    from datamill.executors.local import LocalExecutor
+
+    with pytest.raises(ValueError, match="workers must be a whole number of at least 1"):
+        LocalExecutor(project / "wd", workers=0)
+
+
+def test_summaries_fit_100_columns_however_long_the_reasons(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reasons = [f"reason_number_{i}_with_a_rather_long_explanation" for i in range(8)]
+    (project / "wide.py").write_text(
+        "from datamill import Dataset\n\n"
+        f"REASONS = {reasons!r}\n\n"
+        "def why(row):\n"
+        "    n = row['n']\n"
+        "    return (False, REASONS[n % len(REASONS)]) if n % 9 else True\n\n"
+        "pipeline = (Dataset.read('data.jsonl').filter(why, row=True, step_name="
+        "'a_filter_with_a_name_that_is_long_too').write('wide/'))\n")
+    write_jsonl(project / "data.jsonl", [{"text": "t", "n": i} for i in range(40)])
+    monkeypatch.delenv("COLUMNS", raising=False)
+    for env in ({}, {"COLUMNS": "100"}):
+        run = subprocess.run([sys.executable, "-m", "datamill.cli", "run", "wide.py",
+                              "--workdir", "wd", "--no-progress"], cwd=project,
+                             capture_output=True, text=True, timeout=120,
+                             env={**__import__("os").environ, **env})
+        assert run.returncode == 0, run.stderr
+        shown = cli(project, "inspect", "wd").stdout
+        for out in (run.stdout, shown):
+            assert all(reason in out.replace("\n", " ") or reason[:20] in out
+                       for reason in reasons)
+            too_wide = [line for line in out.splitlines() if len(line) > 100
+                        and not line.startswith(("run:", "manifest:", "output:"))]
+            assert not too_wide
+
+
+def test_misspelled_step_options_are_suggested(project: Path) -> None:
+    from datamill import Dataset
+    from datamill.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match=r"did you mean the step option 'on_error'\?"):
+        Dataset.read("data.jsonl").apply("text_length_filter", min_words=3, on_eror="skip")
+    with pytest.raises(ArgumentError, match=r"did you mean the step option 'on_error'\?"):
+        Dataset.read("data.jsonl", on_eror="skip")
+    with pytest.raises(ArgumentError, match=r"did you mean the step option 'step_name'\?"):
+        Dataset.read("data.jsonl").write("o/", stepname="out")
+    # an argument of the operation's own stays the suggestion when it is the closer one
+    with pytest.raises(ArgumentError, match=r"did you mean 'min_words'\? \(arguments"):
+        Dataset.read("data.jsonl").apply("text_length_filter", min_wordz=3)
+
+
+def test_no_question_mark_then_period(project: Path) -> None:
+    """A did-you-mean hint ends its clause: never followed by '.' in a message."""
+    import re
+
+    from datamill import Dataset
+    from datamill.errors import DatamillError
+
+    messages = []
+    for build in (lambda: Dataset.read("data.jsonl").apply("text_length_filter", colum="t"),
+                  lambda: Dataset.read("data.jsonl").select("txet"),
+                  lambda: Dataset.read("data.jsonl").apply("text_lenght_filter"),
+                  lambda: Dataset.read("data.jsonl").apply("text_length_filter",
+                                                           column="txt")):
+        with pytest.raises(DatamillError) as info:
+            build()
+        messages.append(str(info.value))
+    assert all("did you mean" in m for m in messages)
+    assert not [m for m in messages if "?." in m]
+    source = Path(__file__).parents[1] / "src" / "datamill"
+    stray = [f"{p}:{n}" for p in source.rglob("*.py")
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"""\?\.["'\s]|\{hint\}\.""", line)]
+    assert not stray
+
+
+def test_third_party_logs_only_with_verbose(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from datamill import cli as cli_module
+
+    for key in cli_module.QUIET_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RUST_LOG", "debug")  # the user's own setting wins
+    for name in ("ray", "lance"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    cli_module.quiet_third_party(verbose=True)
+    assert logging.getLogger("ray").level == logging.NOTSET
+    assert "LANCE_LOG" not in __import__("os").environ
+    cli_module.quiet_third_party(verbose=False)
+    assert logging.getLogger("ray").level == logging.ERROR
+    assert __import__("os").environ["LANCE_LOG"] == "error"
+    assert __import__("os").environ["RUST_LOG"] == "debug"
+    assert main(["--verbose", "--version"]) == 0

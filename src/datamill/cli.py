@@ -11,6 +11,7 @@ Imports stay lazy (no pyarrow at startup) so that `datamill --version` is instan
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -34,8 +35,33 @@ class CLIError(Exception):
 
 
 # --- output -----------------------------------------------------------------------------
+def _width() -> int:
+    """Columns to fit in: the terminal's, else $COLUMNS, else 100."""
+    import os
+    import shutil
+
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((100, 24)).columns
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 100
+
+
+def _fit(widths: list[int], limit: int, gap: int = 2) -> list[int]:
+    """Cap the widest columns (no lower than 8) until a row fits `limit` characters."""
+    budget = limit - gap * (len(widths) - 1)
+    cap = max(widths, default=0)
+    while cap > 8 and sum(min(w, cap) for w in widths) > budget:
+        cap -= 1
+    return [min(w, cap) for w in widths]
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> None:
-    """A rich table on a terminal, plain aligned columns otherwise."""
+    """A rich table on a terminal, plain aligned columns otherwise; both fit the width
+    (long cells wrap onto following lines)."""
+    import textwrap
+
     cells = [[str(c) for c in row] for row in rows]
     if sys.stdout.isatty():
         from rich.console import Console
@@ -45,17 +71,37 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "
         table = Table(*map(escape, headers), title=escape(title) or None, title_justify="left")
         for row in cells:
             table.add_row(*map(escape, row))
-        Console().print(table)
+        Console(width=_width()).print(table)
         return
     if title:
         print(title)
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    widths = _fit(natural, _width())
     for row in [list(headers), *cells]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        wrapped = [textwrap.wrap(c, w, break_on_hyphens=False) or [""]
+                   for c, w in zip(row, widths)]
+        for k in range(max(map(len, wrapped))):
+            print("  ".join((lines[k] if k < len(lines) else "").ljust(w)
+                            for lines, w in zip(wrapped, widths)).rstrip())
 
 
-def _drops(dropped: dict[str, int]) -> str:
-    return ", ".join(f"{reason}: {n}" for reason, n in dropped.items()) or "-"
+def _wrapped(text: str, indent: str = "  ") -> str:
+    import textwrap
+
+    return textwrap.fill(text, _width(), subsequent_indent=indent, break_on_hyphens=False)
+
+
+def _dropped_total(dropped: dict[str, int]) -> int:
+    return sum(dropped.values())
+
+
+def _drop_reasons(steps: Sequence[dict]) -> None:
+    """Rows dropped by each step, by reason: a table of their own, so that the summary
+    stays narrow however many reasons a step has."""
+    rows = [[s["name"], reason, n] for s in steps for reason, n in s.get("dropped", {}).items()]
+    if rows:
+        print()
+        _table(["step", "reason", "rows"], rows, title="drops by reason:")
 
 
 # --- run ----------------------------------------------------------------------------------
@@ -122,7 +168,13 @@ def pick_target(module: Any, path: Path, name: str | None) -> list:
                                f"{path.name}:NAME (or call it `pipeline`)", code=2)
             name = found[0]
     if not hasattr(module, name):
-        raise CLIError(f"{path} has no attribute {name!r}", code=2)
+        from .errors import did_you_mean
+
+        found = _runnable_names(module)
+        listing = (f"it defines {', '.join(found)}" if found else
+                   "it defines no Dataset, list of Datasets or function")
+        raise CLIError(f"{path} has no attribute {name!r} ({listing}){did_you_mean(name, found)}",
+                       code=2)
     target = getattr(module, name)
     if callable(target) and not isinstance(target, type):
         try:
@@ -131,6 +183,25 @@ def pick_target(module: Any, path: Path, name: str | None) -> list:
             raise CLIError(f"{path}:{name}() raised {type(exc).__name__}: {exc}", code=2,
                            detail=_user_frame(exc, path.resolve())) from exc
     return _as_datasets(target, f"{path.name}:{name}")
+
+
+def _runnable_names(module: Any) -> list[str]:
+    """What `file.py:NAME` could name: the module's Datasets, lists of Datasets, and the
+    functions it defines."""
+    import inspect
+
+    from .dataset import Dataset
+
+    names = []
+    for key, value in vars(module).items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, Dataset) or (
+                isinstance(value, (list, tuple)) and value
+                and all(isinstance(v, Dataset) for v in value)) or (
+                inspect.isfunction(value) and value.__module__ == module.__name__):
+            names.append(key)
+    return names
 
 
 def _split_target(spec: str) -> tuple[Path, str | None]:
@@ -156,8 +227,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     steps = result.steps
     _table(["step", "kind", "rows in -> out", "dropped", "errors", "cached"],
            [[s["name"], s.get("kind", "?"), f"{s.get('rows_in', 0)} -> {s.get('rows_out', 0)}",
-             _drops(s.get("dropped", {})), s.get("errors", 0),
+             _dropped_total(s.get("dropped", {})), s.get("errors", 0),
              "cached" if s.get("cached") else "computed"] for s in steps])
+    _drop_reasons(steps)
     for s in steps:
         if s.get("kind") == "sink":
             print(f"output: {s['arguments'].get('path')}")
@@ -240,15 +312,12 @@ def _load_workdir_manifest(workdir: Path) -> dict:
 
 
 def _dropped_sample(workdir: Path, manifest: dict, step: str | None) -> tuple[int, list[dict]]:
-    import difflib
-
+    from .errors import did_you_mean
     from .manifest import dropped_rows
 
     names = [s["name"] for ds in manifest.get("datasets", []) for s in ds["steps"]]
     if step and step not in names:
-        close = difflib.get_close_matches(step, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise CLIError(f"no step named {step!r} in {workdir}{hint}")
+        raise CLIError(f"no step named {step!r} in {workdir}{did_you_mean(step, names)}")
     table = dropped_rows(workdir, step or None)
     return table.num_rows, table.slice(0, DROPPED_SAMPLE).to_pylist()
 
@@ -278,13 +347,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _table(["step", "operation", "kind", "rows in", "rows out", "dropped", "errors",
                 "wall s", "cached"],
                [[s["name"], s.get("operation", "?"), s.get("kind", "?"), s.get("rows_in", "?"),
-                 s.get("rows_out", "?"), _drops(s.get("dropped", {})), s.get("errors", 0),
-                 f"{s.get('wall_seconds', 0):.2f}", "yes" if s.get("cached") else "no"]
+                 s.get("rows_out", "?"), _dropped_total(s.get("dropped", {})),
+                 s.get("errors", 0), f"{s.get('wall_seconds', 0):.2f}",
+                 "yes" if s.get("cached") else "no"]
                 for s in ds["steps"]], title=f"dataset {ds.get('name')}:")
+        _drop_reasons(ds["steps"])
         for s in ds["steps"]:  # an operation's own counters (Operation.count)
             if s.get("counters"):
-                print(f"counters of {s['name']}: "
-                      + ", ".join(f"{k}={v}" for k, v in s["counters"].items()))
+                print(_wrapped(f"counters of {s['name']}: "
+                               + ", ".join(f"{k}={v}" for k, v in s["counters"].items())))
     if sample is not None:
         total, rows = sample
         print(f"\ndropped rows: {total} (showing {len(rows)})")
@@ -303,11 +374,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    import os
-
     from .search import format_hits, search
 
-    os.environ.setdefault("LANCEDB_LOG", "error")  # lance's deprecation notices are not ours
     if args.k < 1:
         raise CLIError("-k must be at least 1", code=2)
     hits = search(args.index, args.query, args.k, hybrid=args.hybrid, model=args.model,
@@ -321,10 +389,58 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 # --- entry point --------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# Loggers of libraries datamill runs: their notices are noise unless --verbose.
+THIRD_PARTY_LOGGERS = ("ray", "lance", "lancedb", "pylance", "urllib3", "filelock", "fsspec",
+                       "sentence_transformers", "transformers", "torch", "huggingface_hub",
+                       "datasets", "trafilatura", "htmldate", "justext", "asyncio")
+# Environment read by native (Rust, C++) code when it starts: set before it loads.
+QUIET_ENV = {"RUST_LOG": "error", "LANCE_LOG": "error", "LANCEDB_LOG": "error",
+             "RAY_DEDUP_LOGS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2",
+             "TOKENIZERS_PARALLELISM": "false"}
+
+
+def quiet_third_party(verbose: bool) -> None:
+    """Keep third-party log lines (lance's Rust WARN, ray's INFO) out of the output unless
+    `verbose`. Settings the user made in the environment win."""
+    import logging
+    import os
+
+    if verbose:
+        os.environ["DATAMILL_VERBOSE"] = "1"  # Ray workers forward their logs
+        return
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`datamill inspect WD | head -1`): stop quietly.
+    stdout is pointed at /dev/null so that the interpreter's final flush cannot fail."""
+    import os
+
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141  # what a shell reports for a command ended by SIGPIPE
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show full Python tracebacks on errors")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="also show the log lines of third-party libraries (lance, ray)")
     parser = argparse.ArgumentParser(prog="datamill", parents=[common],
                                      description="Composable, typed, cached data pipelines.")
     parser.add_argument("--version", action="version", version=f"datamill {__version__}")
@@ -334,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", metavar="PIPELINE.py[:NAME]",
                      help="a Python file; NAME picks a Dataset, list or function in it")
     run.add_argument("--workdir", help="working directory (default: ./datamill-work)")
-    run.add_argument("--workers", type=int,
+    run.add_argument("--workers", type=_positive_int,
                      help="parallel units (default: the cores here, or the cluster's CPUs)")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="where units run: worker processes here, or a Ray cluster")
@@ -393,10 +509,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     debug = getattr(args, "debug", False)
+    quiet_third_party(getattr(args, "verbose", False))
     from .errors import DatamillError
 
     try:
-        return args.handler(args)
+        try:
+            return args.handler(args)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+    except BrokenPipeError:
+        return _stdout_closed()
     except CLIError as exc:
         if debug and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__)

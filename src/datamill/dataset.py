@@ -7,12 +7,14 @@ Nothing is read until `.run()`; every `.apply()` checks columns, types and argum
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cache import step_key
-from .errors import PipelineError, SchemaError
+from .errors import ArgumentError, PipelineError, SchemaError, did_you_mean
 from .operation import OnError, Operation, ensure_no_collision
 from .schema import is_compatible, type_name
 
@@ -96,7 +98,8 @@ class Dataset:
         from .io.resolve import resolve_source
 
         options = {k: args.pop(k) for k in _STEP_OPTIONS if k in args}
-        op = resolve_source(source, format, dict(args))
+        with _step_option_hint(_STEP_OPTIONS):
+            op = resolve_source(source, format, dict(args))
         policy = _READER_ERRORS.get(options.get("on_error", "raise"))
         if policy and "errors" not in args and "errors" in getattr(op.Args, "model_fields", {}):
             # file readers handle bad files themselves: the step's policy becomes theirs
@@ -128,7 +131,8 @@ class Dataset:
         overwrite = bool(args.pop("overwrite", False))
         if on_error not in ("raise", "skip", "quarantine"):
             raise PipelineError(f"on_error must be raise, skip or quarantine, got {on_error!r}")
-        op = _instantiate(op, args)
+        with _step_option_hint(_STEP_OPTIONS):
+            op = _instantiate(op, args)
         if op.kind in ("source", "sink"):
             raise PipelineError(f"use Dataset.read/.write for {op.kind} operations",
                                 operation=op.name)
@@ -176,7 +180,8 @@ class Dataset:
         from .io.resolve import resolve_sink
 
         step_name = args.pop("step_name", None)
-        op = resolve_sink(target, format, args)
+        with _step_option_hint(("step_name",)):
+            op = resolve_sink(target, format, args)
         name = step_name or self._unique_name(op.name)
         parent = self._step
         consumed = op.resolve_consumes(_visible(parent.schema))
@@ -273,14 +278,11 @@ class Dataset:
         return f"{base}_{n}"
 
     def _missing(self, name: str, op: Operation, column: str) -> None:
-        import difflib
-
         existing = ", ".join(f"{c} (from {ref.step})" for c, ref in self._step.columns.items()
                              if not c.startswith("_"))
-        close = difflib.get_close_matches(column, list(_visible(self._step.schema)), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise SchemaError(f"consumes column {column!r}, which does not exist{hint}. "
-                          f"Columns: {existing or 'none'}", step=name, operation=op.name)
+        hint = did_you_mean(column, list(_visible(self._step.schema)))
+        raise SchemaError(f"consumes column {column!r}, which does not exist{hint} "
+                          f"(columns: {existing or 'none'})", step=name, operation=op.name)
 
     def _check_consumes(self, name: str, op: Operation, consumed: dict) -> None:
         schema = self._step.schema
@@ -294,6 +296,27 @@ class Dataset:
                     f"column {col!r} has type {type_name(actual)} (produced by step "
                     f"{producer!r}), but the operation consumes {type_name(expected)}",
                     step=name, operation=op.name)
+
+
+@contextmanager
+def _step_option_hint(options: tuple[str, ...]) -> Iterator[None]:
+    """An unknown argument closer to a step option (`on_eror`) than to any of the
+    operation's own arguments is reported as the misspelled step option."""
+    try:
+        yield
+    except ArgumentError as exc:
+        key = exc.unknown
+        if key is None:
+            raise
+        hint = did_you_mean(key, [*exc.known, *options])
+        if not any(hint.endswith(f" {o!r}?") for o in options):
+            raise
+        listing = ", ".join(exc.known) or "none"
+        raise ArgumentError(
+            f"unknown argument {key!r}; did you mean the step option "
+            f"{hint.rsplit(' ', 1)[1][:-1]}? (step options: {', '.join(options)}; "
+            f"arguments: {listing})", step=exc.step, operation=exc.operation, unknown=key,
+            known=exc.known) from None
 
 
 def _visible(schema: dict) -> dict:

@@ -33,7 +33,23 @@ class PipelineError(DatamillError):
 
 
 class ArgumentError(PipelineError):
-    """An operation received an unknown, missing or ill-typed argument."""
+    """An operation received an unknown, missing or ill-typed argument. For an unknown one,
+    `unknown` is its name and `known` the operation's argument names."""
+
+    def __init__(self, message: str, *, step: str | None = None, operation: str | None = None,
+                 unknown: str | None = None, known: tuple[str, ...] = ()):
+        super().__init__(message, step=step, operation=operation)
+        self.unknown = unknown
+        self.known = tuple(known)
+
+
+def did_you_mean(word: str, candidates: list[str] | tuple[str, ...], what: str = "") -> str:
+    """"; did you mean 'x'?" for the closest candidate (empty when none is close). End a
+    clause with it: nothing but a space or a bracket may follow the question mark."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f"; did you mean {what + ' ' if what else ''}{close[0]!r}?" if close else ""
 
 
 class SchemaError(PipelineError):

@@ -12,14 +12,13 @@ An operation is a small class over a batch (a pyarrow Table, or a pandas DataFra
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ArgumentError, PipelineError, SchemaError
+from .errors import ArgumentError, PipelineError, SchemaError, did_you_mean
 from .schema import normalize_columns
 
 Kind = Literal["map", "filter", "expand", "global", "source", "sink", "project"]
@@ -91,11 +90,10 @@ class Operation:
         accepted = set(known) | set(cls.Args.model_fields)
         for key in arguments:
             if key not in accepted:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
                 listing = ", ".join(known) or "none"
                 raise ArgumentError(
-                    f"unknown argument {key!r}{hint} (arguments: {listing})", operation=cls.name)
+                    f"unknown argument {key!r}{did_you_mean(key, known)} (arguments: {listing})",
+                    operation=cls.name, unknown=key, known=tuple(known))
         try:
             return cls.Args(**arguments)
         except ValidationError as exc:

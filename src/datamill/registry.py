@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from .errors import PipelineError
+from .errors import PipelineError, did_you_mean
 
 if TYPE_CHECKING:
     from .operation import Operation
@@ -55,7 +54,6 @@ def load_all() -> dict[str, type[Operation]]:
 def get(name: str) -> type[Operation]:
     ops = load_all()
     if name not in ops:
-        close = difflib.get_close_matches(name, list(ops), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise PipelineError(f"no operation named {name!r}{hint} (see `datamill ops list`)")
+        raise PipelineError(f"no operation named {name!r}{did_you_mean(name, list(ops))} "
+                            "(see `datamill ops list`)")
     return ops[name]

@@ -95,8 +95,11 @@ class Executor:
     def __init__(self, workdir: str | os.PathLike = "datamill-work", *, workers: int | None = None,
                  cache: bool = True, progress: bool | None = None,
                  log: Callable[[str], None] | None = None):
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                    or workers < 1):
+            raise ValueError(f"workers must be a whole number of at least 1, got {workers!r}")
         self.workdir = Workdir(workdir)
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.workers = workers or os.cpu_count() or 1
         self.cache = cache
         self.progress_mode = progress
         self.log = log

@@ -179,7 +179,8 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             if self.address and self.address != "auto":
                 check_reachable(self.address, self.connect_timeout)
-            options: dict[str, Any] = {"logging_level": "warning",
+            verbose = os.environ.get("DATAMILL_VERBOSE") == "1"  # set by `--verbose`
+            options: dict[str, Any] = {"logging_level": "info" if verbose else "error",
                                        "namespace": "datamill"}
             if not self.address:
                 options["include_dashboard"] = False
