@@ -443,7 +443,7 @@ def test_read_the_folder_a_write_produced(tmp_path, fmt):
 
 
 def test_format_guessing_and_sink_defaults(tmp_path):
-    from datamill.io.resolve import guess_format, resolve_sink
+    from datamill.formats import guess_format, resolve_sink
 
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "steps").mkdir()

@@ -242,7 +242,7 @@ def test_vector_column_must_be_fixed_size_float32(tmp_path: Path) -> None:
 
 
 def test_postgresql_url_picks_the_pgvector_sink(pg: pg_server.PgServer) -> None:
-    from datamill.io.resolve import resolve_sink
+    from datamill.formats import resolve_sink
 
     assert resolve_sink(pg.url, None, {}).name == "write_pgvector"
     assert resolve_sink("/tmp/x", "lancedb", {}).name == "write_lancedb"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 _EXPORTS = {
-    "Dataset": "datamill.dataset",
+    "Dataset": "datamill.running",
     "Operation": "datamill.operation",
     "MapOperation": "datamill.operation",
     "FilterOperation": "datamill.operation",
@@ -44,11 +44,11 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from .dataset import Dataset
     from .errors import *  # noqa: F403
     from .executors.local import LocalExecutor, RunResult
     from .manifest import dropped_rows, duplicates, load_manifest
     from .operation import *  # noqa: F403
+    from .running import Dataset
 
 
 def __getattr__(name: str) -> Any:

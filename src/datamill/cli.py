@@ -144,7 +144,7 @@ def load_pipeline_file(path: Path) -> Any:
 
 
 def _as_datasets(value: Any, what: str) -> list:
-    from .dataset import Dataset
+    from .dataset import LazyDataset as Dataset
 
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     if not items or not all(isinstance(d, Dataset) for d in items):
@@ -155,7 +155,7 @@ def _as_datasets(value: Any, what: str) -> list:
 
 def pick_target(module: Any, path: Path, name: str | None) -> list:
     """The datasets to run: module.NAME, else `pipeline`, else the only Dataset global."""
-    from .dataset import Dataset
+    from .dataset import LazyDataset as Dataset
 
     if name is None:
         if hasattr(module, "pipeline"):

@@ -1,8 +1,9 @@
-"""Dataset: an immutable, lazy node of a pipeline DAG, validated as it is built.
+"""LazyDataset: an immutable, lazy node of a pipeline DAG, validated as it is built.
 
-    Dataset.read("docs/*.jsonl").apply("text_length_filter", min_chars=200).write("out/").run()
+    Dataset.read("docs/*.jsonl").apply("text_length_filter", min_chars=200).write("out/")
 
-Nothing is read until `.run()`; every `.apply()` checks columns, types and arguments first.
+Nothing is read here; every `.apply()` checks columns, types and arguments first. Running
+lives a floor above, in running.py (`datamill.Dataset` adds `run` and `collect`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cache import step_key
@@ -18,12 +18,12 @@ from .errors import ArgumentError, PipelineError, SchemaError, did_you_mean
 from .operation import OnError, Operation, ensure_no_collision
 from .schema import is_compatible, type_name
 
-if TYPE_CHECKING:
-    from .executors.local import RunResult
-
 ID = "_id"
 PARENT_ID = "_parent_id"
 _STEP_OPTIONS = ("step_name", "on_error", "overwrite")
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 @dataclass(frozen=True)
@@ -84,18 +84,19 @@ def _instantiate(op: Any, args: dict[str, Any]) -> Operation:
 _READER_ERRORS = {"skip": "skip", "quarantine": "keep"}
 
 
-class Dataset:
-    """A lazy dataset: `read`, `apply`, `write`, then `run`."""
+class LazyDataset:
+    """A lazy dataset: `read`, `apply`, `write`. It knows nothing of running: `datamill.Dataset`
+    (running.py) adds `run` and `collect`."""
 
     def __init__(self, step: Step):
         self._step = step
 
     # --- building ---------------------------------------------------------------------
     @classmethod
-    def read(cls, source: Any, format: str | None = None, **args: Any) -> Dataset:
+    def read(cls, source: Any, format: str | None = None, **args: Any) -> Self:
         """Start a pipeline from files (Parquet, JSONL[.gz|.zst], CSV, text), an earlier
         run's workdir or written output, or a source operation (class, name or instance)."""
-        from .io.resolve import resolve_source
+        from .formats import resolve_source
 
         options = {k: args.pop(k) for k in _STEP_OPTIONS if k in args}
         with _step_option_hint(_STEP_OPTIONS):
@@ -108,7 +109,7 @@ class Dataset:
 
     @classmethod
     def _root(cls, op: Operation, step_name: str | None = None, on_error: OnError = "raise",
-              overwrite: bool = False) -> Dataset:
+              overwrite: bool = False) -> Self:
         if op.kind != "source":
             raise PipelineError("Dataset.read needs a source operation", operation=op.name)
         name = step_name or op.name
@@ -123,7 +124,7 @@ class Dataset:
                     produced=dict(schema), on_error=on_error)
         return cls(step)
 
-    def apply(self, op: Any, **args: Any) -> Dataset:
+    def apply(self, op: Any, **args: Any) -> Self:
         """Derive a dataset by applying an operation (a class, a registered name or an
         instance). Step options: `step_name`, `on_error` (raise|skip|quarantine), `overwrite`."""
         step_name = args.pop("step_name", None)
@@ -172,12 +173,12 @@ class Dataset:
                        extra={"on_error": on_error, "kind": op.kind})
         step = Step(name=name, op=op, parent=parent, key=key, schema=schema, columns=columns,
                     consumed=consumed, produced=produced, on_error=on_error)
-        return Dataset(step)
+        return type(self)(step)
 
-    def write(self, target: Any, format: str | None = None, **args: Any) -> Dataset:
+    def write(self, target: Any, format: str | None = None, **args: Any) -> Self:
         """End the pipeline in a sink: a path (format from the extension or `format=`:
         parquet, jsonl, csv) or a sink operation."""
-        from .io.resolve import resolve_sink
+        from .formats import resolve_sink
 
         step_name = args.pop("step_name", None)
         with _step_option_hint(("step_name",)):
@@ -189,53 +190,32 @@ class Dataset:
         key = step_key(op.identity(), op.version, op.args, [parent.key], extra={"kind": "sink"})
         step = Step(name=name, op=op, parent=parent, key=key, schema=dict(parent.schema),
                     columns=dict(parent.columns), consumed=consumed)
-        return Dataset(step)
+        return type(self)(step)
 
     # --- conveniences over built-in operations ------------------------------------------
-    def select(self, *columns: str) -> Dataset:
+    def select(self, *columns: str) -> Self:
         return self.apply("select", columns=list(columns))
 
-    def drop(self, *columns: str) -> Dataset:
+    def drop(self, *columns: str) -> Self:
         return self.apply("drop", columns=list(columns))
 
-    def rename(self, mapping: dict[str, str] | None = None, **renames: str) -> Dataset:
+    def rename(self, mapping: dict[str, str] | None = None, **renames: str) -> Self:
         return self.apply("rename", mapping={**(mapping or {}), **renames})
 
-    def map(self, function: Any, produces: dict, **options: Any) -> Dataset:
+    def map(self, function: Any, produces: dict, **options: Any) -> Self:
         return self.apply("python_map", function=function, produces=produces, **options)
 
-    def filter(self, function: Any, **options: Any) -> Dataset:
+    def filter(self, function: Any, **options: Any) -> Self:
         return self.apply("python_filter", function=function, **options)
 
-    def limit(self, n: int) -> Dataset:
+    def limit(self, n: int) -> Self:
         return self.apply("limit", n=n)
 
-    def sample(self, fraction: float, seed: int = 0) -> Dataset:
+    def sample(self, fraction: float, seed: int = 0) -> Self:
         return self.apply("sample", fraction=fraction, seed=seed)
 
-    def drop_duplicates(self, columns: list[str] | None = None, **options: Any) -> Dataset:
+    def drop_duplicates(self, columns: list[str] | None = None, **options: Any) -> Self:
         return self.apply("drop_duplicates", columns=columns, **options)
-
-    # --- running ----------------------------------------------------------------------
-    def run(self, workdir: str | Path = "datamill-work", *, executor: str = "local",
-            workers: int | None = None, cache: bool = True, progress: bool | None = None,
-            **options: Any) -> RunResult:
-        """Execute the pipeline ending here. `executor` is "local" (worker processes) or
-        "ray" (with `address="HOST:PORT"`; see docs/ray.md)."""
-        from .executors import make_executor
-
-        return make_executor(executor, workdir, workers=workers, cache=cache, progress=progress,
-                             **options).run([self])
-
-    def collect(self, workdir: str | Path = "datamill-work", columns: list[str] | None = None,
-                *, executor: str = "local", **run_options: Any):
-        """Run (cache permitting) and return this dataset's rows as one pyarrow Table."""
-        from .executors import make_executor
-        from .reader import read_table
-
-        runner = make_executor(executor, workdir, **run_options)
-        runner.run([self])
-        return read_table(runner.workdir, self._step, columns)
 
     # --- introspection ----------------------------------------------------------------
     @property

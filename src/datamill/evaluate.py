@@ -100,15 +100,16 @@ def _as_table(queries: Any) -> Any:
     DataFrame, a list of dicts, or a Parquet/JSONL path."""
     import pyarrow as pa
 
-    from .dataset import Dataset
+    from .dataset import LazyDataset
+    from .running import collect
 
     if isinstance(queries, pa.Table):
         return queries
-    if isinstance(queries, Dataset):
+    if isinstance(queries, LazyDataset):
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="datamill-queries-") as tmp:
-            return queries.collect(tmp, workers=1, progress=False)
+            return collect(queries, tmp, workers=1, progress=False)
     if isinstance(queries, (str, Path)):
         path = str(queries)
         if path.endswith((".jsonl", ".json")):
@@ -278,10 +279,12 @@ def sweep(build_pipeline: Callable[..., Any], grid: Mapping[str, Sequence], quer
                                 f"same table {target[1]!r} at {target[0]}; give each its own")
         targets[target] = setting
         variants.append((setting, ds, target))
+    from .running import run
+
     rows = []
     for setting, ds, target in variants:
         start = time.perf_counter()
-        result = ds.run(workdir, workers=workers, progress=progress)
+        result = run(ds, workdir, workers=workers, progress=progress)
         seconds = time.perf_counter() - start
         cached = sum(1 for s in result.steps if s["cache_key"] in result.cached)
         evaluated = evaluate_retrieval(target[0], queries, k, match=match, table=target[1],

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..dataset import Dataset, Step
+from ..dataset import LazyDataset, Step
 from ..manifest import (
     SUCCESS,
     dataset_lineage,
@@ -128,7 +128,7 @@ class Executor:
         return done
 
     # --- running ----------------------------------------------------------------------
-    def run(self, datasets: Iterable[Dataset]) -> RunResult:
+    def run(self, datasets: Iterable[LazyDataset]) -> RunResult:
         datasets = list(datasets)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         started = time.time()
@@ -166,7 +166,7 @@ class Executor:
             teardown_all()
         return RunResult(self.workdir.root, {**run, "datasets": lineages}, path, cached)
 
-    def _steps_to_run(self, datasets: list[Dataset]) -> list[Step]:
+    def _steps_to_run(self, datasets: list[LazyDataset]) -> list[Step]:
         """Every step of `datasets` that the cache does not already hold, once each."""
         seen: dict[str, Step] = {}
         for ds in datasets:
@@ -183,7 +183,7 @@ class Executor:
         """Around the whole run, with the workdir locked (connect to a cluster, ...)."""
         yield
 
-    def check(self, datasets: list[Dataset]) -> None:
+    def check(self, datasets: list[LazyDataset]) -> None:
         """Before any step runs: refuse what this executor cannot run (see
         `_steps_to_run`)."""
 

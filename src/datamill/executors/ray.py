@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..dataset import Dataset, Step
+from ..dataset import LazyDataset, Step
 from ..errors import DatamillError, PipelineError
 from ..operation import Operation, Resources
 from .base import Executor, RunResult
@@ -201,7 +201,7 @@ class RayExecutor(Executor):
             if started_here:
                 ray.shutdown()
 
-    def check(self, datasets: list[Dataset]) -> None:
+    def check(self, datasets: list[LazyDataset]) -> None:
         self._check_resources(self._steps_to_run(datasets))
         self._check_workdir()
 

@@ -99,13 +99,13 @@ class ReadWorkdir(SourceOperation):
         """Rebuild a source that the earlier run read in place (not copied into the workdir),
         and check that its files are still those the run read."""
         from .. import registry
-        from ..dataset import Dataset
+        from ..dataset import LazyDataset
         from ..errors import DatamillError
 
         op = registry.get(record["operation"])(**record["arguments"])
         what = f"the input of step {record['name']!r} ({record['operation']})"
         try:
-            key = Dataset._root(op, step_name=record["name"]).step.key
+            key = LazyDataset._root(op, step_name=record["name"]).step.key
         except InputError as exc:
             error = InputError(f"{exc}; {what} is read in place by the workdir {self.root}, "
                                "so its files must stay where they were")

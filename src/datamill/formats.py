@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import PipelineError
-from ..operation import Operation, check_kind
+from .errors import PipelineError
+from .operation import Operation, check_kind
 
 SOURCES = {"parquet": "read_parquet", "jsonl": "read_jsonl", "json": "read_jsonl",
            "csv": "read_csv", "text": "read_text_files", "workdir": "read_workdir",
@@ -91,7 +91,7 @@ def _format_of_folder(names: list[str]) -> str:
 
 
 def _build(kind: str, target: Any, fmt: str | None, args: dict, table: dict) -> Operation:
-    from .. import registry
+    from . import registry
 
     if isinstance(target, Operation):
         check_kind(target, (kind,), f"Dataset.{'read' if kind == 'source' else 'write'}")
