@@ -190,7 +190,7 @@ def _runnable_names(module: Any) -> list[str]:
     functions it defines."""
     import inspect
 
-    from .dataset import Dataset
+    from .dataset import LazyDataset as Dataset
 
     names = []
     for key, value in vars(module).items():
