@@ -196,6 +196,7 @@ class Executor:
             if step.kind == "sink":
                 step.op.prepare(fresh=not any(folder.glob("stats-*.json")))
         progress.stage_started(stage, count)
+        progress.expect_rows(self._rows_hint(stage.steps[0]) if stage.input_step else None)
         if stage.kind == "rowwise":
             self._run_rowwise(stage, count, progress)
         else:

@@ -260,6 +260,7 @@ class RayExecutor(Executor):
     def _dispatch(self, units: dict[str, Callable], name: str, items: list[int],
                   progress: Progress, phase: str | None, steps: list[Step]) -> None:
         ray = _import_ray()
+        progress.live_rows = False  # units report their rows when they finish
         ship_user_code(steps)
         wanted = stage_resources(steps)
         request = {"num_cpus": wanted.cpus, "num_gpus": wanted.gpus}

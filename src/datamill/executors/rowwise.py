@@ -307,6 +307,21 @@ def _set(table: Any, name: str, column: Any) -> Any:
     return table.set_column(i, name, column) if i >= 0 else table.append_column(name, column)
 
 
+def _push(runs: list[StepRun], ops: list[Any], i: int, batch: Any,
+          report: Report | None) -> None:
+    """Pass `batch` through steps i.. of the fused pass, depth first. A step whose operation
+    declares `batch_size` gets slices of at most that many rows (rows reach later steps, and
+    the progress report, slice by slice, in the same order)."""
+    if i == len(runs):
+        return
+    limit = ops[i].batch_size if runs[i].step.kind in ("map", "filter", "expand") else None
+    if limit and batch.num_rows > limit:
+        for start in range(0, batch.num_rows, limit):
+            _push(runs, ops, i, batch.slice(start, limit), report)
+        return
+    _push(runs, ops, i + 1, _apply_step(runs[i], ops[i], batch, report), report)
+
+
 def run_partition(workdir: Workdir, stage: Stage, partition: int,
                   report: Report | None = None) -> dict[str, dict]:
     """Run the stage's fused pass over one partition; commit every step's output, then each
@@ -317,8 +332,7 @@ def run_partition(workdir: Workdir, stage: Stage, partition: int,
         if stage.steps[0].kind == "source":
             ops[0].take_counters()  # a fresh count for this partition
         for batch in _input_batches(workdir, stage, partition):
-            for run, op in zip(runs, ops):
-                batch = _apply_step(run, op, batch, report)
+            _push(runs, ops, 0, batch, report)
         if stage.steps[0].kind == "source":  # e.g. files a reader skipped
             runs[0].counters.update(ops[0].take_counters())
         for run in runs:
