@@ -420,7 +420,10 @@ def test_bad_pdfs_are_named_and_follow_errors(tmp_path, pdf_dir):
     assert pq.read_table(tmp_path / "o5")["path"].to_pylist() == skipped["path"].to_pylist()
     assert by_policy.steps[0]["counters"] == {"bad_input_skipped": 5}  # counted in the stats
     by_quarantine = collect(dm.Dataset.read(pdf_dir, on_error="quarantine"), tmp_path / "w6")
-    assert sum(e is not None for e in by_quarantine["error"].to_pylist()) == len(errors)
+    assert by_quarantine["path"].to_pylist() == skipped["path"].to_pylist()
+    quarantined = dm.quarantined_rows(tmp_path / "w6")  # set aside with file and reason
+    assert sorted(Path(p).name for p in quarantined["_path"].to_pylist()) == sorted(errors)
+    assert "pass password=" in " ".join(quarantined["_error"].to_pylist())
 
     opened = collect(dm.Dataset.read(pdf_dir / "c_encrypted.pdf", password="s3cret"),
                      tmp_path / "w3")

@@ -31,6 +31,7 @@ _EXPORTS = {
     "dropped_rows": "datamill.manifest",
     "duplicates": "datamill.manifest",
     "load_manifest": "datamill.manifest",
+    "quarantined_rows": "datamill.rows",
     "DatamillError": "datamill.errors",
     "PipelineError": "datamill.errors",
     "SchemaError": "datamill.errors",
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from .executors.local import LocalExecutor, RunResult
     from .manifest import dropped_rows, duplicates, load_manifest
     from .operation import *  # noqa: F403
+    from .rows import quarantined_rows
     from .running import Dataset
 
 

@@ -80,8 +80,33 @@ def _instantiate(op: Any, args: dict[str, Any]) -> Operation:
     raise PipelineError(f"not an operation: {op!r}")
 
 
-# How a step's on_error maps onto a file reader's own `errors` argument.
-_READER_ERRORS = {"skip": "skip", "quarantine": "keep"}
+def _reader_policy(op: Operation, on_error: str | None, args: dict) -> tuple[str, dict]:
+    """The read step's on_error and the reader's `errors` argument, made one policy.
+
+    Readers that can set input aside take `errors` ('raise', 'skip', 'quarantine'; document
+    readers also 'keep'); a reader without it cannot honour on_error, which is refused."""
+    if on_error is not None and on_error not in ("raise", "skip", "quarantine"):
+        raise PipelineError(f"on_error must be raise, skip or quarantine, got {on_error!r}",
+                            operation=op.name)
+    field = getattr(op.Args, "model_fields", {}).get("errors")
+    if field is None:
+        if on_error not in (None, "raise"):
+            raise PipelineError(
+                f"this reader cannot honour on_error={on_error!r}: it has no way to set "
+                "rows aside (a broken file fails the run, naming it). Fix or remove the "
+                "input, or convert it to JSONL or CSV, which can skip broken lines",
+                operation=op.name)
+        return "raise", {}
+    given = args.get("errors", op.args.errors)
+    if on_error in (None, "raise"):
+        if on_error == "raise" and given in ("skip", "quarantine"):
+            raise PipelineError(f"on_error='raise' contradicts errors={given!r}",
+                                operation=op.name)
+        return (given if given in ("skip", "quarantine") else "raise"), {}
+    if given not in ("raise", on_error):
+        raise PipelineError(f"on_error={on_error!r} contradicts errors={given!r}; give one",
+                            operation=op.name)
+    return on_error, ({} if given == on_error else {"errors": on_error})
 
 
 class LazyDataset:
@@ -101,17 +126,22 @@ class LazyDataset:
         options = {k: args.pop(k) for k in _STEP_OPTIONS if k in args}
         with _step_option_hint(_STEP_OPTIONS):
             op = resolve_source(source, format, dict(args))
-        policy = _READER_ERRORS.get(options.get("on_error", "raise"))
-        if policy and "errors" not in args and "errors" in getattr(op.Args, "model_fields", {}):
-            # file readers handle bad files themselves: the step's policy becomes theirs
-            op = resolve_source(source, format, {**args, "errors": policy})
-        return cls._root(op, **options)
+        on_error, change = _reader_policy(op, options.pop("on_error", None), args)
+        if change:  # the reader sets bad input aside itself: the step's policy becomes its
+            op = type(op)(**{**op.args.model_dump(by_alias=True, exclude_unset=True),
+                             **change})
+        return cls._root(op, on_error=on_error, **options)
 
     @classmethod
-    def _root(cls, op: Operation, step_name: str | None = None, on_error: OnError = "raise",
+    def _root(cls, op: Operation, step_name: str | None = None, on_error: OnError | None = None,
               overwrite: bool = False) -> Self:
         if op.kind != "source":
             raise PipelineError("Dataset.read needs a source operation", operation=op.name)
+        on_error, change = _reader_policy(op, on_error, {})
+        if change:
+            raise PipelineError(f"on_error={on_error!r} disagrees with the reader's errors="
+                                f"{op.args.errors!r}; pass errors={on_error!r} to the reader",
+                                operation=op.name)
         name = step_name or op.name
         schema = dict(op.schema())
         if ID in schema:

@@ -263,6 +263,25 @@ class SourceOperation(Operation):
     def read(self, partition: Any, columns: list[str] | None) -> Any:  # Iterator[RecordBatch]
         raise NotImplementedError
 
+    def partition_fingerprint(self, partition: Any) -> str | None:
+        """What a partition reads (its files, their sizes and times, its range), so that its
+        committed output can be kept when other files of the input change; None: unknown."""
+        return None
+
+    # --- bad input --------------------------------------------------------------------
+    def reject(self, error: str, *, path: str | None, row_id: int, line: int | None = None,
+               raw: bytes | None = None) -> None:
+        """Set aside input that cannot become a row (a broken line, an unreadable file),
+        under `errors='skip'` or `'quarantine'`: the engine counts it as an error of the
+        read step and, when quarantining, keeps it in the step's quarantine file."""
+        self.__dict__.setdefault("_rejected", []).append(
+            {"_id": int(row_id), "_error": error, "_path": path, "_line": line, "_raw": raw})
+
+    def take_rejected(self) -> list[dict]:
+        """What `reject` set aside since the last call, which clears it (the engine calls
+        this after each batch)."""
+        return self.__dict__.pop("_rejected", None) or []
+
 
 class SinkOperation(Operation):
     """Writes the dataset out. `open_partition(index)` returns a writer with

@@ -7,7 +7,8 @@
       steps/<cache key>/       one materialized step, content-addressed by its cache key
         part-00000.parquet       produced columns (+ `_index` when the row set changed)
         dropped-00000.parquet    `_id`, `_reason` of rows a filter dropped
-        quarantine-00000.parquet `_id`, `_error`, `_row` of rows that raised
+        quarantine-00000.parquet rows set aside: `_id`, `_error`, `_path`, `_line`, `_raw`,
+                                 then every column of the step's input row
         stats-00000.json         partition commit marker, written last
         _SUCCESS.json            step record, written once every partition is committed
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..dataset import Step
@@ -103,8 +102,3 @@ def filter_result(step: Step, result: Any, rows: int):
     else:
         reasons = list(reasons)
     return mask, reasons
-
-
-def row_json(table: Any, i: int) -> str:
-    row = {k: v for k, v in table.slice(i, 1).to_pylist()[0].items()}
-    return json.dumps(row, default=repr, ensure_ascii=False)[:100_000]

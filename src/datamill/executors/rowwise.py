@@ -14,10 +14,11 @@ from typing import Any
 
 from ..dataset import ID, PARENT_ID, ColumnRef, Step
 from ..errors import DatamillError, OperationError
+from ..io.files import ROW_BITS
 from ..plan import Stage, stores_data, stores_index
 from ..reader import INDEX, read_columns, ref_name, source_partitions
 from ..storage import StreamingParquetWriter, Workdir, atomic_write_json, part_name
-from .batches import PARENT_INDEX, filter_result, produced_table, row_json, to_format
+from .batches import PARENT_INDEX, filter_result, produced_table, to_format
 from .workers import prepared
 
 BATCH_ROWS = 65_536
@@ -82,8 +83,7 @@ class StepRun:
                 pa.schema([(ID, pa.int64()), ("_reason", pa.string())]))
         if step.on_error == "quarantine":
             self.quarantine = StreamingParquetWriter(
-                self.dir / part_name("quarantine", partition),
-                pa.schema([(ID, pa.int64()), ("_error", pa.string()), ("_row", pa.string())]))
+                self.dir / part_name("quarantine", partition), quarantine_schema(step))
         if step.kind == "sink":
             self.sink_writer = step.op.open_partition(partition)
 
@@ -116,6 +116,67 @@ class StepRun:
         return out
 
 
+def quarantine_schema(step: Step) -> Any:
+    """`_id`, `_error`, where the row came from (`_path`; for input a reader could not read,
+    `_line` and the `_raw` bytes), then every column of the step's input row."""
+    import pyarrow as pa
+
+    fields = [(ID, pa.int64()), ("_error", pa.string()), ("_path", pa.string()),
+              ("_line", pa.int64()), ("_raw", pa.binary())]
+    if step.parent is not None:
+        fields += [(c, t) for c, t in step.parent.schema.items() if not c.startswith("_")]
+    return pa.schema(fields)
+
+
+def _write_rejected(run: StepRun, rows: list[dict]) -> None:
+    """Count (and quarantine) the input a reader set aside."""
+    import pyarrow as pa
+
+    if not rows:
+        return
+    run.errors += len(rows)
+    verb = "quarantined" if run.quarantine is not None else "skipped"
+    run.counters[f"bad_input_{verb}"] += len(rows)
+    if run.quarantine is not None:
+        run.quarantine.write(pa.Table.from_pylist(rows, schema=run.quarantine.schema))
+
+
+def _row_paths(step: Step, partition: int, ids: list[int]) -> list[str | None]:
+    """The input file each row came from, where the source's partition tells."""
+    source = step.chain()[0]
+    try:
+        part = source_partitions(source.op)[partition]
+    except Exception:  # noqa: BLE001 - a source without file partitions
+        return [None] * len(ids)
+    if hasattr(part, "path"):
+        return [part.path] * len(ids)
+    if isinstance(part, (list, tuple)):
+        by_ordinal = {getattr(p, "ordinal", None): getattr(p, "path", None) for p in part}
+        return [by_ordinal.get(i >> ROW_BITS) if i >= 0 else None for i in ids]
+    return [None] * len(ids)
+
+
+def _quarantine(run: StepRun, table: Any, ids: Any, bad: list[tuple[int, BaseException]]) -> None:
+    """Keep the rows that raised, every column of the step's input, with their errors."""
+    import pyarrow as pa
+
+    step = run.step
+    rows = pa.array([i for i, _ in bad], pa.int64())
+    row_ids = [ids[i].as_py() for i, _ in bad]
+    columns = {ID: pa.array(row_ids, pa.int64()),
+               "_error": pa.array([_error_text(e) for _, e in bad], pa.string()),
+               "_path": pa.array(_row_paths(step, run.partition, row_ids), pa.string()),
+               "_line": pa.nulls(len(bad), pa.int64()), "_raw": pa.nulls(len(bad), pa.binary())}
+    for name, ref in step.parent.columns.items():
+        if not name.startswith("_"):
+            columns[name] = table.column(ref_name(ref)).take(rows)
+    run.quarantine.write(pa.table(columns, schema=run.quarantine.schema))
+
+
+def _error_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
 def _input_batches(workdir: Workdir, stage: Stage, partition: int) -> Iterator[Any]:
     import pyarrow as pa
 
@@ -141,10 +202,11 @@ def _consumed_input(step: Step, table: Any) -> Any:
     return table.select(refs).rename_columns(names)
 
 
-def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun) -> tuple[Any, Any]:
+def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun) -> tuple[Any, Any, list]:
     """Call the operation; isolate failing rows per the step's on_error policy.
 
-    Returns (result, ok) where ok is None (all rows fine) or a boolean mask of good rows."""
+    Returns (result, ok, bad): ok is None (all rows fine) or a boolean mask of good rows;
+    bad lists (position, exception) of the rows that raised."""
     import numpy as np
 
     fmt = op.batch_format
@@ -152,7 +214,7 @@ def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun) -> tuple[Any, A
     try:
         result = op.process(to_format(inp, fmt))
         run.counters.update(op.take_counters())
-        return result, None
+        return result, None, []
     except DatamillError:
         raise
     except Exception as batch_exc:
@@ -180,15 +242,7 @@ def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun) -> tuple[Any, A
         run.errors += len(bad)
         for i, _exc in bad:
             ok[i] = False
-        if run.quarantine is not None:
-            import pyarrow as pa
-
-            run.quarantine.write(pa.table({
-                ID: pa.array([ids[i].as_py() for i, _ in bad], pa.int64()),
-                "_error": [f"{type(e).__name__}: {e}\n" + "".join(
-                    traceback.format_exception_only(type(e), e)).strip() for _, e in bad],
-                "_row": [row_json(inp, i) for i, _ in bad]}))
-        return _merge_row_results(step, results), ok
+        return _merge_row_results(step, results), ok, bad
 
 
 def _merge_row_results(step: Step, results: list[Any]) -> Any:
@@ -242,8 +296,10 @@ def _apply_step(run: StepRun, op: Any, table: Any, report: Report | None) -> Any
                               .rename_columns(list(cols)))
         out = table
     else:
-        result, ok = _call(step, op, _consumed_input(step, table), id_col, run)
+        result, ok, bad = _call(step, op, _consumed_input(step, table), id_col, run)
         positions = np.arange(run.offset, run.offset + n, dtype=np.int64)
+        if bad and run.quarantine is not None:
+            _quarantine(run, table, id_col, bad)
         if ok is not None:
             table = table.filter(pa.array(ok))
             positions = positions[ok]
@@ -329,11 +385,16 @@ def run_partition(workdir: Workdir, stage: Stage, partition: int,
     runs = [StepRun(workdir, step, partition) for step in stage.steps]
     ops = [prepared(step) for step in stage.steps]
     try:
-        if stage.steps[0].kind == "source":
-            ops[0].take_counters()  # a fresh count for this partition
+        reads = stage.steps[0].kind == "source"
+        if reads:  # a fresh count for this partition
+            ops[0].take_counters()
+            ops[0].take_rejected()
         for batch in _input_batches(workdir, stage, partition):
+            if reads:  # input the reader set aside before this batch
+                _write_rejected(runs[0], ops[0].take_rejected())
             _push(runs, ops, 0, batch, report)
-        if stage.steps[0].kind == "source":  # e.g. files a reader skipped
+        if reads:
+            _write_rejected(runs[0], ops[0].take_rejected())
             runs[0].counters.update(ops[0].take_counters())
         for run in runs:
             run.commit()

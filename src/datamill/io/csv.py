@@ -9,15 +9,17 @@ from typing import Any
 from pydantic import Field
 
 from ..errors import InputError
-from .files import FilePart, cast_to, compression_of, open_file, with_ids
+from .files import ROW_BITS, FilePart, cast_to, compression_of, open_file, with_ids
 from .sink import FileSink, FileSinkArgs
-from .source import FileSource, FileSourceArgs
+from .source import FileSource, FileSourceArgs, RowErrors, row_errors_field
 
 INFER_BLOCK = 8 << 20
+LENIENT_ROWS = 8192  # records parsed together after a bad one was met
 
 
 class ReadCsvArgs(FileSourceArgs):
     delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator.")
+    errors: RowErrors = row_errors_field()
 
 
 class ReadCsv(FileSource):
@@ -28,15 +30,23 @@ class ReadCsv(FileSource):
     Args = ReadCsvArgs
     suffixes = (".csv", ".csv.gz", ".tsv", ".csv.zst")
 
-    def _reader(self, path: str, fh: Any, schema: Any | None) -> Any:
+    def _options(self, schema: Any | None) -> dict:
         import pyarrow.csv as pc
 
         convert = pc.ConvertOptions(column_types=schema, strings_can_be_null=False) \
             if schema is not None else pc.ConvertOptions()
-        return pc.open_csv(fh, parse_options=pc.ParseOptions(delimiter=self.args.delimiter),
-                           convert_options=convert,
-                           read_options=pc.ReadOptions(block_size=INFER_BLOCK,
-                                                       use_threads=False))
+        return {"parse_options": pc.ParseOptions(delimiter=self.args.delimiter),
+                "convert_options": convert,
+                "read_options": pc.ReadOptions(block_size=INFER_BLOCK, use_threads=False)}
+
+    def _reader(self, path: str, fh: Any, schema: Any | None) -> Any:
+        import pyarrow.csv as pc
+
+        options = self._options(schema)
+        if schema is None and self.args.errors != "raise":  # infer from the rows that read
+            options["parse_options"] = pc.ParseOptions(delimiter=self.args.delimiter,
+                                                       invalid_row_handler=lambda _: "skip")
+        return pc.open_csv(fh, **options)
 
     def _infer_schema(self) -> Any:
         import pyarrow as pa
@@ -87,10 +97,102 @@ class ReadCsv(FileSource):
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
                 return
-            line, problem = self._bad_line(path, exc, schema)
-            raise InputError(problem, path=path, line=line) from None
+            if self.args.errors == "raise":
+                line, problem = self._bad_line(path, exc, schema)
+                raise InputError(problem, path=path, line=line) from None
+            lenient = True
         except (OSError, EOFError) as exc:
             raise InputError(f"cannot read CSV ({exc})", path=path) from None
+        else:
+            lenient = False
+        if lenient:  # go on from the record that failed, one record at a time where needed
+            for table, ids in self._read_lenient(partition, schema, skip=row):
+                if columns is not None:
+                    table = table.select([c for c in columns if c != "_id"])
+                yield with_ids(table, partition.ordinal, ids)
+
+    # --- errors='skip' | 'quarantine' ---------------------------------------------------
+    def _read_lenient(self, part: FilePart, schema: Any, skip: int) -> Iterator[tuple]:
+        """Records from number `skip` on (those before were read), split by Python's csv
+        module with their raw bytes, parsed by Arrow in groups; a group that fails is
+        bisected down to the records that do not read, which go to `reject`."""
+        import csv
+        import io
+
+        path = part.path
+        try:
+            with open_file(path, compression=compression_of(path)) as raw:
+                text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape",
+                                        newline="")
+                consumed: list[str] = []
+
+                def lines() -> Iterator[str]:
+                    for physical in text:
+                        consumed.append(physical)
+                        yield physical
+
+                records = csv.reader(lines(), delimiter=self.args.delimiter)
+                header = next(records, None)
+                if header is None:
+                    return
+                head = _encode("".join(consumed))
+                line = 1 + len(consumed)
+                consumed.clear()
+                group: list[tuple[int, int, bytes, int]] = []  # record, line, raw, fields
+                index = 0
+                for fields in records:
+                    start, raw_text = line, "".join(consumed)
+                    line += len(consumed)
+                    consumed.clear()
+                    if not fields:  # an empty line: Arrow skips it too
+                        continue
+                    if index >= skip:
+                        group.append((index, start, _encode(raw_text), len(fields)))
+                    index += 1
+                    if len(group) >= LENIENT_ROWS:
+                        yield from self._parse_group(part, schema, head, header, group)
+                        group = []
+                if group:
+                    yield from self._parse_group(part, schema, head, header, group)
+        except (OSError, EOFError, csv.Error) as exc:
+            raise InputError(f"cannot read CSV ({exc})", path=path) from None
+
+    def _parse_group(self, part: FilePart, schema: Any, head: bytes, header: list[str],
+                     group: list[tuple[int, int, bytes, int]]) -> Iterator[tuple]:
+        import numpy as np
+
+        def parse(records: list) -> tuple[Any, str | None]:
+            body = b"".join(r[2] if r[2].endswith(b"\n") else r[2] + b"\n" for r in records)
+            try:
+                table = self._parse_bytes(head + body, schema)
+            except Exception as exc:  # noqa: BLE001 - Arrow's reason for the record
+                return None, str(exc)
+            if table.num_rows != len(records):
+                return None, f"{table.num_rows} rows from {len(records)} records"
+            return table, None
+
+        pending = [group]
+        while pending:
+            records = pending.pop(0)
+            table, problem = parse(records)
+            if table is not None:
+                yield table, np.array([r[0] for r in records], np.int64)
+            elif len(records) == 1:
+                index, line, raw, fields = records[0]
+                problem = _record_problem(raw, fields, header, problem or "")
+                self.reject(problem, path=part.path, line=line, raw=raw.rstrip(b"\r\n"),
+                            row_id=part.ordinal << ROW_BITS | index)
+            else:
+                mid = len(records) // 2
+                pending[:0] = [records[:mid], records[mid:]]
+
+    def _parse_bytes(self, data: bytes, schema: Any) -> Any:
+        import io
+
+        import pyarrow.csv as pc
+
+        table = pc.read_csv(io.BytesIO(data), **self._options(schema))
+        return cast_to(table, schema, "")
 
     def _origin(self) -> str:
         if self.args.schema_:
@@ -136,6 +238,28 @@ class ReadCsv(FileSource):
         except (OSError, EOFError, csv.Error, UnicodeError, ValueError):
             pass
         return None, f"cannot parse CSV ({message})"
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", errors="surrogateescape")
+
+
+def _record_problem(raw: bytes, fields: int, header: list[str], arrow: str) -> str:
+    """What is wrong with one record that Arrow does not read."""
+    if fields != len(header):
+        return f"malformed CSV: {fields} fields where the header has {len(header)}"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 ({exc.reason} at byte {exc.start} of the line)"
+    found = re.search(r"In CSV column #(\d+): .*?conversion error to (\S+): invalid value "
+                      r"'(.*)'", arrow, re.S)
+    if found:
+        i = int(found.group(1))
+        name = header[i] if i < len(header) else f"#{i}"
+        return (f"column {name!r} has {found.group(3)!r}, which does not convert to "
+                f"{found.group(2)}")
+    return f"cannot parse CSV ({arrow})"
 
 
 class WriteCsv(FileSink):

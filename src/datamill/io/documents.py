@@ -4,13 +4,14 @@ Shared by `read_text_files`, `read_html`, `read_pdf` and `read_warc`: listing th
 grouping them into units of work by size, stable row ids, paths relative to the folder
 given, and the `errors` policy for input that cannot be read.
 
-Why `errors` and not the step's `on_error`: the engine applies `on_error` to the rows an
-operation processes, and a source has no rows yet when a file is unreadable. So document
+Why `errors` and not only the step's `on_error`: the engine applies `on_error` to the rows
+an operation processes, and a source has no rows yet when a file is unreadable. So document
 sources take their own policy: `raise` (stop, naming the file and, for archives, the record's
-byte offset), `skip` (leave it out, logged as a warning on the `datamill` logger) or `keep`
-(emit a row whose `error` column says what went wrong, content columns null), so that a bad
-file never vanishes silently and can be filtered or inspected downstream.
-`Dataset.read(..., on_error="skip" | "quarantine")` sets `errors="skip" | "keep"` for them.
+byte offset), `skip` (leave it out, logged as a warning on the `datamill` logger, counted as
+an error of the read step), `quarantine` (also listed, with the file and the reason, in the
+read step's quarantine file) or `keep` (emit a row whose `error` column says what went wrong,
+content columns null), so that a bad file never vanishes silently.
+`Dataset.read(..., on_error="skip" | "quarantine")` sets `errors` to the same.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .files import (
     with_ids,
 )
 
-BadInput = Literal["raise", "skip", "keep"]
+BadInput = Literal["raise", "skip", "quarantine", "keep"]
 ERROR = "error"
 BATCH_ROWS = 1024
 logger = logging.getLogger("datamill")
@@ -43,7 +44,8 @@ logger = logging.getLogger("datamill")
 def errors_field(what: str = "a file that cannot be read") -> Any:
     return Field("raise", description=(
         f"On {what}: 'raise' stops the run naming it; 'skip' leaves it out (logged as a "
-        "warning); 'keep' emits a row with the reason in an `error` column (content null)."))
+        "warning, counted); 'quarantine' also lists it in the step's quarantine file; 'keep' "
+        "emits a row with the reason in an `error` column (content null)."))
 
 
 def require(module: str, extra: str, operation: str) -> Any:
@@ -124,6 +126,16 @@ class DocumentSource(SourceOperation):
         fs, files = self._files()
         return fingerprint(fs, files)
 
+    def partition_fingerprint(self, partition: Any) -> str | None:
+        import json
+
+        if getattr(self, "_entries", None) is None:
+            self._entries = {e[0]: e for e in json.loads(self.fingerprint())}
+        entries = [self._entries.get(p.path) for p in partition]
+        if any(e is None for e in entries):
+            return None
+        return json.dumps([[p.ordinal, *e] for p, e in zip(partition, entries)])
+
     def partitions(self) -> list[Any]:
         fs, files = self._files()
         parts, group, size = [], [], 0
@@ -155,18 +167,23 @@ class DocumentSource(SourceOperation):
         return path
 
     # --- reading ----------------------------------------------------------------------
-    def bad_input(self, error: InputError) -> bool:
-        """Apply the `errors` policy; True when an error row should be kept."""
-        if self.args.errors == "raise":
+    def bad_input(self, error: InputError, part: FilePart | None = None, n: int = 0) -> bool:
+        """Apply the `errors` policy to input of `part` (row `n`, e.g. a record's offset);
+        True when an error row should be kept."""
+        policy = self.args.errors
+        if policy == "raise":
             message = str(error).removeprefix(f"{error.path}: ")
-            raise InputError(f"{message} [{self.name}; errors='skip' or 'keep' reads on]",
-                             path=error.path, line=error.line) from None
-        logger.warning("%s: %s (%s)", self.name, error,
-                       "skipped" if self.args.errors == "skip" else "kept as an error row")
-        count = getattr(self, "count", None)  # step counters, where the engine collects them
-        if count is not None:
-            count(f"bad_input_{'skipped' if self.args.errors == 'skip' else 'kept'}")
-        return self.args.errors == "keep"
+            raise InputError(f"{message} [{self.name}; errors='skip', 'quarantine' or 'keep' "
+                             "reads on]", path=error.path, line=error.line) from None
+        done = {"keep": "kept as an error row", "skip": "skipped"}.get(policy, "quarantined")
+        logger.warning("%s: %s (%s)", self.name, error, done)
+        if policy == "keep":
+            self.count("bad_input_kept")
+            return True
+        ordinal = part.ordinal if part is not None else 0
+        self.reject(str(error), path=error.path, line=error.line,
+                    row_id=ordinal << ROW_BITS | n)
+        return False
 
     def error_row(self, part: FilePart, error: InputError) -> dict:
         """The row that stands for a bad file under errors='keep' (override to add columns)."""
@@ -184,7 +201,7 @@ class DocumentSource(SourceOperation):
                     data = fh.read()
             except (OSError, EOFError) as exc:
                 error = InputError(f"cannot read ({exc})", path=part.path)
-                if self.bad_input(error):
+                if self.bad_input(error, part):
                     batch.add(part.ordinal, 0, self.error_row(part, error))
                 continue
             try:
@@ -193,7 +210,7 @@ class DocumentSource(SourceOperation):
                     if batch.full:
                         yield batch.flush()
             except InputError as error:  # rows read before it are kept
-                if self.bad_input(error):
+                if self.bad_input(error, part, getattr(error, "n", 0)):
                     batch.add(part.ordinal, getattr(error, "n", 0), self.error_row(part, error))
             if batch.full:
                 yield batch.flush()

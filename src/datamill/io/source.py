@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
 from ..operation import Arguments, SourceOperation
 from ..schema import to_arrow_type
 from .files import absolute, expand_paths, fingerprint
+
+RowErrors = Literal["raise", "skip", "quarantine"]
+
+
+def row_errors_field() -> Any:
+    return Field("raise", description=(
+        "On a line that cannot be read (broken syntax, a value of the wrong type, bad "
+        "UTF-8): 'raise' stops the run naming the file and line; 'skip' leaves it out and "
+        "counts it; 'quarantine' also keeps the file, line number and raw bytes in the "
+        "step's quarantine file. Dataset.read(..., on_error=...) sets it."))
 
 
 class FileSourceArgs(Arguments):
@@ -73,6 +83,22 @@ class FileSource(SourceOperation):
         for ordinal, path in enumerate(self.files):
             parts.extend(self._partitions_of(ordinal, path))
         return parts
+
+    def partition_fingerprint(self, partition: Any) -> str | None:
+        import json
+
+        entry = self._file_entries().get(partition.path)
+        if entry is None:
+            return None
+        return json.dumps([partition.ordinal, partition.path, partition.start, partition.end,
+                           list(partition.row_groups), partition.row_offset, *entry[1:]])
+
+    def _file_entries(self) -> dict[str, list]:
+        import json
+
+        if getattr(self, "_entries", None) is None:
+            self._entries = {e[0]: e for e in json.loads(self.fingerprint())}
+        return self._entries
 
     def _infer_schema(self) -> Any:
         raise NotImplementedError

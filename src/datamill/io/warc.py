@@ -86,7 +86,7 @@ class ReadWarc(DocumentSource):
             fh = open_file(part.path)
         except OSError as exc:
             error = InputError(f"cannot read ({exc})", path=part.path)
-            if self.bad_input(error):
+            if self.bad_input(error, part):
                 yield 0, {"path": path, ERROR: str(error)}
             return
         with fh:
@@ -139,7 +139,7 @@ class ReadWarc(DocumentSource):
                 if problem is not None:
                     error = InputError(f"record at byte {offset} ({url}): {problem}",
                                        path=part.path)
-                    if self.bad_input(error):
+                    if self.bad_input(error, part, offset):
                         yield offset, {"path": path, "url": url, ERROR: str(error)}
                 elif keep:
                     yield offset, self._row(record, path, url, body)
@@ -150,7 +150,7 @@ class ReadWarc(DocumentSource):
         where = f"record at byte {offset}" + (f" ({url})" if url else "")
         error = InputError(f"{where}: {message}; the records before it are read",
                            path=part.path)
-        if self.bad_input(error):
+        if self.bad_input(error, part, offset):
             yield offset, {"path": path, "url": url, ERROR: str(error)}
 
     def _row(self, record: Any, path: str, url: str | None, body: bytes) -> dict:
