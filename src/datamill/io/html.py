@@ -1,5 +1,6 @@
-"""HTML: main-content extraction (navigation, headers, footers, sidebars removed) with
-trafilatura (`pip install 'datamill[html]'`).
+"""HTML: main-content extraction (navigation, headers, footers, sidebars, cookie notices,
+newsletter and ad boxes removed; see `boilerplate`) with trafilatura
+(`pip install 'datamill[html]'`).
 
 `read_html` reads .html/.htm files, one row per file; `extract_html` extracts from an HTML
 column (the `html` of `read_warc`, for instance). Malformed markup is repaired by the
@@ -19,6 +20,7 @@ from pydantic import Field
 
 from ..errors import InputError
 from ..operation import Arguments, MapOperation
+from .boilerplate import isolate, link_share, prune, render, text_length
 from .documents import DocumentArgs, DocumentSource, require
 from .files import FilePart
 
@@ -39,24 +41,39 @@ class ExtractionArgs(Arguments):
                                           "recall on unusual layouts.")
 
 
-class Extractor:
-    """trafilatura with the step's settings, loaded once per worker."""
+KEPT = 0.7  # the main pass keeps less of the pruned main container's text: run the cascade
+KEPT_OF_LINK_PAGE = 0.9  # or, when the container is a link page, render it whole
+LINK_PAGE = 0.3  # a container whose text is at least this share link text is a link page
 
-    def __init__(self, args: ExtractionArgs, operation: str, metadata: bool = True):
+
+class Extractor:
+    """trafilatura with the step's settings, loaded once per worker.
+
+    Per page: parse once; read the wanted metadata (`fields`: title, url, date) from the
+    head; remove boilerplate (`boilerplate.prune`); run trafilatura's main pass without its
+    fallback extractors. A container made mostly of links (an index or overview page) of
+    which that pass keeps less than KEPT_OF_LINK_PAGE is rendered as it is; any other page of
+    which it keeps less than KEPT gets trafilatura's full cascade (readability, jusText),
+    unless `fast`."""
+
+    def __init__(self, args: ExtractionArgs, operation: str,
+                 fields: tuple[str, ...] = ("title",)):
         trafilatura = require("trafilatura", "html", operation)
         from trafilatura.utils import load_html
 
         self._load = load_html
         self._extract = trafilatura.bare_extraction
+        self._fields = set(fields)
+        self._fallbacks = not args.fast
+        self._tables, self._links = args.include_tables, args.include_links
         self._options = {
             "favor_precision": args.favor == "precision",
             "favor_recall": args.favor == "recall",
             "include_tables": args.include_tables, "include_links": args.include_links,
-            "include_comments": args.include_comments, "fast": args.fast,
-            "with_metadata": metadata}
+            "include_comments": args.include_comments, "with_metadata": False}
 
     def __call__(self, content: str | bytes | None) -> dict | None:
-        """{'text', 'title', 'url', 'date', 'language'} of a page; None when there is nothing
+        """{'text', 'language', and the wanted fields} of a page; None when there is nothing
         to extract; ValueError when the input is not HTML at all."""
         if content is None or not content.strip():
             return None
@@ -72,14 +89,55 @@ class Extractor:
             raise ValueError(f"not parseable as HTML ({len(content)} "
                              f"{'bytes' if isinstance(content, bytes) else 'characters'}, "
                              f"starting {head!r})")
-        language = tree.get("lang") or None
-        doc = self._extract(tree, **self._options)
-        if doc is None:
-            return {"text": None, "title": None, "url": None, "date": None,
-                    "language": language}
-        text = doc.text.strip() if doc.text else ""
-        return {"text": text or None, "title": doc.title or None, "url": doc.url or None,
-                "date": _date(doc.date), "language": (language or doc.language or None)}
+        found = metadata(tree, self._fields)
+        container = prune(tree)
+        tree = isolate(tree, container)
+        text = self._text(tree, container)
+        found["text"] = text or None
+        return found
+
+    def _run(self, tree: Any, fast: bool) -> str:
+        doc = self._extract(tree, fast=fast, **self._options)
+        return doc.text.strip() if doc is not None and doc.text else ""
+
+    def _text(self, tree: Any, container: Any) -> str:
+        text = self._run(tree, fast=True)
+        wanted = text_length(container)
+        if len(text) >= KEPT_OF_LINK_PAGE * wanted:
+            return text
+        if link_share(container) >= LINK_PAGE:
+            rendered = render(container, tables=self._tables, links=self._links)
+            return rendered if len(rendered) > len(text) else text
+        if len(text) < KEPT * wanted and self._fallbacks:
+            full = self._run(tree, fast=False)
+            return full if len(full) > len(text) else text
+        return text
+
+
+def metadata(tree: Any, fields: set[str]) -> dict:
+    """The page's language, and of title, url and date those in `fields`."""
+    from trafilatura.metadata import extract_title, extract_url
+
+    language = tree.get("lang") or _meta(tree, "content-language", "http-equiv")
+    found: dict = {"language": language or None}
+    if "title" in fields:
+        title = _meta(tree, "og:title", "property") or extract_title(tree)
+        found["title"] = " ".join(title.split()) if title else None
+    if "url" in fields or "date" in fields:
+        found["url"] = extract_url(tree) or None
+    if "date" in fields:
+        from htmldate import find_date
+
+        found["date"] = _date(find_date(tree, extensive_search=False, original_date=True,
+                                        url=found["url"]))
+    return found
+
+
+def _meta(tree: Any, name: str, attribute: str) -> str | None:
+    for element in tree.iterfind(f".//head/meta[@{attribute}]"):
+        if element.get(attribute, "").lower() == name and element.get("content"):
+            return element.get("content").strip() or None
+    return None
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -98,8 +156,9 @@ class ReadHtmlArgs(DocumentArgs, ExtractionArgs):
 class ReadHtml(DocumentSource):
     """Read HTML files (.html, .htm, .xhtml), one row per file, keeping the main content:
     `path`, `url` (canonical URL if the page declares one), `title`, `text` (null when the
-    page has no main content), `language` (the page's `lang`), `date` (publication date if
-    found). Navigation, headers, footers and sidebars are removed by trafilatura
+    page has no main content), `language` (the page's `lang`), `date` (publication date
+    declared in the page's metadata). Navigation, headers, footers, sidebars, cookie notices,
+    newsletter and ad boxes are removed, then trafilatura extracts
     (`pip install 'datamill[html]'`); the encoding is detected from the bytes. Read raw HTML
     with `format="text"` instead."""
 
@@ -120,7 +179,8 @@ class ReadHtml(DocumentSource):
 
     def rows(self, part: FilePart, data: bytes) -> Iterator[tuple[int, dict]]:
         if self._extractor is None:
-            self._extractor = Extractor(self.args, self.name)
+            self._extractor = Extractor(self.args, self.name,
+                                        fields=("title", "url", "date"))
         try:
             found = self._extractor(data)
         except Exception as exc:  # noqa: BLE001 - the parser's failure, named with the file
@@ -144,8 +204,9 @@ class ExtractHtmlArgs(ExtractionArgs):
 
 
 class ExtractHtml(MapOperation):
-    """Extract the main text of HTML pages in a column (navigation, headers, footers and
-    sidebars removed) with trafilatura (`pip install 'datamill[html]'`). Produces `text`
+    """Extract the main text of HTML pages in a column (navigation, headers, footers,
+    sidebars, cookie notices, newsletter and ad boxes removed; index pages made of links
+    kept) with trafilatura (`pip install 'datamill[html]'`). Produces `text`
     (null when a page has no main content) and `title`. Malformed markup is extracted
     best-effort; a value that is not HTML at all fails its row (see the step's on_error)."""
 
@@ -161,7 +222,8 @@ class ExtractHtml(MapOperation):
         return self._template(produced)
 
     def setup(self) -> None:
-        self._extractor = Extractor(self.args, self.name, metadata=bool(self.args.title))
+        self._extractor = Extractor(self.args, self.name,
+                                    fields=("title",) if self.args.title else ())
 
     def process(self, batch: Any) -> Any:
         import pyarrow as pa
