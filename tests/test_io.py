@@ -469,7 +469,8 @@ def test_a_fresh_write_replaces_parts_of_any_format_and_stale_temp_files(tmp_pat
     _run(dm.Dataset.read(src).write(out, format="parquet"), tmp_path / "w2")
     assert _parts(out) == ["part-00000-0000.parquet"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "_SUCCESS", "_datamill_lineage.json", "notes.txt", "part-00000-0000.parquet"]
+        "_SUCCESS", "_datamill_lineage.json", "_datamill_writer.json", "notes.txt",
+        "part-00000-0000.parquet"]
     assert _collect(dm.Dataset.read(out, format="parquet"), tmp_path / "w3").to_pylist() == rows
 
 

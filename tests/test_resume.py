@@ -71,6 +71,7 @@ def test_sigkill_then_rerun_resumes_identically(tmp_path):
     _run(script, data, killed, 0.0)
     after = _output(killed)
     assert after.equals(expected)
+    assert [p for p in killed.rglob("*") if ".tmp-" in p.name] == []  # the kill's temp files
     kept = [p for p, t in before.items() if p.exists() and p.stat().st_mtime_ns == t]
     assert len(kept) >= len(markers) - 2  # committed partitions were reused, not recomputed
 

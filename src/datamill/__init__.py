@@ -40,6 +40,9 @@ _EXPORTS = {
     "OperationError": "datamill.errors",
     "WorkdirBusyError": "datamill.errors",
     "StorageError": "datamill.errors",
+    "CorruptFileError": "datamill.errors",
+    "OutputBusyError": "datamill.errors",
+    "verify": "datamill.integrity",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -47,6 +50,7 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from .errors import *  # noqa: F403
     from .executors.local import LocalExecutor, RunResult
+    from .integrity import verify
     from .manifest import dropped_rows, duplicates, load_manifest
     from .operation import *  # noqa: F403
     from .rows import quarantined_rows

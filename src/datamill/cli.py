@@ -4,6 +4,7 @@
                  [--executor local|ray [--address HOST:PORT]]
     datamill ops list | datamill ops show NAME
     datamill inspect WORKDIR [--json] [--dropped [STEP]] [--duplicates ID]
+    datamill verify WORKDIR [--dry-run] [--json]
 
 Imports stay lazy (no pyarrow at startup) so that `datamill --version` is instant.
 """
@@ -373,6 +374,44 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check every committed file; exit 1 when something is damaged (marked for
+    recompute unless --dry-run)."""
+    from dataclasses import asdict
+
+    from .integrity import verify
+
+    try:
+        report = verify(args.workdir, mark=not args.dry_run)
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from None
+    if args.json:
+        print(json.dumps({"damaged": [asdict(d) for d in report.damaged],
+                          "pending": report.pending, "temp_files_removed": report.temp_files,
+                          "temp_bytes_removed": report.temp_bytes}, indent=2))
+        return 1 if report.damaged else 0
+    if report.temp_files:
+        print(f"removed {report.temp_files} temp files of killed runs "
+              f"({report.temp_bytes / 2**20:.1f} MiB)")
+    if report.pending:
+        print(f"{len(report.pending)} damaged files found earlier await recompute (run the "
+              "pipeline):")
+        for d in report.pending:
+            print(f"  step {d['step']}, partition {d['partition']}: {d['file']}")
+    if not report.damaged:
+        print(f"ok: every committed file of {args.workdir} is intact")
+        return 0
+    _table(["step", "partition", "file", "problem"],
+           [[d.step, d.partition, d.file, d.problem] for d in report.damaged],
+           title=f"damaged: {len(report.damaged)} files")
+    if args.dry_run:
+        print("nothing marked (--dry-run)")
+    else:
+        print("marked for recompute: the next run of the pipeline recomputes exactly these "
+              "partitions")
+    return 1
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .search import format_hits, search
 
@@ -478,6 +517,14 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--duplicates", type=int, metavar="ID",
                       help="list the rows dropped as duplicates of the kept row ID")
     insp.set_defaults(handler=cmd_inspect)
+
+    check = sub.add_parser("verify", parents=[common],
+                           help="check every committed file of a workdir")
+    check.add_argument("workdir")
+    check.add_argument("--dry-run", action="store_true",
+                       help="only report: mark nothing for recompute, remove no temp file")
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    check.set_defaults(handler=cmd_verify)
 
     find = sub.add_parser("search", parents=[common], help="query a vector index")
     find.add_argument("index", help="LanceDB database[/table], or postgresql://...[?table=T]")

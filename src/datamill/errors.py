@@ -89,3 +89,21 @@ class WorkdirBusyError(DatamillError):
 
 class StorageError(DatamillError):
     """Writing or reading the workdir failed (full disk, permissions, corrupt files)."""
+
+
+class CorruptFileError(StorageError):
+    """A committed file of a workdir is missing or its bytes changed since its commit."""
+
+    def __init__(self, message: str, *, workdir: str, key: str, step: str, partition: int,
+                 path: str, problem: str):
+        self.workdir = workdir
+        self.key = key
+        self.step = step
+        self.partition = partition
+        self.path = path
+        self.problem = problem
+        super().__init__(message)
+
+
+class OutputBusyError(DatamillError):
+    """Another workdir's run is writing the same output folder."""

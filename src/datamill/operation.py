@@ -304,6 +304,11 @@ class SinkOperation(Operation):
         """Is what an earlier run wrote still there, intact? (cache check)"""
         return True
 
+    def written_from(self, workdir: Any) -> bool:
+        """Was the output last written by a run of `workdir` (not overwritten since by
+        another workdir's run)?"""
+        return True
+
 
 def check_kind(op: Any, allowed: tuple[str, ...], what: str) -> None:
     if not isinstance(op, Operation) or op.kind not in allowed:

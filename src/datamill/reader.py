@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .dataset import ColumnRef, Step
-from .errors import StorageError
+from .integrity import check_step_file, corrupt
 from .plan import stores_data, stores_index
 from .storage import Workdir, part_name
 
@@ -30,13 +30,17 @@ def source_partitions(op: Any) -> list:
 
 
 def read_step_file(workdir: Workdir, step: Step, partition: int, columns: list[str]):
+    """Columns of a step's committed file, checked first against its commit (size and
+    checksum): a damaged or unreadable file raises CorruptFileError."""
     import pyarrow.parquet as pq
 
     path = workdir.step_dir(step.key) / part_name("part", partition)
+    check_step_file(workdir, step.key, step.name, partition, path)
     try:
         return pq.read_table(path, columns=columns)
     except (OSError, ValueError) as exc:
-        raise StorageError(f"step {step.name!r}: cannot read {path}: {exc}") from exc
+        raise corrupt(workdir, step.key, step.name, partition, path,
+                      f"unreadable: {exc}") from exc
 
 
 def read_columns(workdir: Workdir, step: Step, partition: int, refs: list[ColumnRef]):

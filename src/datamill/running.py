@@ -35,13 +35,11 @@ def run(datasets: LazyDataset | Iterable[LazyDataset], workdir: str | Path = "da
 def collect(dataset: LazyDataset, workdir: str | Path = "datamill-work",
             columns: list[str] | None = None, *, executor: str = "local",
             **run_options: Any) -> pa.Table:
-    """Run (cache permitting) and return the dataset's rows as one pyarrow Table."""
+    """Run (cache permitting) and return the dataset's rows as one pyarrow Table (a damaged
+    cached file met while reading is recomputed first)."""
     from .executors import make_executor
-    from .reader import read_table
 
-    runner = make_executor(executor, workdir, **run_options)
-    runner.run([dataset])
-    return read_table(runner.workdir, dataset.step, columns)
+    return make_executor(executor, workdir, **run_options).collect(dataset, columns)
 
 
 class Dataset(LazyDataset):

@@ -9,8 +9,12 @@
         dropped-00000.parquet    `_id`, `_reason` of rows a filter dropped
         quarantine-00000.parquet rows set aside: `_id`, `_error`, `_path`, `_line`, `_raw`,
                                  then every column of the step's input row
-        stats-00000.json         partition commit marker, written last
+        stats-00000.json         partition commit marker, written last (sizes, checksums)
         _SUCCESS.json            step record, written once every partition is committed
+        _DAMAGED.json            files found corrupt, until their partitions are recomputed
+
+Temp files are named `.NAME.tmp-PID-RANDOM` beside their final name; the run that holds the
+lock removes those a killed run left (`Workdir.remove_temp_files`).
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ import contextlib
 import errno
 import json
 import os
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import StorageError, WorkdirBusyError
 
 STEP_COMPRESSION = "lz4"
+TEMP_NAME = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")  # what `temp_path` names
 
 
 def part_name(kind: str, partition: int, ext: str = "parquet") -> str:
@@ -87,29 +93,151 @@ class Workdir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[int]:
         """Hold the workdir exclusively for one run; a second run is refused, not queued."""
-        import fcntl
-
         self.root.mkdir(parents=True, exist_ok=True)
-        lock_path = self.root / ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise
-                holder = ""
-                with contextlib.suppress(OSError):
-                    holder = Path(lock_path).read_text().strip()
-                raise WorkdirBusyError(
-                    f"workdir {self.root} is in use by another run"
-                    + (f" (pid {holder})" if holder else "")
-                    + "; wait for it to finish or choose another --workdir") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+
+        def busy(holder: str) -> WorkdirBusyError:
+            return WorkdirBusyError(
+                f"workdir {self.root} is in use by another run"
+                + (f" (pid {holder})" if holder else "")
+                + "; wait for it to finish or choose another --workdir")
+
+        with exclusive_lock(self.root / ".lock", str(os.getpid()), busy) as (fd, _):
             yield fd
-        finally:
-            os.close(fd)
+
+    def remove_temp_files(self) -> tuple[int, int]:
+        """Remove the temp files and folders that killed runs left (call with the lock
+        held: no live writer has any then). Returns (entries removed, bytes freed)."""
+        removed = freed = 0
+        for folder, dirs, files in os.walk(self.root):
+            for name in [*files, *dirs]:
+                if not TEMP_NAME.match(name):
+                    continue
+                path = Path(folder) / name
+                freed += tree_size(path)
+                if name in dirs:
+                    dirs.remove(name)
+                    remove_tree(path)
+                else:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                removed += 1
+        return removed, freed
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if not path.is_dir():
+        with contextlib.suppress(OSError):
+            return path.stat().st_size
+        return 0
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(folder) / name).stat().st_size
+    return total
+
+
+HELD_LOCKS: set[int] = set()  # fds of the locks this process holds (forked workers close them)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, holder: str,
+                   busy: Callable[[str], Exception]) -> Iterator[tuple[int, str]]:
+    """Hold an exclusive `flock` on `path` for the block, the file's text set to `holder`.
+    Yields (fd, the text an earlier holder left). If another process holds the lock, raises
+    `busy(its holder text)`. The lock dies with the process that holds it."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            text = ""
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                text = Path(path).read_text().strip()
+            raise busy(text) from None
+        previous = os.pread(fd, 1 << 16, 0).decode(errors="replace").strip()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
+        HELD_LOCKS.add(fd)
+        yield fd, previous
+    finally:
+        HELD_LOCKS.discard(fd)
+        os.close(fd)
+
+
+def is_locked(path: Path) -> bool:
+    """Does a live process hold the `flock` of `path` (a workdir's `.lock`)?"""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+# --- checksums of committed files ---------------------------------------------------------
+CHUNK = 4 << 20
+
+
+def _hash(algorithm: str | None) -> tuple[str, Any]:
+    """(name, hash object): xxh3 (64 bits) when xxhash is installed, else blake2b."""
+    if algorithm in (None, "xxh3"):
+        try:
+            import xxhash
+
+            return "xxh3", xxhash.xxh3_64()
+        except ImportError:
+            if algorithm == "xxh3":
+                raise
+    if algorithm not in (None, "blake2b"):
+        raise ValueError(f"unknown checksum algorithm {algorithm!r}")
+    import hashlib
+
+    return "blake2b", hashlib.blake2b(digest_size=8)
+
+
+class Checksum:
+    """An incremental checksum of a file's bytes, written `ALGORITHM:HEX`."""
+
+    def __init__(self, algorithm: str | None = None):
+        self.algorithm, self._h = _hash(algorithm)
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._h.update(data)
+
+    def value(self) -> str:
+        return f"{self.algorithm}:{self._h.hexdigest()}"
+
+
+def file_checksum(path: str | Path, algorithm: str | None = None) -> str:
+    """The checksum of a local file's bytes (`ALGORITHM:HEX`)."""
+    h = Checksum(algorithm)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.value()
+
+
+def checksum_matches(path: str | Path, expected: str) -> bool:
+    """Do the file's bytes still have the checksum recorded when it was committed?"""
+    try:
+        return file_checksum(path, expected.split(":", 1)[0]) == expected
+    except OSError:
+        return False
+    except (ValueError, ImportError):  # recorded with a hash this install lacks: unknowable
+        return True
 
 
 def write_parquet(path: Path, table: Any, compression: str = STEP_COMPRESSION) -> int:
@@ -119,6 +247,12 @@ def write_parquet(path: Path, table: Any, compression: str = STEP_COMPRESSION) -
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression=compression)
     return path.stat().st_size
+
+
+def committed_files(folder: Path, names: list[str]) -> dict[str, dict]:
+    """What a partition's stats marker records of its committed files: size and checksum."""
+    return {"files": {n: (folder / n).stat().st_size for n in names},
+            "checksums": {n: file_checksum(folder / n) for n in names}}
 
 
 class StreamingParquetWriter:

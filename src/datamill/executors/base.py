@@ -16,6 +16,8 @@ from typing import Any
 
 from .._version import __version__
 from ..dataset import LazyDataset, Step
+from ..errors import CorruptFileError, StorageError
+from ..integrity import Damage, mark_damaged, take_damaged
 from ..manifest import (
     SUCCESS,
     dataset_lineage,
@@ -35,8 +37,10 @@ from ..storage import (
     remove_tree,
 )
 from . import global_phases, rowwise
-from .progress import Progress
+from .progress import Progress, logger
 from .workers import teardown_all
+
+MAX_REPAIRS = 100  # damaged files found (and their partitions recomputed) in one run
 
 
 @dataclass
@@ -106,16 +110,21 @@ class Executor:
 
     # --- cache ------------------------------------------------------------------------
     def is_complete(self, step: Step) -> bool:
+        """Cheap checks (no checksums: a file is checked when read): the record, each
+        partition's marker, each file's size and Parquet magic; a sink's output folder
+        still holds what this workdir wrote."""
         record = load_record(self.workdir, step)
         if record is None:
             return False
-        if step.kind == "sink":
-            return step.op.outputs_ok(record)
         folder = self.workdir.step_dir(step.key)
-        for stats in record.get("partitions", {}).values():
+        for p, stats in record.get("partitions", {}).items():
+            if not (folder / part_name("stats", int(p), "json")).exists():
+                return False  # marked for recompute (damaged)
             for name, size in stats.get("files", {}).items():
                 if not parquet_file_ok(folder / name, size):
                     return False
+        if step.kind == "sink":
+            return step.op.outputs_ok(record) and step.op.written_from(self.workdir.root)
         return True
 
     def complete_keys(self, chain: list[Step]) -> set[str]:
@@ -132,7 +141,9 @@ class Executor:
         datasets = list(datasets)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         started = time.time()
-        with self.workdir.lock() as lock_fd, self.session(lock_fd):
+        with self.workdir.lock() as lock_fd, self.session(lock_fd), \
+                contextlib.ExitStack() as self._claims:
+            self.workdir.remove_temp_files()  # a killed run's: no live writer has any now
             if not self.cache:
                 for ds in datasets:
                     for step in ds.step.chain():
@@ -140,20 +151,7 @@ class Executor:
             self.check(datasets)
             records: dict[str, dict] = {}
             cached: set[str] = set()
-            for ds in datasets:
-                chain = ds.step.chain()
-                complete = self.complete_keys(chain)
-                for step in chain:
-                    if step.key in complete and step.key not in records:
-                        cached.add(step.key)
-                        records[step.key] = load_record(self.workdir, step)
-                stages = build_stages(chain, complete | set(records))
-                with Progress(chain, self.progress_mode, self.log) as progress:
-                    for step in chain:
-                        if step.key in cached:
-                            progress.cached(step.name, records[step.key])
-                    for stage in stages:
-                        self._run_stage(stage, progress, records)
+            self._run_repairing([ds.step for ds in datasets], records, cached)
             lineages = [dataset_lineage(ds.step, records, cached) for ds in datasets]
             for ds, lineage in zip(datasets, lineages):
                 if ds.step.kind == "sink" and ds.step.key not in cached:
@@ -165,6 +163,72 @@ class Executor:
             path = write_manifest(self.workdir, run, lineages)
             teardown_all()
         return RunResult(self.workdir.root, {**run, "datasets": lineages}, path, cached)
+
+    def collect(self, dataset: LazyDataset, columns: list[str] | None = None) -> Any:
+        """Run `dataset` (cache permitting) and read its rows back as one Table; a damaged
+        file met while reading is recomputed, then the read starts over."""
+        from ..reader import read_table
+
+        for _ in range(MAX_REPAIRS):
+            self.run([dataset])
+            try:
+                return read_table(self.workdir, dataset.step, columns)
+            except CorruptFileError as exc:
+                with self.workdir.lock():
+                    self.repair(exc, {}, set())
+        raise StorageError(f"files of workdir {self.workdir.root} were found damaged "
+                           f"{MAX_REPAIRS} times; check its disk")
+
+    def _run_repairing(self, ends: list[Step], records: dict[str, dict],
+                       cached: set[str]) -> None:
+        """Run the chains ending at `ends`. A damaged file met on the way is marked, and
+        its step alone is brought up to date first (exactly the damaged partitions), so
+        that the stage that met it does not recompute the steps before it."""
+        steps = {s.key: s for end in ends for s in end.chain()}
+        repairs: list[Step] = []
+        for _ in range(MAX_REPAIRS):
+            try:
+                while repairs:
+                    self._run_chains([repairs[0]], records, cached)
+                    repairs.pop(0)
+                self._run_chains(ends, records, cached)
+                return
+            except CorruptFileError as exc:
+                self.repair(exc, records, cached)
+                if exc.key in steps:
+                    repairs.insert(0, steps[exc.key])
+        raise StorageError(f"files of workdir {self.workdir.root} were found damaged "
+                           f"{MAX_REPAIRS} times in one run; check its disk")
+
+    def _run_chains(self, ends: list[Step], records: dict[str, dict],
+                    cached: set[str]) -> None:
+        for end in ends:
+            chain = end.chain()
+            complete = self.complete_keys(chain)
+            for step in chain:
+                if step.key in complete and step.key not in records:
+                    cached.add(step.key)
+                    records[step.key] = load_record(self.workdir, step)
+            stages = build_stages(chain, complete | set(records))
+            with Progress(chain, self.progress_mode, self.log) as progress:
+                for step in chain:
+                    if step.key in cached:
+                        progress.cached(step.name, records[step.key])
+                for stage in stages:
+                    self._run_stage(stage, progress, records)
+
+    def repair(self, exc: CorruptFileError, records: dict[str, dict], cached: set[str]) -> None:
+        """A committed file of this workdir was found damaged while read: mark it, so that
+        the run recomputes its partition (steps downstream keep their committed partitions).
+        A damaged file of another workdir (read as a source) is not ours to repair."""
+        if Path(exc.workdir) != self.workdir.root:
+            raise exc
+        logger.warning("datamill: %s is damaged (%s): recomputing partition %d of step %r",
+                       exc.path, exc.problem, exc.partition, exc.step)
+        mark_damaged(self.workdir, [Damage(exc.step, exc.key, exc.partition, exc.path,
+                                           exc.problem)])
+        records.pop(exc.key, None)
+        cached.discard(exc.key)
 
     def _steps_to_run(self, datasets: list[LazyDataset]) -> list[Step]:
         """Every step of `datasets` that the cache does not already hold, once each."""
@@ -194,7 +258,7 @@ class Executor:
             folder = self.workdir.step_dir(step.key)
             folder.mkdir(parents=True, exist_ok=True)
             if step.kind == "sink":
-                step.op.prepare(fresh=not any(folder.glob("stats-*.json")))
+                self._prepare_sink(step, folder)
         progress.stage_started(stage, count)
         progress.expect_rows(self._rows_hint(stage.steps[0]) if stage.input_step else None)
         if stage.kind == "rowwise":
@@ -211,9 +275,25 @@ class Executor:
                 record["input_files"] = _input_files(step)
             if step.kind == "sink":
                 record["outputs"] = [f for s in stats.values() for f in s.get("outputs", [])]
+            repaired = take_damaged(self.workdir, step.key)
+            if repaired:
+                record["repaired"] = repaired
             atomic_write_json(self.workdir.step_dir(step.key) / SUCCESS, record)
             records[step.key] = record
             progress.step_done(step.name, record)
+
+    def _prepare_sink(self, step: Step, folder: Path) -> None:
+        """Claim the sink's output for this run (refused while another workdir's run writes
+        it), then prepare it: resume our committed partitions, unless another workdir wrote
+        the folder since (then every partition is rewritten)."""
+        claim = getattr(step.op, "claim", None)
+        taken_over = False
+        if claim is not None:
+            taken_over = self._claims.enter_context(claim(self.workdir.root))
+        if taken_over:
+            for marker in folder.glob("stats-*.json"):
+                marker.unlink()
+        step.op.prepare(fresh=not any(folder.glob("stats-*.json")))
 
     def _committed(self, step: Step, partition: int) -> bool:
         """Is the partition's marker there, and every file it lists intact?"""
@@ -246,6 +326,8 @@ class Executor:
         from . import components
 
         step = stage.steps[0]
+        if not self._pending([step], count):
+            return  # every partition committed (e.g. downstream of a repaired step)
         workdir = self.workdir
         parent_rows = self._rows_hint(step)
         buckets = global_phases.bucket_count(workdir, step, self.workers, parent_rows)

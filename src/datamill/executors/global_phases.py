@@ -42,6 +42,7 @@ from ..storage import (
     StreamingParquetWriter,
     Workdir,
     atomic_write_json,
+    committed_files,
     part_name,
     remove_tree,
     temp_path,
@@ -291,9 +292,9 @@ def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
         stored[INDEX] = pa.array(np.flatnonzero(keep).astype(np.int64))
     for c, t in produced.items():
         stored[c] = pa.array(values[c][keep].tolist(), type=t)
-    files_written = {}
     schema = pa.schema([(INDEX, pa.int64())] * stores_index(step) + list(produced.items()))
-    files_written[name] = write_parquet(out_dir / name, pa.table(stored, schema=schema))
+    write_parquet(out_dir / name, pa.table(stored, schema=schema))
+    written = [name]
     dropped = Counter()
     if stores_index(step):
         why = reasons[drop].tolist()
@@ -302,9 +303,11 @@ def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
                           **{c: pa.array(values[c][drop].tolist(), type=t)
                              for c, t in lineage.items()}})
         dropped_name = part_name("dropped", partition)
-        files_written[dropped_name] = write_parquet(out_dir / dropped_name, table)
+        write_parquet(out_dir / dropped_name, table)
+        written.append(dropped_name)
     stats = {"rows_in": n, "rows_out": int(keep.sum()), "dropped": dict(dropped), "errors": 0,
-             "seconds": round(time.perf_counter() - start, 6), "files": files_written}
+             "seconds": round(time.perf_counter() - start, 6),
+             **committed_files(out_dir, written)}
     counters = unit_counters(workdir, step, partition)
     if counters:
         stats["counters"] = counters

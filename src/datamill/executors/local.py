@@ -8,13 +8,14 @@ import contextlib
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..dataset import Step
 from ..errors import DatamillError
+from ..storage import HELD_LOCKS
 from .base import Executor, RunResult
 from .progress import Progress
 
@@ -29,10 +30,9 @@ def _worker_init() -> None:
         import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    lock_fd = _STATE.get("lock_fd")
-    if lock_fd is not None:
+    for fd in HELD_LOCKS:  # the driver alone holds the workdir's and outputs' locks
         with contextlib.suppress(OSError):
-            os.close(lock_fd)  # the driver alone holds the workdir lock
+            os.close(fd)
 
 
 def _preload_in_driver() -> None:
@@ -56,14 +56,6 @@ class LocalExecutor(Executor):
     cores."""
 
     name = "local"
-
-    @contextlib.contextmanager
-    def session(self, lock_fd: int) -> Iterator[None]:
-        _STATE["lock_fd"] = lock_fd
-        try:
-            yield
-        finally:
-            _STATE.pop("lock_fd", None)
 
     def _in_driver(self, items: list[int]) -> bool:
         return self.workers == 1 or len(items) == 1

@@ -17,7 +17,13 @@ from ..errors import DatamillError, OperationError
 from ..io.files import ROW_BITS
 from ..plan import Stage, stores_data, stores_index
 from ..reader import INDEX, read_columns, ref_name, source_partitions
-from ..storage import StreamingParquetWriter, Workdir, atomic_write_json, part_name
+from ..storage import (
+    StreamingParquetWriter,
+    Workdir,
+    atomic_write_json,
+    committed_files,
+    part_name,
+)
 from .batches import PARENT_INDEX, filter_result, produced_table, to_format
 from .workers import prepared
 
@@ -103,12 +109,9 @@ class StepRun:
             self.sink_writer.abort()
 
     def stats(self) -> dict:
-        import os
-
-        sizes = {f: os.path.getsize(self.dir / f) for f in self.files}
         out = {"rows_in": self.rows_in, "rows_out": self.rows_out,
                "dropped": dict(self.dropped), "errors": self.errors,
-               "seconds": round(self.seconds, 6), "files": sizes}
+               "seconds": round(self.seconds, 6), **committed_files(self.dir, self.files)}
         if self.counters:
             out["counters"] = dict(self.counters)
         if self.sink_writer is not None:

@@ -1,5 +1,7 @@
 """The base of file sinks: one writer per partition, files rolled at a target size, each
-committed atomically (temp name, then rename); lineage written beside the data."""
+committed atomically (temp name, then rename) with its checksum; lineage written beside the
+data. A run claims the output folder (`_datamill_writer.json`, locked while it writes): a
+run of another workdir is refused meanwhile, and takes the folder over after it."""
 
 from __future__ import annotations
 
@@ -7,15 +9,21 @@ import contextlib
 import json
 import os
 import re
+import socket
+import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from ..errors import StorageError
+from ..errors import OutputBusyError, StorageError
 from ..operation import Arguments, SinkOperation
+from ..storage import Checksum, exclusive_lock, is_locked
 
 LINEAGE = "_datamill_lineage.json"
+WRITER = "_datamill_writer.json"  # the run writing the folder, or the last one that did
 PART_FILE = re.compile(r"part-\d{5}-\d{4}\.(parquet|csv|jsonl|jsonl\.gz|jsonl\.zst)$")
 TEMP_FILE = re.compile(r"\.part-\d{5}-\d{4}\.[\w.]+\.tmp-[0-9a-f]{8}$")
 PART_OF_ANY = re.compile(r"part-\d{5}-\d{4}\.")
@@ -81,6 +89,54 @@ class FileSink(SinkOperation):
             for name in (LINEAGE, "_SUCCESS"):
                 with contextlib.suppress(FileNotFoundError):
                     fs.rm(f"{self._root}/{name}")
+        else:  # resuming: the temp files of the killed run go (the folder is claimed)
+            for f in self._files_matching("part-"):
+                if TEMP_FILE.match(f.rsplit("/", 1)[-1]):
+                    fs.rm(f)
+
+    # --- the claim on the output folder -------------------------------------------------
+    @contextlib.contextmanager
+    def claim(self, workdir: Path) -> Iterator[bool]:
+        """Hold the output folder for the run of `workdir` until the run ends; refused
+        (OutputBusyError) while a run of another workdir holds it. Yields True when the
+        folder was last written from another workdir: nothing in it is ours to resume."""
+        fs = self.fs
+        fs.makedirs(self._root, exist_ok=True)
+        me = {"workdir": str(workdir), "pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if self._protocol() in ("file", "local"):  # a lock that dies with its process
+            with exclusive_lock(Path(self._root) / WRITER, json.dumps(me),
+                                lambda held: self._busy(_parse(held))) as (_, before):
+                previous = _parse(before)
+                yield previous is not None and previous.get("workdir") != str(workdir)
+            return
+        previous = self._last_writer()  # elsewhere: a record, and the holder's workdir lock
+        if previous is not None and previous.get("workdir") != str(workdir) \
+                and not fs.exists(f"{self._root}/_SUCCESS") and _alive(previous):
+            raise self._busy(previous)
+        with fs.open(f"{self._root}/{WRITER}", "w") as fh:
+            fh.write(json.dumps(me))
+        yield previous is not None and previous.get("workdir") != str(workdir)
+
+    def written_from(self, workdir: Any) -> bool:
+        previous = self._last_writer()
+        return previous is None or previous.get("workdir") == str(workdir)
+
+    def _last_writer(self) -> dict | None:
+        try:
+            return _parse(self.fs.cat_file(f"{self._root}/{WRITER}").decode())
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+
+    def _busy(self, holder: dict | None) -> OutputBusyError:
+        who = ""
+        if holder:
+            who = (f" (pid {holder.get('pid')} on {holder.get('host')}, workdir "
+                   f"{holder.get('workdir')}, since {holder.get('started')})")
+        return OutputBusyError(
+            f"output folder {self.args.path} is being written by another run{who}; wait for "
+            "it to finish or write elsewhere (two runs writing one folder would destroy "
+            f"each other's files). If that run is dead, delete {self._root}/{WRITER}")
 
     def open_partition(self, index: int) -> PartitionWriter:
         driver = getattr(self, "_driver_pid", None)
@@ -123,6 +179,37 @@ class FileSink(SinkOperation):
         raise NotImplementedError
 
 
+def _parse(text: str) -> dict | None:
+    try:
+        value = json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:
+        return {"workdir": "?"}  # unreadable: never taken for ours
+    return value if isinstance(value, dict) else None
+
+
+def _alive(holder: dict) -> bool:
+    """Is the run named by `holder` still running? Known on its own host only (its
+    workdir's lock); a run on another host counts as alive."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    return is_locked(Path(str(holder.get("workdir"))) / ".lock")
+
+
+class ChecksummedFile:
+    """A file being written, checksummed on the way (no second read of what it wrote)."""
+
+    def __init__(self, fh: Any):
+        self._fh = fh
+        self.checksum = Checksum()
+
+    def write(self, data: Any) -> int:
+        self.checksum.update(data)
+        return self._fh.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
 class PartitionWriter:
     """Writes one partition's rows into one or more files, each renamed into place on close."""
 
@@ -139,7 +226,7 @@ class PartitionWriter:
         name = f"part-{self.index:05d}-{self.seq:04d}.{self.sink.extension}"
         self._final = f"{self.root}/{name}"
         self._tmp = f"{self.root}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
-        self._fh = self.fs.open(self._tmp, "wb")
+        self._fh = ChecksummedFile(self.fs.open(self._tmp, "wb"))
         self._writer = self.sink._open(self._fh, schema)
         self.seq += 1
 
@@ -164,7 +251,8 @@ class PartitionWriter:
         self._fh.close()
         self.fs.mv(self._tmp, self._final)
         size = self.fs.info(self._final)["size"]
-        self.done.append({"file": self._final.rsplit("/", 1)[-1], "size": size})
+        self.done.append({"file": self._final.rsplit("/", 1)[-1], "size": size,
+                          "checksum": self._fh.checksum.value()})
         self._fh = self._writer = None
 
     def close(self) -> list[dict]:
