@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "datamill"
 FLOORS = [
     {"_version", "errors", "schema", "cache"},
-    {"operation", "registry", "storage"},
+    {"operation", "registry", "storage", "integrity"},
     {"dataset", "formats", "plan", "reader", "manifest"},  # the DAG and its stored form
     {"executors", "io"},
     {"running", "rows", "ops", "search", "evaluate"},
