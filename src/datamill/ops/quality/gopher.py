@@ -426,8 +426,13 @@ def _duplicates(data: Any, start: Any, end: Any, count: Any) -> tuple[Any, Any, 
     import numpy as np
     import pyarrow as pa
 
+    from . import kernels
+
     n = len(count)
     total = count.astype(np.int64)
+    fast = kernels.part_duplicates(data, start, end, total)
+    if fast is not None:
+        return (*fast, total)
     dup = np.zeros(n, np.int64)
     dup_chars = np.zeros(n, np.int64)
     if len(start) == 0:
@@ -473,9 +478,14 @@ def ngram_repetition(tok: Any, top_n: list[int], dup_n: list[int]) -> tuple[dict
 
     An n-gram can occur twice only where the (n-1)-grams at its position and at the next one
     both do: only those candidate positions are hashed and grouped for n, the others are
-    known to be unique. The candidates shrink quickly with n."""
+    known to be unique. The candidates shrink quickly with n. (The compiled kernel, where
+    built, computes the same per document: kernels.py.)"""
     import numpy as np
 
+    from . import kernels
+
+    if kernels.library() is not None:
+        return kernels.ngram_repetition(tok.hash, tok.length, tok.offsets, top_n, dup_n)
     n_docs = len(tok.offsets) - 1
     total = len(tok.length)
     doc = tok.doc

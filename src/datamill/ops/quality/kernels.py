@@ -1,0 +1,78 @@
+"""The compiled kernels of _kernels.c, through ctypes; None where the library was not built
+(no C compiler at install): callers then use their numpy twins. `DATAMILL_NO_KERNELS=1`
+forces the numpy code (tests compare both)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from functools import cache
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+from typing import Any
+
+
+@cache
+def library() -> Any:
+    """The loaded kernels library, or None."""
+    if os.environ.get("DATAMILL_NO_KERNELS"):
+        return None
+    here = Path(__file__).parent
+    for suffix in EXTENSION_SUFFIXES:
+        path = here / f"_kernels{suffix}"
+        if path.is_file():
+            lib = ctypes.CDLL(str(path))
+            p = ctypes.c_void_p
+            lib.ngram_repetition.argtypes = [p, p, p, ctypes.c_int64, p, ctypes.c_int64, p,
+                                             ctypes.c_int64, p, p]
+            lib.ngram_repetition.restype = ctypes.c_int
+            lib.part_duplicates.argtypes = [p, p, p, p, ctypes.c_int64, p, p]
+            lib.part_duplicates.restype = ctypes.c_int
+            return lib
+    return None
+
+
+def _ptr(a: Any) -> int:
+    return a.ctypes.data
+
+
+def ngram_repetition(hashes: Any, lengths: Any, offsets: Any, top_n: list[int],
+                     dup_n: list[int]) -> tuple[dict, dict] | None:
+    """gopher.ngram_repetition's result, computed per document in C; None without kernels."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    n_docs = len(offsets) - 1
+    hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    top = np.ascontiguousarray(top_n, dtype=np.int64)
+    dup = np.ascontiguousarray(dup_n, dtype=np.int64)
+    top_out = np.zeros((len(top), n_docs))
+    dup_out = np.zeros((len(dup), n_docs))
+    if lib.ngram_repetition(_ptr(hashes), _ptr(lengths), _ptr(offsets), n_docs, _ptr(top),
+                            len(top), _ptr(dup), len(dup), _ptr(top_out), _ptr(dup_out)):
+        raise MemoryError("ngram_repetition: out of memory")
+    return dict(zip(top_n, top_out)), dict(zip(dup_n, dup_out))
+
+
+def part_duplicates(data: Any, start: Any, end: Any, count: Any) -> tuple[Any, Any] | None:
+    """Per text, how many of its parts equal an earlier one and their characters (as
+    gopher._duplicates counts them), in C; None without kernels."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    start = np.ascontiguousarray(start, dtype=np.int64)
+    end = np.ascontiguousarray(end, dtype=np.int64)
+    count = np.ascontiguousarray(count, dtype=np.int64)
+    dup = np.zeros(len(count), np.int64)
+    dup_chars = np.zeros(len(count), np.int64)
+    if lib.part_duplicates(_ptr(data), _ptr(start), _ptr(end), _ptr(count), len(count),
+                           _ptr(dup), _ptr(dup_chars)):
+        raise MemoryError("part_duplicates: out of memory")
+    return dup, dup_chars
