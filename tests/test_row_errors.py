@@ -154,3 +154,70 @@ def test_a_policy_a_reader_cannot_honour_is_refused_when_built(tmp_path):
     assert same.step.op.args.errors == "skip" and same.step.on_error == "skip"
     # the policy is part of the read step's identity (and so of its cache key)
     assert same.step.key != dm.Dataset.read(tmp_path / "x.jsonl").step.key
+
+
+class LoggedDouble(dm.MapOperation):
+    """Doubles `n`; appends the files (n // 100) of the rows it sees to a log."""
+
+    name = "test_logged_double"
+    consumes = {"n": "int64"}
+    produces = {"double": "int64"}
+
+    class Args(dm.Arguments):
+        log: str
+
+    def process(self, batch):
+        values = batch["n"].to_pylist()
+        with open(self.args.log, "a") as fh:
+            fh.write("".join(f"{k}\n" for k in sorted({v // 100 for v in values})))
+        return {"double": [2 * v for v in values]}
+
+
+def _files_seen(log) -> list[int]:
+    seen = sorted(int(x) for x in log.read_text().split()) if log.exists() else []
+    log.unlink(missing_ok=True)
+    return seen
+
+
+def test_fixing_a_bad_file_recomputes_only_its_partitions(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k, name in enumerate("abcd"):
+        rows = [json.dumps({"n": 100 * k + i, "text": f"{name}{i}"}) for i in range(30)]
+        if name == "b":
+            rows[12] = '{"n": 112, "text": '
+        (folder / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
+    log = tmp_path / "log"
+
+    def pipeline(**read):
+        return (dm.Dataset.read(folder, block_size=400, **read)  # two partitions a file
+                .apply(LoggedDouble, log=str(log))
+                .write(tmp_path / "out", format="jsonl"))
+
+    with pytest.raises(dm.InputError, match=r"b\.jsonl, line 13"):
+        pipeline().run(tmp_path / "w", workers=1, progress=False)
+    assert _files_seen(log)[0] == 0  # file a went through before b failed
+    (folder / "b.jsonl").write_text((folder / "b.jsonl").read_text().replace(
+        '{"n": 112, "text": \n', '{"n": 112, "text": "fixed"}\n'))
+    fixed = pipeline().run(tmp_path / "w", workers=1, progress=False)
+    assert _files_seen(log) == [1, 1, 2, 2, 3, 3]  # two partitions a file; not file a again
+    read, double = fixed.step("read_jsonl"), fixed.step("test_logged_double")
+    assert read["rows_out"] == double["rows_out"] == 120
+    out = sorted(json.loads(line)["double"] for f in (tmp_path / "out").glob("*.jsonl")
+                 for line in f.read_text().splitlines())
+    assert out == sorted(2 * (100 * k + i) for k in range(4) for i in range(30))
+
+    # skipping the bad line, then fixing it: only file b's partitions are computed again
+    (folder / "b.jsonl").write_text((folder / "b.jsonl").read_text().replace(
+        '"fixed"}', ''))
+    skipped = pipeline(on_error="skip").run(tmp_path / "w2", workers=2, progress=False)
+    assert skipped.step("read_jsonl")["errors"] == 1 and len(_files_seen(log)) == 8
+    (folder / "b.jsonl").write_text((folder / "b.jsonl").read_text().replace(
+        '{"n": 112, "text": \n', '{"n": 112, "text": "again"}\n'))
+    again = pipeline(on_error="skip").run(tmp_path / "w2", workers=2, progress=False)
+    assert _files_seen(log) == [1, 1]
+    assert again.step("read_jsonl")["errors"] == 0
+    assert again.step("test_logged_double")["rows_out"] == 120
+    table = pipeline(on_error="skip").collect(tmp_path / "w2", progress=False)
+    assert sorted(table["double"].to_pylist()) == out and table.num_rows == 120
+    assert _files_seen(log) == []  # collecting a cached run computes nothing

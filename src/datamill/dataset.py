@@ -47,6 +47,9 @@ class Step:
     consumed: dict = field(default_factory=dict)
     produced: dict = field(default_factory=dict)
     on_error: OnError = "raise"
+    # the key computed as if the source's files had not changed: partitions of a step of
+    # the same family that read the same, unchanged files can be kept (executors/adopt.py)
+    family: str = ""
 
     @property
     def kind(self) -> str:
@@ -148,10 +151,12 @@ class LazyDataset:
             raise SchemaError(f"input has a column named {ID!r}, which datamill reserves for "
                               "row ids", step=name, operation=op.name)
         key = step_key(op.identity(), op.version, op.args, [], extra=op.fingerprint())
+        family = step_key(op.identity(), op.version, op.args, [],
+                          extra={"schema": {c: str(t) for c, t in schema.items()}})
         columns = {c: ColumnRef(name, c) for c in [ID, *schema]}
         schema = {ID: _id_type(), **schema}
         step = Step(name=name, op=op, parent=None, key=key, schema=schema, columns=columns,
-                    produced=dict(schema), on_error=on_error)
+                    produced=dict(schema), on_error=on_error, family=family)
         return cls(step)
 
     def apply(self, op: Any, **args: Any) -> Self:
@@ -199,10 +204,12 @@ class LazyDataset:
                 schema[PARENT_ID] = schema[ID]
                 columns[PARENT_ID] = ColumnRef(name, PARENT_ID)
                 columns[ID] = ColumnRef(name, ID)
-        key = step_key(op.identity(), op.version, op.args, [parent.key],
-                       extra={"on_error": on_error, "kind": op.kind})
+        extra = {"on_error": on_error, "kind": op.kind}
+        key = step_key(op.identity(), op.version, op.args, [parent.key], extra=extra)
+        family = step_key(op.identity(), op.version, op.args, [parent.family], extra=extra) \
+            if parent.family and op.kind != "global" else ""
         step = Step(name=name, op=op, parent=parent, key=key, schema=schema, columns=columns,
-                    consumed=consumed, produced=produced, on_error=on_error)
+                    consumed=consumed, produced=produced, on_error=on_error, family=family)
         return type(self)(step)
 
     def write(self, target: Any, format: str | None = None, **args: Any) -> Self:

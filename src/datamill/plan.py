@@ -98,3 +98,12 @@ def build_stages(chain: list[Step], complete: set[str]) -> list[Stage]:
         if stage.kind == "rowwise":
             stage.needed = input_refs(stage.steps)
     return stages
+
+
+def resumed(stage: Stage, first: int) -> Stage:
+    """The row-wise `stage` from its step `first` on, reading what the steps before it
+    committed (for partitions whose first steps are already there)."""
+    if first == 0:
+        return stage
+    steps = stage.steps[first:]
+    return Stage("rowwise", steps, steps[0].parent, input_refs(steps))

@@ -26,7 +26,7 @@ from ..manifest import (
     step_record,
     write_manifest,
 )
-from ..plan import Stage, build_stages, stores_data
+from ..plan import Stage, build_stages, resumed, stores_data
 from ..reader import partition_count
 from ..storage import (
     Workdir,
@@ -37,6 +37,7 @@ from ..storage import (
     remove_tree,
 )
 from . import global_phases, rowwise
+from .adopt import adopt_partitions
 from .progress import Progress, logger
 from .workers import teardown_all
 
@@ -310,17 +311,25 @@ class Executor:
         return [p for p in range(count) if not all(self._committed(s, p) for s in steps)]
 
     def _run_rowwise(self, stage: Stage, count: int, progress: Progress) -> None:
+        if self.cache:  # partitions of input files that did not change are kept
+            adopt_partitions(self.workdir, stage, count)
         pending = self._pending(stage.steps, count)
         progress.skip(stage, count - len(pending))
         workdir = self.workdir
-
-        def unit(p: int, report: Any) -> dict:
-            return rowwise.run_partition(workdir, stage, p, report)
-
+        by_start: dict[int, list[int]] = {}  # first step not yet committed -> partitions
+        for p in pending:
+            first = next(i for i, s in enumerate(stage.steps) if not self._committed(s, p))
+            by_start.setdefault(first, []).append(p)
         # memory:// sinks live in this process's memory: forked workers would lose their files
         serial = any(getattr(s.op, "driver_only", False) for s in stage.steps)
-        self._parallel({"rowwise": unit}, "rowwise", pending, progress, serial=serial,
-                       steps=stage.steps)
+        for first, parts in sorted(by_start.items()):
+            part = resumed(stage, first)
+
+            def unit(p: int, report: Any, part: Stage = part) -> dict:
+                return rowwise.run_partition(workdir, part, p, report)
+
+            self._parallel({"rowwise": unit}, "rowwise", parts, progress, serial=serial,
+                           steps=part.steps)
 
     def _run_global(self, stage: Stage, count: int, progress: Progress) -> None:
         from . import components
