@@ -28,10 +28,11 @@ _EXPORTS = {
     "expand_operation": "datamill.operation",
     "LocalExecutor": "datamill.executors.local",
     "RunResult": "datamill.executors.local",
-    "dropped_rows": "datamill.manifest",
-    "duplicates": "datamill.manifest",
+    "dropped_rows": "datamill.rows",
+    "duplicates": "datamill.rows",
     "load_manifest": "datamill.manifest",
     "quarantined_rows": "datamill.rows",
+    "find_row": "datamill.rows",
     "DatamillError": "datamill.errors",
     "PipelineError": "datamill.errors",
     "SchemaError": "datamill.errors",
@@ -51,9 +52,9 @@ if TYPE_CHECKING:
     from .errors import *  # noqa: F403
     from .executors.local import LocalExecutor, RunResult
     from .integrity import verify
-    from .manifest import dropped_rows, duplicates, load_manifest
+    from .manifest import load_manifest
     from .operation import *  # noqa: F403
-    from .rows import quarantined_rows
+    from .rows import dropped_rows, duplicates, find_row, quarantined_rows
     from .running import Dataset
 
 

@@ -78,22 +78,34 @@ class ReadWorkdir(SourceOperation):
         return self._lineage
 
     def _steps(self) -> Any:
-        from ..dataset import ColumnRef, Step
+        from ..dataset import ColumnRef
 
+        parent = self.chain()[-1]
         lineage = self.lineage()
-        parent = None
-        for record in lineage["steps"]:
+        columns = {c: ColumnRef(v["step"], v["stored"]) for c, v in lineage["columns"].items()}
+        parent.columns = columns
+        parent.schema = self.schema()
+        return parent
+
+    def chain(self) -> list[Any]:
+        """The dataset's steps (sinks left out), each with the columns it exposes (as
+        `ColumnRef`s: the step that stored each), so that any step's rows can be read back.
+        Types are not recorded per step: `schema` holds the column names only."""
+        from ..dataset import Step
+
+        steps: list[Any] = []
+        columns: dict = {}
+        for record in self.lineage()["steps"]:
             if record.get("kind") == "sink":
                 continue
             op: Any = _Recorded(record)
             if record.get("kind") == "source" and not record.get("stores_data", True):
                 op = self._source_in_place(record)
-            parent = Step(name=record["name"], op=op, parent=parent, key=record["cache_key"],
-                          schema={}, columns={}, on_error=record.get("on_error", "raise"))
-        columns = {c: ColumnRef(v["step"], v["stored"]) for c, v in lineage["columns"].items()}
-        parent.columns = columns
-        parent.schema = self.schema()
-        return parent
+            columns = _columns_after(record, columns)
+            steps.append(Step(name=record["name"], op=op, parent=steps[-1] if steps else None,
+                              key=record["cache_key"], schema=dict.fromkeys(columns),
+                              columns=columns, on_error=record.get("on_error", "raise")))
+        return steps
 
     def _source_in_place(self, record: dict) -> Any:
         """Rebuild a source that the earlier run read in place (not copied into the workdir),
@@ -151,3 +163,33 @@ class ReadWorkdir(SourceOperation):
         table = read_columns(Workdir(self.root), target, partition,
                              [target.columns[c] for c in names])
         yield table.rename_columns(names)
+
+
+def _columns_after(record: dict, columns: dict) -> dict:
+    """The columns a recorded step exposes, from those of its parent: what it produced
+    replaces or adds; a projection (select, drop, rename) is replayed from its arguments."""
+    from .. import registry
+    from ..dataset import ID, PARENT_ID, ColumnRef
+
+    name, kind = record["name"], record.get("kind")
+    produced = list(record.get("produced", {}))
+    if kind == "source":
+        return {c: ColumnRef(name, c) for c in dict.fromkeys([ID, *produced])}
+    if kind == "project":
+        try:
+            op = registry.get(record["operation"])(**record.get("arguments", {}))
+            mapping = op.project(dict.fromkeys(c for c in columns if not c.startswith("_")))
+        except Exception:  # noqa: BLE001 - not importable here: keep the parent's columns
+            return dict(columns)
+        out = {ID: columns[ID], **{new: columns[old] for new, old in mapping.items()
+                                   if old in columns}}
+        if PARENT_ID in columns:
+            out[PARENT_ID] = columns[PARENT_ID]
+        return out
+    out = dict(columns)
+    for c in produced:
+        out[c] = ColumnRef(name, c)
+    if kind == "expand":
+        out[ID] = ColumnRef(name, ID)
+        out[PARENT_ID] = ColumnRef(name, PARENT_ID)
+    return out
