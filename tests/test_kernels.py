@@ -64,3 +64,15 @@ def test_repetition_stats_are_the_same_with_and_without_kernels(texts, monkeypat
     for name in slow:
         np.testing.assert_array_equal(np.asarray(fast[name]), np.asarray(slow[name]),
                                       err_msg=name)
+
+
+def test_token_features_are_the_same_with_and_without_kernels(texts, monkeypatch) -> None:
+    from datamill.ops.quality.tokenize import FIELDS
+
+    sample = texts + ["naïve café Привет 東京。 \U0001F600 don't gonna e.g. a... 5km", "ﬁ" * 9]
+    fast = featurize(sample)
+    monkeypatch.setattr(kernels, "library", lambda: None)
+    slow = featurize(sample)
+    np.testing.assert_array_equal(fast.offsets, slow.offsets)
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)

@@ -182,3 +182,31 @@ fail:
     free(tab.count);
     return -1;
 }
+
+#define HASH_R 0x9E3779B97F4A7C15ULL     /* tokenize._R */
+#define HASH_LEN 0xBF58476D1CE4E5B9ULL   /* mixes a token's length into its hash */
+
+/* Each token's hash (tokenize._featurize): the sum over its characters of code point times
+ * R^(position in the token), modulo 2^64, XOR its length times HASH_LEN. */
+void token_hashes(const uint32_t *cp, const int64_t *tstart, const int64_t *tend,
+                  int64_t n_tokens, uint64_t *out) {
+    for (int64_t t = 0; t < n_tokens; t++) {
+        uint64_t h = 0, pw = 1;
+        for (int64_t i = tstart[t]; i < tend[t]; i++) {
+            h += (uint64_t)cp[i] * pw;
+            pw *= HASH_R;
+        }
+        out[t] = h ^ ((uint64_t)(tend[t] - tstart[t]) * HASH_LEN);
+    }
+}
+
+/* Each token's bits: the OR over its characters of bits[flags] (tokenize._bits_table). */
+void token_bits(const uint16_t *flags, const uint8_t *bits, const int64_t *tstart,
+                const int64_t *length, int64_t n_tokens, uint8_t *out) {
+    for (int64_t t = 0; t < n_tokens; t++) {
+        uint8_t b = 0;
+        const uint16_t *f = flags + tstart[t];
+        for (int64_t i = 0; i < length[t] && b != 7; i++) b |= bits[f[i]];
+        out[t] = b;
+    }
+}

@@ -28,6 +28,10 @@ def library() -> Any:
             lib.ngram_repetition.restype = ctypes.c_int
             lib.part_duplicates.argtypes = [p, p, p, p, ctypes.c_int64, p, p]
             lib.part_duplicates.restype = ctypes.c_int
+            lib.token_hashes.argtypes = [p, p, p, ctypes.c_int64, p]
+            lib.token_hashes.restype = None
+            lib.token_bits.argtypes = [p, p, p, p, ctypes.c_int64, p]
+            lib.token_bits.restype = None
             return lib
     return None
 
@@ -76,3 +80,35 @@ def part_duplicates(data: Any, start: Any, end: Any, count: Any) -> tuple[Any, A
                            _ptr(dup), _ptr(dup_chars)):
         raise MemoryError("part_duplicates: out of memory")
     return dup, dup_chars
+
+
+def token_hashes(cp: Any, tstart: Any, tend: Any) -> Any:
+    """tokenize._featurize's token hashes (before special splits), in C; None without
+    kernels. `cp`: uint32 code points; `tstart`, `tend`: int64 token bounds."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    cp = np.ascontiguousarray(cp, dtype=np.uint32)
+    tstart = np.ascontiguousarray(tstart, dtype=np.int64)
+    tend = np.ascontiguousarray(tend, dtype=np.int64)
+    out = np.empty(len(tstart), np.uint64)
+    lib.token_hashes(_ptr(cp), _ptr(tstart), _ptr(tend), len(tstart), _ptr(out))
+    return out
+
+
+def token_bits(flags: Any, table: Any, tstart: Any, length: Any) -> Any:
+    """The OR of `table[flags]` over each token's characters, in C; None without kernels."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    flags = np.ascontiguousarray(flags, dtype=np.uint16)
+    tstart = np.ascontiguousarray(tstart, dtype=np.int64)
+    length = np.ascontiguousarray(length, dtype=np.int64)
+    out = np.empty(len(tstart), np.uint8)
+    lib.token_bits(_ptr(flags), _ptr(table), _ptr(tstart), _ptr(length), len(tstart),
+                   _ptr(out))
+    return out

@@ -337,6 +337,8 @@ def featurize(texts: list[str], rules: bool = True) -> Tokens:
 def _featurize(texts: list[str], rules: bool) -> Tokens:
     import numpy as np
 
+    from . import kernels
+
     big = "\n".join(texts) + "\n"
     cp = np.frombuffer(big.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     n = len(cp)
@@ -362,14 +364,16 @@ def _featurize(texts: list[str], rules: bool) -> Tokens:
         last[:-1] = prev_space[tstart[1:]]
         tend[last] = cend + 1
     length = tend - tstart
-    pw, inv = _powers(n + 1)
-    with np.errstate(over="ignore"):
-        acc = np.empty(n + 1, dtype=np.uint64)
-        acc[0] = 0
-        np.multiply(cp, pw[:n], out=acc[1:], dtype=np.uint64)
-        np.cumsum(acc[1:], out=acc[1:])
-        h = (np.take(acc, tend) - np.take(acc, tstart)) * np.take(inv, tstart)
-        h ^= length.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+    h = kernels.token_hashes(cp, tstart, tend)
+    if h is None:  # the numpy twin: prefix sums of cp * R**i, divided by R**start
+        pw, inv = _powers(n + 1)
+        with np.errstate(over="ignore"):
+            acc = np.empty(n + 1, dtype=np.uint64)
+            acc[0] = 0
+            np.multiply(cp, pw[:n], out=acc[1:], dtype=np.uint64)
+            np.cumsum(acc[1:], out=acc[1:])
+            h = (np.take(acc, tend) - np.take(acc, tstart)) * np.take(inv, tstart)
+            h ^= length.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
     if rules:  # before the other fields: they are computed once, for the final tokens
         tstart, tend, h = _split_specials(tstart, tend, h, f)
         length = tend - tstart
@@ -379,8 +383,11 @@ def _featurize(texts: list[str], rules: bool) -> Tokens:
     # characters look further
     table = _bits_table()
     first = f[tstart]
-    bits = np.take(table, first)
-    rest = np.flatnonzero((bits != 7) & (length > 1))
+    bits = kernels.token_bits(f, table, tstart, length)
+    rest = np.zeros(0, np.int64)
+    if bits is None:
+        bits = np.take(table, first)
+        rest = np.flatnonzero((bits != 7) & (length > 1))
     if len(rest):
         sizes = length[rest]
         bounds = np.zeros(len(rest) + 1, dtype=np.int64)
