@@ -1,15 +1,21 @@
-"""Cache keys: hash(operation identity + version, arguments, input keys)."""
+"""Cache keys: a step's key is a digest of its code, its arguments and its inputs.
+
+The three parts are kept apart (`KeyParts`, stored in the step record) so that a later run
+can say which of them changed when a step recomputes.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
+from dataclasses import dataclass
 from typing import Any
+
+from .code_fingerprint import code_fingerprint
 
 
 def canonical(value: Any) -> Any:
-    """A JSON-able, deterministic form of an argument value (functions by their source)."""
+    """A JSON-able, deterministic form of an argument value (functions by their code)."""
     from pydantic import BaseModel
 
     if isinstance(value, BaseModel):
@@ -30,26 +36,59 @@ def canonical(value: Any) -> Any:
 
 
 def function_fingerprint(fn: Any) -> str:
-    """Identify a user function by its qualified name and source text."""
+    """Identify a user function by its qualified name and the digest of its code (its source,
+    what it calls and the values it closes over: see `code_fingerprint`)."""
     name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        source = repr(getattr(fn, "__code__", fn))
-    closure = getattr(fn, "__closure__", None) or ()
-    cells = []
-    for cell in closure:
-        try:
-            cells.append(repr(cell.cell_contents))
-        except ValueError:
-            cells.append("<empty>")
-    digest = hashlib.sha256((source + "\0" + "\0".join(cells)).encode()).hexdigest()[:16]
-    return f"{name}@{digest}"
+    return f"{name}@{code_fingerprint(fn)}"
 
 
-def step_key(identity: str, version: str, args: Any, inputs: list[str], extra: Any = None) -> str:
-    payload = json.dumps(
-        {"op": identity, "version": version, "args": canonical(args), "inputs": inputs,
-         "extra": canonical(extra)},
-        sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+def digest(value: Any, length: int = 16) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def holds_code(value: Any) -> bool:
+    """Is the argument (a function, or a collection of them) code rather than data?"""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return bool(value) and all(holds_code(v) for v in value)
+    if isinstance(value, dict):
+        return bool(value) and all(holds_code(v) for v in value.values())
+    return callable(value) and not isinstance(value, type)
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """What a step's cache key is made of.
+
+    code: a digest of the operation's identity, version, kind, code fingerprint and of the
+    arguments that are functions (`python_map`'s); arguments: a digest per other argument
+    and per step option; inputs: the parent step's key, or a digest of a source's input
+    files."""
+
+    code: str
+    arguments: dict[str, str]
+    inputs: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return digest({"code": self.code, "arguments": self.arguments,
+                       "inputs": list(self.inputs)}, 20)
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "arguments": dict(self.arguments),
+                "inputs": list(self.inputs)}
+
+
+def key_parts(op: Any, inputs: list[str], options: dict[str, Any] | None = None) -> KeyParts:
+    """The key parts of operation instance `op` applied to `inputs` with step `options`."""
+    code: dict[str, Any] = {"operation": op.identity(), "version": op.version,
+                            "kind": op.kind, "fingerprint": code_fingerprint(type(op))}
+    arguments: dict[str, str] = {}
+    for name, value in op.args:
+        if holds_code(value):
+            code[f"argument {name}"] = canonical(value)
+        else:
+            arguments[name] = digest(canonical(value))
+    for name, value in (options or {}).items():
+        arguments[f"step option {name}"] = digest(canonical(value))
+    return KeyParts(digest(code), arguments, tuple(inputs))

@@ -96,6 +96,27 @@ def _dropped_total(dropped: dict[str, int]) -> int:
     return sum(dropped.values())
 
 
+def _cache_cell(step: dict, hit: str, miss: str) -> str:
+    """`hit` for a cached step, else `miss` and why it recomputed (from the manifest)."""
+    if step.get("cached"):
+        return hit
+    because = (step.get("recomputed") or {}).get("because") or []
+    return f"{miss}: {', '.join(because)}" if because else miss
+
+
+def _recompute_details(steps: Sequence[dict]) -> None:
+    """One line per step that recomputed for a change or damage of its own (not for its
+    input only, and not on a first run)."""
+    plain = {"input", "new", "cache off"}
+    lines = [f"  {s['name']}: {why.get('detail', '')}" for s in steps
+             if not s.get("cached") and (why := s.get("recomputed") or {})
+             and not set(why.get("because") or []) <= plain]
+    if lines:
+        print("\nwhy recomputed:")
+        for line in lines:
+            print(_wrapped(line, "    "))
+
+
 def _drop_reasons(steps: Sequence[dict]) -> None:
     """Rows dropped by each step, by reason: a table of their own, so that the summary
     stays narrow however many reasons a step has."""
@@ -121,7 +142,9 @@ def load_pipeline_file(path: Path) -> Any:
     """Import a pipeline file as a module (its folder goes on sys.path).
 
     The module name is derived from the file's stem, not its location, so that operations
-    defined in the file keep their identity (part of cache keys) if the file moves."""
+    defined in the file keep their identity (part of cache keys) if the file moves. The file
+    is compiled from its source, never from a cached .pyc (whose staleness check only sees
+    whole seconds and sizes): the code that runs is the code the cache key hashed."""
     import importlib.util
 
     path = path.resolve()
@@ -136,7 +159,7 @@ def load_pipeline_file(path: Path) -> Any:
     if str(path.parent) not in sys.path:
         sys.path.insert(0, str(path.parent))
     try:
-        spec.loader.exec_module(module)
+        exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)
     except Exception as exc:
         sys.modules.pop(name, None)
         raise CLIError(f"error while loading pipeline file {path}: {type(exc).__name__}: {exc}",
@@ -229,8 +252,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _table(["step", "kind", "rows in -> out", "dropped", "errors", "cached"],
            [[s["name"], s.get("kind", "?"), f"{s.get('rows_in', 0)} -> {s.get('rows_out', 0)}",
              _dropped_total(s.get("dropped", {})), s.get("errors", 0),
-             "cached" if s.get("cached") else "computed"] for s in steps])
+             _cache_cell(s, "cached", "computed")] for s in steps])
     _drop_reasons(steps)
+    _recompute_details(steps)
     for s in steps:
         if s.get("kind") == "sink":
             print(f"output: {s['arguments'].get('path')}")
@@ -350,9 +374,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                [[s["name"], s.get("operation", "?"), s.get("kind", "?"), s.get("rows_in", "?"),
                  s.get("rows_out", "?"), _dropped_total(s.get("dropped", {})),
                  s.get("errors", 0), f"{s.get('wall_seconds', 0):.2f}",
-                 "yes" if s.get("cached") else "no"]
+                 _cache_cell(s, "yes", "no")]
                 for s in ds["steps"]], title=f"dataset {ds.get('name')}:")
         _drop_reasons(ds["steps"])
+        _recompute_details(ds["steps"])
         for s in ds["steps"]:  # an operation's own counters (Operation.count)
             if s.get("counters"):
                 print(_wrapped(f"counters of {s['name']}: "

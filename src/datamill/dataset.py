@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .cache import step_key
+from .cache import KeyParts, digest, key_parts
 from .errors import ArgumentError, PipelineError, SchemaError, did_you_mean
 from .operation import OnError, Operation, ensure_no_collision
 from .schema import is_compatible, type_name
@@ -47,6 +47,7 @@ class Step:
     consumed: dict = field(default_factory=dict)
     produced: dict = field(default_factory=dict)
     on_error: OnError = "raise"
+    parts: KeyParts | None = None  # what `key` is made of (code, arguments, inputs)
     # the key computed as if the source's files had not changed: partitions of a step of
     # the same family that read the same, unchanged files can be kept (executors/adopt.py)
     family: str = ""
@@ -150,13 +151,14 @@ class LazyDataset:
         if ID in schema:
             raise SchemaError(f"input has a column named {ID!r}, which datamill reserves for "
                               "row ids", step=name, operation=op.name)
-        key = step_key(op.identity(), op.version, op.args, [], extra=op.fingerprint())
-        family = step_key(op.identity(), op.version, op.args, [],
-                          extra={"schema": {c: str(t) for c, t in schema.items()}})
+        parts = key_parts(op, [digest(op.fingerprint())], {"on_error": on_error})
+        family = replace(parts, inputs=(digest({"schema": {c: str(t)
+                                                           for c, t in schema.items()}}),))
         columns = {c: ColumnRef(name, c) for c in [ID, *schema]}
         schema = {ID: _id_type(), **schema}
-        step = Step(name=name, op=op, parent=None, key=key, schema=schema, columns=columns,
-                    produced=dict(schema), on_error=on_error, family=family)
+        step = Step(name=name, op=op, parent=None, key=parts.key, schema=schema,
+                    columns=columns, produced=dict(schema), on_error=on_error, parts=parts,
+                    family=family.key)
         return cls(step)
 
     def apply(self, op: Any, **args: Any) -> Self:
@@ -204,12 +206,12 @@ class LazyDataset:
                 schema[PARENT_ID] = schema[ID]
                 columns[PARENT_ID] = ColumnRef(name, PARENT_ID)
                 columns[ID] = ColumnRef(name, ID)
-        extra = {"on_error": on_error, "kind": op.kind}
-        key = step_key(op.identity(), op.version, op.args, [parent.key], extra=extra)
-        family = step_key(op.identity(), op.version, op.args, [parent.family], extra=extra) \
+        parts = key_parts(op, [parent.key], {"on_error": on_error})
+        family = replace(parts, inputs=(parent.family,)).key \
             if parent.family and op.kind != "global" else ""
-        step = Step(name=name, op=op, parent=parent, key=key, schema=schema, columns=columns,
-                    consumed=consumed, produced=produced, on_error=on_error, family=family)
+        step = Step(name=name, op=op, parent=parent, key=parts.key, schema=schema,
+                    columns=columns, consumed=consumed, produced=produced, on_error=on_error,
+                    parts=parts, family=family)
         return type(self)(step)
 
     def write(self, target: Any, format: str | None = None, **args: Any) -> Self:
@@ -224,9 +226,9 @@ class LazyDataset:
         parent = self._step
         consumed = op.resolve_consumes(_visible(parent.schema))
         self._check_consumes(name, op, consumed)
-        key = step_key(op.identity(), op.version, op.args, [parent.key], extra={"kind": "sink"})
-        step = Step(name=name, op=op, parent=parent, key=key, schema=dict(parent.schema),
-                    columns=dict(parent.columns), consumed=consumed)
+        parts = key_parts(op, [parent.key])
+        step = Step(name=name, op=op, parent=parent, key=parts.key, schema=dict(parent.schema),
+                    columns=dict(parent.columns), consumed=consumed, parts=parts)
         return type(self)(step)
 
     # --- conveniences over built-in operations ------------------------------------------

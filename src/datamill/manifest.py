@@ -1,7 +1,8 @@
 """Step records and manifests: the lineage every run leaves behind.
 
 A step record (`steps/<key>/_SUCCESS.json`) holds the operation, its version and arguments,
-the cache key and input keys, rows in/out, drops by reason, errors, the operation's own
+its code fingerprint (`code`), the cache key, what the key is made of (`key_parts`: code,
+arguments, inputs) and input keys, rows in/out, drops by reason, errors, the operation's own
 counters (`Operation.count`), timings, and the files
 committed per partition. The manifest (`manifest.json`) lists, for each dataset a run
 produced, its steps in order and, per column, the step that produced it and its type.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import canonical
+from .code_fingerprint import code_fingerprint
 from .dataset import Step
 from .plan import stores_data, stores_index
 from .schema import type_name
@@ -39,7 +41,9 @@ def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) ->
         "kind": step.kind,
         "arguments": canonical(step.op.args),
         "on_error": step.on_error,
+        "code": code_fingerprint(type(step.op)),
         "cache_key": step.key,
+        "key_parts": step.parts.as_dict() if step.parts else None,
         "inputs": [step.parent.key] if step.parent else [],
         "rows_in": sum(s.get("rows_in", 0) for s in partitions.values()),
         "rows_out": sum(s.get("rows_out", 0) for s in partitions.values()),
@@ -68,13 +72,16 @@ def load_record(workdir: Workdir, step: Step) -> dict | None:
     return read_json(workdir.step_dir(step.key) / SUCCESS)
 
 
-def dataset_lineage(step: Step, records: dict[str, dict], cached: set[str]) -> dict:
-    """The lineage of the dataset ending at `step`: its steps (records) and its columns."""
+def dataset_lineage(step: Step, records: dict[str, dict], cached: set[str],
+                    why: dict[str, dict] | None = None) -> dict:
+    """The lineage of the dataset ending at `step`: its steps (records) and its columns;
+    `why` holds the reason each recomputed step recomputed (see `cache_history`)."""
     steps = []
     for s in step.chain():
         record = dict(records.get(s.key) or {"name": s.name, "cache_key": s.key})
         record.pop("partitions", None)
         record["cached"] = s.key in cached
+        record["recomputed"] = None if s.key in cached else (why or {}).get(s.key)
         steps.append(record)
     columns = {c: {"type": type_name(step.schema[c]), "step": ref.step, "stored": ref.stored}
                for c, ref in step.columns.items()}

@@ -4,6 +4,8 @@
       .lock                    held (flock) by the run using the workdir
       manifest.json            lineage of the datasets the last run produced
       runs/<run id>.json       one record per run
+      history.json             per step name, the parts of its last completed keys (why a
+                               step recomputes: cache_history.py)
       steps/<cache key>/       one materialized step, content-addressed by its cache key
         part-00000.parquet       produced columns (+ `_index` when the row set changed)
         dropped-00000.parquet    `_id`, `_reason` of rows a filter dropped

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..cache_history import ABSENT, BROKEN, CACHE_OFF, INTACT, PARTIAL, CacheHistory, explain
+from ..cache_history import reason as cache_reason
 from ..dataset import LazyDataset, Step
 from ..errors import CorruptFileError, StorageError
 from ..integrity import Damage, mark_damaged, take_damaged
@@ -128,6 +130,13 @@ class Executor:
             return step.op.outputs_ok(record) and step.op.written_from(self.workdir.root)
         return True
 
+    def key_state(self, step: Step) -> str:
+        """What the workdir holds under the step's key (to say why it recomputes)."""
+        if load_record(self.workdir, step) is not None:
+            return INTACT if self.is_complete(step) else BROKEN
+        folder = self.workdir.step_dir(step.key)
+        return PARTIAL if folder.is_dir() and any(folder.iterdir()) else ABSENT
+
     def complete_keys(self, chain: list[Step]) -> set[str]:
         """Keys of the complete prefix of `chain` (a step counts only if its ancestors do)."""
         done: set[str] = set()
@@ -152,8 +161,14 @@ class Executor:
             self.check(datasets)
             records: dict[str, dict] = {}
             cached: set[str] = set()
-            self._run_repairing([ds.step for ds in datasets], records, cached)
-            lineages = [dataset_lineage(ds.step, records, cached) for ds in datasets]
+            self._history = CacheHistory(self.workdir)
+            self._why: dict[str, dict] = {}  # recomputed step's key -> why (cache_history)
+            try:
+                self._run_repairing([ds.step for ds in datasets], records, cached)
+            finally:
+                self._remember(datasets, records)
+            lineages = [dataset_lineage(ds.step, records, cached, self._why)
+                        for ds in datasets]
             for ds, lineage in zip(datasets, lineages):
                 if ds.step.kind == "sink" and ds.step.key not in cached:
                     ds.step.op.finalize(records[ds.step.key], lineage)
@@ -210,6 +225,12 @@ class Executor:
                 if step.key in complete and step.key not in records:
                     cached.add(step.key)
                     records[step.key] = load_record(self.workdir, step)
+            if self.cache:
+                explain(chain, complete | set(records), self.key_state, self._history,
+                        self._why)
+            else:
+                self._why.update((s.key, cache_reason(CACHE_OFF, "run without the cache"))
+                                 for s in chain)
             stages = build_stages(chain, complete | set(records))
             with Progress(chain, self.progress_mode, self.log) as progress:
                 for step in chain:
@@ -230,6 +251,15 @@ class Executor:
                                            exc.problem)])
         records.pop(exc.key, None)
         cached.discard(exc.key)
+
+    def _remember(self, datasets: list[LazyDataset], records: dict) -> None:
+        """Note every complete step in the history (it only explains: never fail a run)."""
+        for ds in datasets:
+            for step in ds.step.chain():
+                if step.key in records:
+                    self._history.remember(step)
+        with contextlib.suppress(StorageError, OSError):
+            self._history.save()
 
     def _steps_to_run(self, datasets: list[LazyDataset]) -> list[Step]:
         """Every step of `datasets` that the cache does not already hold, once each."""
