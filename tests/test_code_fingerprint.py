@@ -218,3 +218,20 @@ def test_redefining_a_helper_in_a_notebook_changes_the_callers_fingerprint():
     assert code_fingerprint(caller) == first
     _define("def helper(x):\n    return x + 2\n", "helper", cell)  # the cell run again, edited
     assert code_fingerprint(caller) != first
+
+
+def test_a_corrupt_file_found_on_read_is_named(project, capsys):
+    run(project, capsys)
+    wd = project / "wd"
+    manifest = json.loads((wd / "manifest.json").read_text())
+    keys = {s["name"]: s["cache_key"] for s in manifest["datasets"][0]["steps"]}
+    part = next((wd / "steps" / keys["mark"]).glob("part-*.parquet"))
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes: found by its checksum when read
+    part.write_bytes(bytes(data))
+    edit(project, "MIN_WORDS = 1", "MIN_WORDS = 5")  # the sink reads `mark` again
+    run(project, capsys)
+    reasons = why(project, capsys)
+    assert reasons["mark"] == ["file missing or corrupt"]
+    assert reasons["text_length_filter"] == ["arguments"]
+    assert reasons["fp_tag"] is None

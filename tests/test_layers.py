@@ -10,9 +10,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "datamill"
 FLOORS = [
-    {"_version", "errors", "schema", "cache"},
+    {"_version", "errors", "schema", "cache", "code_fingerprint"},
     {"operation", "registry", "storage", "integrity"},
-    {"dataset", "formats", "plan", "reader", "manifest"},  # the DAG and its stored form
+    {"dataset", "formats", "plan", "reader", "manifest", "cache_history"},  # the DAG and its stored form
     {"executors", "io"},
     {"running", "rows", "ops", "search", "evaluate"},
     {"cli", "__init__", "__main__"},
