@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "datamill"
 FLOORS = [
     {"_version", "errors", "schema", "cache", "code_fingerprint"},
     {"operation", "registry", "storage", "integrity"},
-    {"dataset", "formats", "plan", "reader", "manifest", "cache_history"},  # the DAG and its stored form
+    # the DAG and its stored form
+    {"dataset", "formats", "plan", "reader", "manifest", "cache_history"},
     {"executors", "io"},
     {"running", "rows", "ops", "search", "evaluate"},
     {"cli", "__init__", "__main__"},

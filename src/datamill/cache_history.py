@@ -86,7 +86,7 @@ class CacheHistory:
         if ARGUMENTS in changed:
             now, then = step.parts.arguments, best.get("arguments") or {}
             names = sorted(k for k in {*now, *then} if now.get(k) != then.get(k))
-            details.append(f"arguments changed: {', '.join(names)}")
+            details.append(f"{', '.join(names)} changed")
         if INPUT in changed:
             details.append("its input files changed" if step.parent is None
                            else f"upstream step {upstream or step.parent.name!r} changed")

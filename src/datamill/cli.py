@@ -96,25 +96,16 @@ def _dropped_total(dropped: dict[str, int]) -> int:
     return sum(dropped.values())
 
 
-def _cache_cell(step: dict, hit: str, miss: str) -> str:
-    """`hit` for a cached step, else `miss` and why it recomputed (from the manifest)."""
-    if step.get("cached"):
-        return hit
-    because = (step.get("recomputed") or {}).get("because") or []
-    return f"{miss}: {', '.join(because)}" if because else miss
-
-
-def _recompute_details(steps: Sequence[dict]) -> None:
-    """One line per step that recomputed for a change or damage of its own (not for its
-    input only, and not on a first run)."""
-    plain = {"input", "new", "cache off"}
-    lines = [f"  {s['name']}: {why.get('detail', '')}" for s in steps
-             if not s.get("cached") and (why := s.get("recomputed") or {})
-             and not set(why.get("because") or []) <= plain]
-    if lines:
-        print("\nwhy recomputed:")
-        for line in lines:
-            print(_wrapped(line, "    "))
+def _why_recomputed(steps: Sequence[dict]) -> None:
+    """Why each step the cache did not serve recomputed (`recomputed` in the manifest): a
+    table of its own, so that the summary stays narrow. A first run (every step `new`) and
+    a run without the cache have nothing to explain."""
+    rows = [[s["name"], ", ".join(why["because"]), why.get("detail", "")] for s in steps
+            if not s.get("cached") and (why := s.get("recomputed") or {})
+            and not set(why.get("because") or []) <= {"new", "cache off"}]
+    if rows:
+        print()
+        _table(["step", "because", "detail"], rows, title="why recomputed:")
 
 
 def _drop_reasons(steps: Sequence[dict]) -> None:
@@ -252,9 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _table(["step", "kind", "rows in -> out", "dropped", "errors", "cached"],
            [[s["name"], s.get("kind", "?"), f"{s.get('rows_in', 0)} -> {s.get('rows_out', 0)}",
              _dropped_total(s.get("dropped", {})), s.get("errors", 0),
-             _cache_cell(s, "cached", "computed")] for s in steps])
+             "cached" if s.get("cached") else "computed"] for s in steps])
     _drop_reasons(steps)
-    _recompute_details(steps)
+    _why_recomputed(steps)
     for s in steps:
         if s.get("kind") == "sink":
             print(f"output: {s['arguments'].get('path')}")
@@ -374,10 +365,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                [[s["name"], s.get("operation", "?"), s.get("kind", "?"), s.get("rows_in", "?"),
                  s.get("rows_out", "?"), _dropped_total(s.get("dropped", {})),
                  s.get("errors", 0), f"{s.get('wall_seconds', 0):.2f}",
-                 _cache_cell(s, "yes", "no")]
+                 "yes" if s.get("cached") else "no"]
                 for s in ds["steps"]], title=f"dataset {ds.get('name')}:")
         _drop_reasons(ds["steps"])
-        _recompute_details(ds["steps"])
+        _why_recomputed(ds["steps"])
         for s in ds["steps"]:  # an operation's own counters (Operation.count)
             if s.get("counters"):
                 print(_wrapped(f"counters of {s['name']}: "

@@ -154,6 +154,7 @@ class Executor:
         with self.workdir.lock() as lock_fd, self.session(lock_fd), \
                 contextlib.ExitStack() as self._claims:
             self.workdir.remove_temp_files()  # a killed run's: no live writer has any now
+            self._claimed: set[str] = set()  # sinks whose output this run holds
             if not self.cache:
                 for ds in datasets:
                     for step in ds.step.chain():
@@ -319,7 +320,8 @@ class Executor:
         the folder since (then every partition is rewritten)."""
         claim = getattr(step.op, "claim", None)
         taken_over = False
-        if claim is not None:
+        if claim is not None and step.key not in self._claimed:  # once: a repair re-runs it
+            self._claimed.add(step.key)
             taken_over = self._claims.enter_context(claim(self.workdir.root))
         if taken_over:
             for marker in folder.glob("stats-*.json"):
