@@ -293,3 +293,23 @@ def test_verify_reports_marks_and_the_next_run_recomputes_exactly_those(
 def test_verify_of_a_folder_that_is_no_workdir(tmp_path: Path, capsys) -> None:
     assert main(["verify", str(tmp_path)]) == 1
     assert "is not a datamill workdir" in capsys.readouterr().err
+
+
+def test_inspect_of_a_damaged_dropped_file_names_it(tmp_path: Path, capsys) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", make_rows(300))
+    dm.Dataset.read(data).apply("text_length_filter", min_words=5).run(tmp_path / "w",
+                                                                        progress=False)
+    flip_bytes(step_folder(tmp_path / "w", "text_length_filter") / "dropped-00000.parquet")
+    assert main(["inspect", str(tmp_path / "w"), "--dropped"]) == 1
+    err = capsys.readouterr().err
+    assert "dropped-00000.parquet is damaged (checksum mismatch" in err
+    assert "datamill verify" in err
+
+
+def test_two_sinks_of_one_run_writing_one_folder_are_refused(tmp_path: Path) -> None:
+    from datamill.running import run
+
+    base = dm.Dataset.read(write_jsonl(tmp_path / "in.jsonl", make_rows(50)))
+    with pytest.raises(dm.OutputBusyError, match="two sinks of this run"):
+        run([base.write(tmp_path / "out"), doubled(base).write(tmp_path / "out")],
+            tmp_path / "w", workers=1, progress=False)

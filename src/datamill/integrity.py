@@ -27,7 +27,12 @@ from .storage import (
 
 DAMAGED = "_DAMAGED.json"
 SUCCESS = "_SUCCESS.json"
-_verified: set[tuple] = set()  # (path, size, mtime, inode) of files this process checked
+_verified: set[tuple] = set()  # (path, size, mtime, inode) of files checked in this run
+
+
+def forget_verified() -> None:
+    """Check every file again when next read (a new run: bytes may have rotted since)."""
+    _verified.clear()
 
 
 @dataclass
@@ -75,6 +80,11 @@ def check_step_file(workdir: Workdir, key: str, step: str, partition: int, path:
         raise corrupt(workdir, key, step, partition, path, problem)
     if seen is not None:
         _verified.add(seen)
+
+
+def check_part_file(workdir: Workdir, key: str, step: str, path: Path) -> None:
+    """`check_step_file` for any file named `KIND-PPPPP.parquet` (dropped, quarantine)."""
+    check_step_file(workdir, key, step, int(path.stem.rsplit("-", 1)[1]), path)
 
 
 def corrupt(workdir: Workdir, key: str, step: str, partition: int, path: Path,

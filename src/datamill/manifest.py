@@ -18,6 +18,7 @@ from typing import Any
 from .cache import canonical
 from .code_fingerprint import code_fingerprint
 from .dataset import Step
+from .integrity import check_part_file
 from .plan import stores_data, stores_index
 from .schema import type_name
 from .storage import Workdir, atomic_write_json, part_name, read_json
@@ -130,6 +131,7 @@ def dropped_rows(workdir: str | Path, step_name: str | None = None) -> Any:
                 continue
             seen.add(s["cache_key"])
             for f in sorted(wd.step_dir(s["cache_key"]).glob("dropped-*.parquet")):
+                check_part_file(wd, s["cache_key"], s["name"], f)
                 t = pq.read_table(f)
                 tables.append(t.append_column("_step", pa.array([s["name"]] * t.num_rows,
                                                                 pa.string())))

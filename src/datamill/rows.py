@@ -15,6 +15,7 @@ from typing import Any
 
 from .dataset import ID, Step
 from .errors import InputError, SchemaError
+from .integrity import check_step_file
 from .manifest import load_manifest
 from .reader import read_columns
 from .storage import Workdir
@@ -117,7 +118,9 @@ def _dropping(workdir: Workdir, step_name: str | None) -> list[dict]:
 def _files(workdir: Workdir, kind: str, step_name: str | None) -> Iterator[tuple[dict, int, Path]]:
     for s in _last_run_steps(workdir, step_name):
         for f in sorted(workdir.step_dir(s["cache_key"]).glob(f"{kind}-*.parquet")):
-            yield s, int(f.stem.rsplit("-", 1)[1]), f
+            partition = int(f.stem.rsplit("-", 1)[1])
+            check_step_file(workdir, s["cache_key"], s["name"], partition, f)
+            yield s, partition, f
 
 
 def _with_step(table: Any, name: str) -> Any:

@@ -112,7 +112,7 @@ class Workdir:
         removed = freed = 0
         for folder, dirs, files in os.walk(self.root):
             for name in [*files, *dirs]:
-                if not TEMP_NAME.match(name):
+                if ".tmp-" not in name or not TEMP_NAME.match(name):
                     continue
                 path = Path(folder) / name
                 freed += tree_size(path)

@@ -19,7 +19,7 @@ from ..cache_history import ABSENT, BROKEN, CACHE_OFF, INTACT, PARTIAL, CacheHis
 from ..cache_history import reason as cache_reason
 from ..dataset import LazyDataset, Step
 from ..errors import CorruptFileError, StorageError
-from ..integrity import Damage, mark_damaged, take_damaged
+from ..integrity import Damage, forget_verified, mark_damaged, take_damaged
 from ..manifest import (
     SUCCESS,
     dataset_lineage,
@@ -155,6 +155,7 @@ class Executor:
                 contextlib.ExitStack() as self._claims:
             self.workdir.remove_temp_files()  # a killed run's: no live writer has any now
             self._claimed: set[str] = set()  # sinks whose output this run holds
+            forget_verified()
             if not self.cache:
                 for ds in datasets:
                     for step in ds.step.chain():

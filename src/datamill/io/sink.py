@@ -106,14 +106,14 @@ class FileSink(SinkOperation):
               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if self._protocol() in ("file", "local"):  # a lock that dies with its process
             with exclusive_lock(Path(self._root) / WRITER, json.dumps(me),
-                                lambda held: self._busy(_parse(held))) as (_, before):
+                                lambda held: self._busy(_parse(held), workdir)) as (_, before):
                 previous = _parse(before)
                 yield previous is not None and previous.get("workdir") != str(workdir)
             return
         previous = self._last_writer()  # elsewhere: a record, and the holder's workdir lock
         if previous is not None and previous.get("workdir") != str(workdir) \
                 and not fs.exists(f"{self._root}/_SUCCESS") and _alive(previous):
-            raise self._busy(previous)
+            raise self._busy(previous, workdir)
         with fs.open(f"{self._root}/{WRITER}", "w") as fh:
             fh.write(json.dumps(me))
         yield previous is not None and previous.get("workdir") != str(workdir)
@@ -128,7 +128,10 @@ class FileSink(SinkOperation):
         except (FileNotFoundError, UnicodeDecodeError):
             return None
 
-    def _busy(self, holder: dict | None) -> OutputBusyError:
+    def _busy(self, holder: dict | None, workdir: Path) -> OutputBusyError:
+        if holder and (holder.get("pid"), holder.get("workdir")) == (os.getpid(), str(workdir)):
+            return OutputBusyError(f"two sinks of this run write the same output folder "
+                                   f"{self.args.path}; give each its own folder")
         who = ""
         if holder:
             who = (f" (pid {holder.get('pid')} on {holder.get('host')}, workdir "
