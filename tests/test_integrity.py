@@ -123,11 +123,14 @@ def test_resume_after_kill_leaves_no_temp_file(tmp_path: Path) -> None:
 def test_verify_removes_temp_files_of_killed_runs(tmp_path: Path, capsys) -> None:
     doubled(dm.Dataset.read(write_jsonl(tmp_path / "in.jsonl", make_rows(50)))).run(
         tmp_path / "w", progress=False)
-    stale = next((tmp_path / "w" / "steps").iterdir()) / ".part-00000.parquet.tmp-99-0123abcd"
-    stale.write_bytes(b"x" * 1000)
+    folder = next((tmp_path / "w" / "steps").iterdir())
+    stale = [folder / ".part-00000.parquet.tmp-99-0123abcd",
+             folder / ".part-00001.parquet.adopt-99"]
+    for path in stale:
+        path.write_bytes(b"x" * 1000)
     assert main(["verify", str(tmp_path / "w")]) == 0
-    assert "removed 1 temp files" in capsys.readouterr().out
-    assert not stale.exists()
+    assert "removed 2 temp files" in capsys.readouterr().out
+    assert not any(path.exists() for path in stale)
 
 
 # --- one writer per output folder ---------------------------------------------------------

@@ -34,7 +34,8 @@ from typing import Any
 from .errors import StorageError, WorkdirBusyError
 
 STEP_COMPRESSION = "lz4"
-TEMP_NAME = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")  # what `temp_path` names
+# what `temp_path` names, and the links executors/adopt.py stages
+TEMP_NAME = re.compile(r"^\..+\.(tmp-\d+-[0-9a-f]{8}|adopt-\d+)$")
 
 
 def part_name(kind: str, partition: int, ext: str = "parquet") -> str:
@@ -112,7 +113,8 @@ class Workdir:
         removed = freed = 0
         for folder, dirs, files in os.walk(self.root):
             for name in [*files, *dirs]:
-                if ".tmp-" not in name or not TEMP_NAME.match(name):
+                if (".tmp-" not in name and ".adopt-" not in name) \
+                        or not TEMP_NAME.match(name):
                     continue
                 path = Path(folder) / name
                 freed += tree_size(path)
