@@ -316,3 +316,16 @@ def test_two_sinks_of_one_run_writing_one_folder_are_refused(tmp_path: Path) -> 
     with pytest.raises(dm.OutputBusyError, match="two sinks of this run"):
         run([base.write(tmp_path / "out"), doubled(base).write(tmp_path / "out")],
             tmp_path / "w", workers=1, progress=False)
+
+
+def test_verify_finds_an_output_written_to_a_relative_path(tmp_path: Path, monkeypatch,
+                                                            capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "in.jsonl", make_rows(50))
+    dm.Dataset.read("in.jsonl").write("out/").run("w", progress=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["verify", str(tmp_path / "w")]) == 0
+    flip_bytes(next((tmp_path / "out").glob("part-*.parquet")))
+    assert main(["verify", str(tmp_path / "w"), "--dry-run"]) == 1
+    assert str(tmp_path / "out" / "part-00000-0000.parquet") in capsys.readouterr().out

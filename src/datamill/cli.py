@@ -417,9 +417,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not report.damaged:
         print(f"ok: every committed file of {args.workdir} is intact")
         return 0
-    _table(["step", "partition", "file", "problem"],
-           [[d.step, d.partition, d.file, d.problem] for d in report.damaged],
-           title=f"damaged: {len(report.damaged)} files")
+    print(f"damaged: {len(report.damaged)} files")
+    for d in report.damaged:  # one line each, unwrapped: paths stay whole for grep and copy
+        print(f"  step {d.step}, partition {d.partition}: {d.file} ({d.problem})")
     if args.dry_run:
         print("nothing marked (--dry-run)")
     else:

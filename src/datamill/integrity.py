@@ -149,11 +149,19 @@ def verify_workdir(workdir: str | os.PathLike | Workdir) -> list[Damage]:
                     damages.append(Damage(name, folder.name, partition, str(folder / file),
                                           problem))
             outputs = stats.get("outputs", [])
-            root = record.get("arguments", {}).get("path")
+            root = _output_location(record)
             if outputs and root:
                 damages += [Damage(name, folder.name, partition, url, problem, output=True)
                             for url, problem in _output_problems(root, outputs)]
     return damages
+
+
+def _output_location(record: dict) -> str | None:
+    """Where a sink step wrote its files (None when not known for sure)."""
+    if record.get("output_location"):
+        return record["output_location"]
+    path = str(record.get("arguments", {}).get("path") or "")
+    return path if "://" in path or os.path.isabs(path) else None  # relative: to what?
 
 
 def _output_problems(root: str, outputs: list[dict]) -> list[tuple[str, str]]:
@@ -168,7 +176,7 @@ def _output_problems(root: str, outputs: list[dict]) -> list[tuple[str, str]]:
         return []
     found = []
     for out in outputs:
-        url = f"{root.rstrip('/')}/{out['file']}"
+        url = f"{root.rstrip('/')}/{out['file']}".removeprefix("file://")
         path = f"{base.rstrip('/')}/{out['file']}"
         try:
             size = fs.info(path)["size"]

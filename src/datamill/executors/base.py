@@ -308,6 +308,9 @@ class Executor:
                 record["input_files"] = _input_files(step)
             if step.kind == "sink":
                 record["outputs"] = [f for s in stats.values() for f in s.get("outputs", [])]
+                location = getattr(step.op, "location", None)
+                if location is not None:  # where `outputs` are (`datamill verify` checks them)
+                    record["output_location"] = location
             repaired = take_damaged(self.workdir, step.key)
             if repaired:
                 record["repaired"] = repaired

@@ -68,6 +68,13 @@ class FileSink(SinkOperation):
                 found.append(f)
         return found
 
+    @property
+    def location(self) -> str:
+        """The output folder as an absolute URL (a relative path resolved when it was
+        written)."""
+        fs = self.fs
+        return fs.unstrip_protocol(self._root)
+
     def _protocol(self) -> str:
         protocol = self.fs.protocol
         return protocol[0] if isinstance(protocol, (tuple, list)) else protocol
