@@ -87,6 +87,8 @@ def test_heartbeat_content_with_a_fake_clock() -> None:
     assert "read -> embed -> sink: 0/4 partition(s) done" in line
     assert "rows done: read 500, embed 200, sink 0" in line
     assert "10 rows/s (embed)" in line and "20s elapsed" in line
+    p.rows("sink", 30)
+    assert "1.5 rows/s (sink)" in p.heartbeat()
     assert "ETA unknown until a unit completes" in line
     p.unit_done(None, {"read": {"rows_in": 500}})
     now[0] += 20  # one of four units in 40 s: three more take 2 minutes

@@ -256,6 +256,12 @@ class SourceOperation(Operation):
     def partitions(self) -> list[Any]:
         raise NotImplementedError
 
+    def finer_partitions(self, units: int) -> list[Any]:
+        """Partitions cut so that there are at least `units` when the data allows (byte
+        ranges, row groups, groups of fewer files), for every worker to have work even when
+        the input is one file. Row ids must not depend on the cut. Default: `partitions()`."""
+        return self.partitions()
+
     def fingerprint(self) -> str:
         """Changes whenever the input changes (file names, sizes, mtimes)."""
         raise NotImplementedError

@@ -12,7 +12,7 @@ from typing import Any
 from .dataset import ColumnRef, Step
 from .integrity import check_step_file, corrupt
 from .plan import stores_data, stores_index
-from .storage import Workdir, part_name
+from .storage import Workdir, atomic_write_json, part_name, read_json
 
 INDEX = "_index"
 
@@ -21,12 +21,38 @@ def ref_name(ref: ColumnRef) -> str:
     return f"{ref.step}\x1f{ref.stored}"
 
 
-def source_partitions(op: Any) -> list:
-    cached = getattr(op, "_datamill_partitions", None)
-    if cached is None:
-        cached = op.partitions()
-        op._datamill_partitions = cached
-    return cached
+PARTITIONING = "partitioning.json"  # in a source step's folder: how finely it is cut
+
+
+def source_partitions(workdir: Workdir, step: Step) -> list:
+    """The source step's partitions, cut as pinned in `workdir` (see `pin_partitioning`)."""
+    units = pinned_units(workdir, step)
+    cuts = step.op.__dict__.setdefault("_datamill_cuts", {})
+    if units not in cuts:
+        cuts[units] = step.op.partitions() if units <= 1 else step.op.finer_partitions(units)
+    return cuts[units]
+
+
+def pinned_units(workdir: Workdir, step: Step) -> int:
+    pin = read_json(workdir.step_dir(step.key) / PARTITIONING)
+    return int(pin.get("units", 1)) if isinstance(pin, dict) else 1
+
+
+def pin_partitioning(workdir: Workdir, step: Step, units: int) -> int:
+    """Fix, on a source step's first run in `workdir`, how many units its data is cut into
+    at least (files cut finer when the data allows: byte ranges, row groups), and return the
+    pinned value. Later runs keep it whatever their worker count, so that committed
+    partitions, resumes and caches stay valid. A step folder written before pins existed
+    keeps the one-cut-per-file partitioning it was written with."""
+    folder = workdir.step_dir(step.key)
+    pinned = read_json(folder / PARTITIONING)
+    if isinstance(pinned, dict):
+        return int(pinned.get("units", 1))
+    if folder.is_dir() and any(folder.iterdir()):
+        units = 1
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / PARTITIONING, {"units": units})
+    return units
 
 
 def read_step_file(workdir: Workdir, step: Step, partition: int, columns: list[str]):
@@ -81,7 +107,7 @@ def read_columns(workdir: Workdir, step: Step, partition: int, refs: list[Column
         producer = chain[i]
         stored = [r.stored for r in group]
         if producer.kind == "source" and not stores_data(producer):
-            table = read_source_partition(producer, partition, stored)
+            table = read_source_partition(workdir, producer, partition, stored)
         else:
             table = read_step_file(workdir, producer, partition, stored)
         pos = positions[i]
@@ -93,10 +119,11 @@ def read_columns(workdir: Workdir, step: Step, partition: int, refs: list[Column
     return pa.table({ref_name(r): arrays[ref_name(r)] for r in refs})
 
 
-def read_source_partition(step: Step, partition: int, columns: list[str] | None):
+def read_source_partition(workdir: Workdir, step: Step, partition: int,
+                          columns: list[str] | None):
     import pyarrow as pa
 
-    part = source_partitions(step.op)[partition]
+    part = source_partitions(workdir, step)[partition]
     tables = [b if isinstance(b, pa.Table) else pa.Table.from_batches([b])
               for b in step.op.read(part, columns)]
     if not tables:
@@ -105,8 +132,7 @@ def read_source_partition(step: Step, partition: int, columns: list[str] | None)
 
 
 def partition_count(workdir: Workdir, step: Step) -> int:
-    source = step.chain()[0]
-    return len(source_partitions(source.op))
+    return len(source_partitions(workdir, step.chain()[0]))
 
 
 def read_table(workdir: Workdir | str, step: Step, columns: list[str] | None = None):

@@ -35,13 +35,13 @@ def adoptable(step: Step) -> bool:
     return bool(step.family) and step.kind != "sink"
 
 
-def describe(step: Step) -> list[str | None]:
+def describe(workdir: Workdir, step: Step) -> list[str | None]:
     """What each partition of the step's source reads (None: cannot tell)."""
     source = step.chain()[0]
     describe_one = getattr(source.op, "partition_fingerprint", None)
     if describe_one is None:
         return []
-    return [describe_one(part) for part in source_partitions(source.op)]
+    return [describe_one(part) for part in source_partitions(workdir, source)]
 
 
 def adopt_partitions(workdir: Workdir, stage: Stage, count: int) -> int:
@@ -50,7 +50,7 @@ def adopt_partitions(workdir: Workdir, stage: Stage, count: int) -> int:
     steps = [s for s in stage.steps if adoptable(s)]
     if not steps or stage.steps[0].kind != "source":
         return 0
-    parts = describe(steps[0])
+    parts = describe(workdir, steps[0])
     if len(parts) != count:
         return 0
     adopted = 0

@@ -29,7 +29,7 @@ from ..manifest import (
     write_manifest,
 )
 from ..plan import Stage, build_stages, resumed, stores_data
-from ..reader import partition_count
+from ..reader import partition_count, pin_partitioning
 from ..storage import (
     Workdir,
     atomic_write_json,
@@ -222,6 +222,7 @@ class Executor:
                     cached: set[str]) -> None:
         for end in ends:
             chain = end.chain()
+            pin_partitioning(self.workdir, chain[0], self.units_wanted())
             complete = self.complete_keys(chain)
             for step in chain:
                 if step.key in complete and step.key not in records:
@@ -262,6 +263,11 @@ class Executor:
                     self._history.remember(step)
         with contextlib.suppress(StorageError, OSError):
             self._history.save()
+
+    def units_wanted(self) -> int:
+        """How many units a stage should have at least: twice the workers (so that uneven
+        units still keep every worker busy), one with a single worker."""
+        return 2 * self.workers if self.workers > 1 else 1
 
     def _steps_to_run(self, datasets: list[LazyDataset]) -> list[Step]:
         """Every step of `datasets` that the cache does not already hold, once each."""

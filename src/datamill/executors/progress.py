@@ -26,6 +26,10 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def _fmt_rate(per_second: float) -> str:
+    return f"{per_second:.1f}" if per_second < 10 else _fmt_rows(per_second)
+
+
 def _fmt_rows(n: float) -> str:
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
@@ -145,7 +149,7 @@ class Progress:
             " -> ".join(self._stage_steps)
         unit = "unit(s)" if self._phase and ":" in self._phase else "partition(s)"
         reached = [n for n, k in rows.items() if k]
-        rate = f"{_fmt_rows(rows[reached[-1]] / elapsed)} rows/s ({reached[-1]})" \
+        rate = f"{_fmt_rate(rows[reached[-1]] / elapsed)} rows/s ({reached[-1]})" \
             if reached else "0 rows/s"
         return (f"datamill: ... {what}: {done}/{total} {unit} done; rows done: "
                 f"{', '.join(f'{n} {_fmt_rows(k)}' for n, k in rows.items())}; {rate}; "

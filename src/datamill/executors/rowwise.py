@@ -58,6 +58,7 @@ class StepRun:
     def __init__(self, workdir: Workdir, step: Step, partition: int):
         import pyarrow as pa
 
+        self.workdir = workdir
         self.step = step
         self.partition = partition
         self.dir = workdir.step_dir(step.key)
@@ -111,7 +112,8 @@ class StepRun:
     def stats(self) -> dict:
         out = {"rows_in": self.rows_in, "rows_out": self.rows_out,
                "dropped": dict(self.dropped), "errors": self.errors,
-               "seconds": round(self.seconds, 6), **committed_files(self.dir, self.files)}
+               "seconds": round(self.seconds, 6), **committed_files(self.dir, self.files),
+               "worker": worker_name()}
         if self.counters:
             out["counters"] = dict(self.counters)
         if self.sink_writer is not None:
@@ -144,11 +146,12 @@ def _write_rejected(run: StepRun, rows: list[dict]) -> None:
         run.quarantine.write(pa.Table.from_pylist(rows, schema=run.quarantine.schema))
 
 
-def _row_paths(step: Step, partition: int, ids: list[int]) -> list[str | None]:
+def _row_paths(workdir: Workdir, step: Step, partition: int,
+               ids: list[int]) -> list[str | None]:
     """The input file each row came from, where the source's partition tells."""
     source = step.chain()[0]
     try:
-        part = source_partitions(source.op)[partition]
+        part = source_partitions(workdir, source)[partition]
     except Exception:  # noqa: BLE001 - a source without file partitions
         return [None] * len(ids)
     if hasattr(part, "path"):
@@ -168,7 +171,8 @@ def _quarantine(run: StepRun, table: Any, ids: Any, bad: list[tuple[int, BaseExc
     row_ids = [ids[i].as_py() for i, _ in bad]
     columns = {ID: pa.array(row_ids, pa.int64()),
                "_error": pa.array([_error_text(e) for _, e in bad], pa.string()),
-               "_path": pa.array(_row_paths(step, run.partition, row_ids), pa.string()),
+               "_path": pa.array(_row_paths(run.workdir, step, run.partition, row_ids),
+                                 pa.string()),
                "_line": pa.nulls(len(bad), pa.int64()), "_raw": pa.nulls(len(bad), pa.binary())}
     for name, ref in step.parent.columns.items():
         if not name.startswith("_"):
@@ -180,12 +184,20 @@ def _error_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+def worker_name() -> str:
+    """host:pid of the process running a unit (the step record shows who did what)."""
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _input_batches(workdir: Workdir, stage: Stage, partition: int) -> Iterator[Any]:
     import pyarrow as pa
 
     first = stage.steps[0]
     if first.kind == "source":
-        part = source_partitions(first.op)[partition]
+        part = source_partitions(workdir, first)[partition]
         columns = None if stores_data(first) else [r.stored for r in stage.needed]
         for batch in first.op.read(part, columns):
             table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch

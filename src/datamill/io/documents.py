@@ -136,12 +136,13 @@ class DocumentSource(SourceOperation):
             return None
         return json.dumps([[p.ordinal, *e] for p, e in zip(partition, entries)])
 
-    def partitions(self) -> list[Any]:
+    def partitions(self, limit: int | None = None) -> list[Any]:
         fs, files = self._files()
+        limit = limit or self.args.bytes_per_partition
         parts, group, size = [], [], 0
         for ordinal, f in enumerate(files):
             n = fs.info(f)["size"]
-            if group and size + n > self.args.bytes_per_partition:
+            if group and size + n > limit:
                 parts.append(group)
                 group, size = [], 0
             group.append(FilePart(ordinal, f))
@@ -149,6 +150,15 @@ class DocumentSource(SourceOperation):
         if group:
             parts.append(group)
         return parts
+
+    def finer_partitions(self, units: int) -> list[Any]:
+        """Groups of fewer files (about 1/`units` of the bytes each); a file is never cut."""
+        parts = self.partitions()
+        if len(parts) >= units:
+            return parts
+        fs, files = self._files()
+        total = sum(fs.info(f)["size"] for f in files)
+        return self.partitions(min(self.args.bytes_per_partition, max(1, -(-total // units))))
 
     def relative(self, path: str) -> str:
         """`path` relative to the folder given (for a glob: the folder before its first

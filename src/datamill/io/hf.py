@@ -169,6 +169,12 @@ class ReadHf(SourceOperation):
                 parts.append(FilePart(ordinal, path, row_groups=tuple(group), row_offset=offset))
         return parts
 
+    def finer_partitions(self, units: int) -> list[Any]:
+        self._resolve()
+        if self._parquet is not None:
+            return self._parquet.finer_partitions(units)
+        return self.partitions()
+
     def read(self, partition: FilePart, columns: list[str] | None) -> Iterator[Any]:
         import numpy as np
         import pyarrow as pa

@@ -21,6 +21,7 @@ from .sink import FileSink, FileSinkArgs
 from .source import FileSource, FileSourceArgs, RowErrors, row_errors_field
 
 BLOCK = 64 * 2**20
+MIN_BLOCK = 16 * 2**10  # a file is cut finer for more workers, into ranges no smaller
 PARSE_CHUNK = 16 * 2**20
 SAMPLE = 1 * 2**20
 MAX_SAMPLE = 64 * 2**20  # a first line longer than this cannot be used to infer types
@@ -183,12 +184,23 @@ class ReadJsonl(FileSource):
         return data
 
     # --- partitions -------------------------------------------------------------------
-    def _partitions_of(self, ordinal: int, path: str) -> list[FilePart]:
+    def _partitions_of(self, ordinal: int, path: str, block: int | None = None) -> list[FilePart]:
         size = self.fs.info(path)["size"]
-        if compression_of(path) or size <= self.args.block_size:
+        block = block or self.args.block_size
+        if compression_of(path) or size <= block:
             return [FilePart(ordinal, path, 0, -1)]
-        return [FilePart(ordinal, path, s, min(s + self.args.block_size, size))
-                for s in range(0, size, self.args.block_size)]
+        return [FilePart(ordinal, path, s, min(s + block, size)) for s in range(0, size, block)]
+
+    def finer_partitions(self, units: int) -> list[FilePart]:
+        """Byte ranges of about 1/`units` of the uncompressed input (no smaller than
+        `MIN_BLOCK`); row ids are byte offsets, so they do not depend on the cut."""
+        parts = self.partitions()
+        if len(parts) >= units:
+            return parts
+        plain = sum(self.fs.info(p)["size"] for p in self.files if not compression_of(p))
+        block = min(self.args.block_size, max(MIN_BLOCK, -(-plain // units)))
+        return [part for ordinal, path in enumerate(self.files)
+                for part in self._partitions_of(ordinal, path, block)]
 
     def read(self, partition: FilePart, columns: list[str] | None) -> Iterator[Any]:
         import numpy as np

@@ -60,10 +60,22 @@ class ReadParquet(FileSource):
                         f"schema={{{field.name!r}: 'string'}})", path=path)
         return pa.schema([(name, typ) for name, (typ, _) in fields.items()])
 
-    def _partitions_of(self, ordinal: int, path: str) -> list[FilePart]:
+    def finer_partitions(self, units: int) -> list[FilePart]:
+        """Groups of row groups of about 1/`units` of the rows (a row group is never cut);
+        row ids are row numbers within their file, so they do not depend on the cut."""
+        parts = self.partitions()
+        if len(parts) >= units:
+            return parts
+        total = sum(self._metadata(p).num_rows for p in self.files)
+        limit = min(self.args.rows_per_partition, max(1, -(-total // units)))
+        return [part for ordinal, path in enumerate(self.files)
+                for part in self._partitions_of(ordinal, path, limit)]
+
+    def _partitions_of(self, ordinal: int, path: str, limit: int | None = None
+                       ) -> list[FilePart]:
         meta = self._metadata(path)
         parts, group, rows, offset = [], [], 0, 0
-        limit = self.args.rows_per_partition
+        limit = limit or self.args.rows_per_partition
         for i in range(meta.num_row_groups):
             n = meta.row_group(i).num_rows
             if group and rows + n > limit:

@@ -132,7 +132,7 @@ class EmbedText(MapOperation):
 
     name = "embed_text"
     Args = EmbedTextArgs
-    batch_size = 256  # rows per process() call: progress is reported between calls
+    batch_size = 64  # rows per process() call: progress is reported between calls
     consumes = {"{column}": "string"}
     produces = {"{output}": "fixed_size_list<float32>[dim]"}
     resources = Resources(cpus=1.0)

@@ -1,0 +1,144 @@
+"""Parallel inside one file: a source is cut into at least 2 x workers units when its data
+allows (byte ranges, row groups, smaller groups of files); the cut is pinned in the workdir,
+so row ids, resumes and caches do not depend on --workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import datamill as dm
+from datamill import MapOperation
+from datamill.manifest import load_record
+from datamill.reader import PARTITIONING, read_table
+from datamill.storage import Workdir
+
+from .conftest import make_rows, write_jsonl
+
+ROWS = 3000  # ~350 KB of JSON Lines: room for many byte ranges of at least 16 KiB
+
+
+class Rendezvous(MapOperation):
+    """Length of `text`; each unit first waits (up to 60 s) until two worker processes have
+    shown up in `folder`, so that the test knows both workers took units."""
+
+    name = "test_rendezvous"
+    consumes = {"text": "string"}
+    produces = {"chars": "int64"}
+
+    def __init__(self, **arguments):
+        super().__init__(**arguments)
+
+    class Args(dm.Arguments):
+        folder: str
+
+    def process(self, batch):
+        folder = Path(self.args.folder)
+        (folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return {"chars": [len(t) for t in batch["text"].to_pylist()]}
+
+
+def _source(result) -> dict:
+    return next(s for s in result.steps if s["kind"] == "source")
+
+
+def _partitions(workdir: Path, step) -> dict:
+    """Per-partition stats from the step's record in `workdir`."""
+    return load_record(Workdir(workdir), step)["partitions"]
+
+
+def test_one_file_is_cut_for_every_worker(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "one.jsonl", make_rows(ROWS))
+    (tmp_path / "pids").mkdir()
+    ds = dm.Dataset.read(data).apply(Rendezvous, folder=str(tmp_path / "pids"))
+    result = ds.run(tmp_path / "w", workers=2, progress=False)
+    assert _source(result)["partition_count"] >= 4  # 2 x workers
+    parts = _partitions(tmp_path / "w", ds.step)
+    assert len(parts) >= 4
+    assert len({p["worker"] for p in parts.values()}) == 2  # both workers ran units
+    assert sum(p["rows_in"] for p in parts.values()) == ROWS
+
+    one = dm.Dataset.read(data).apply(Rendezvous, folder=str(tmp_path / "pids"))
+    single = one.run(tmp_path / "w1", workers=1, progress=False)
+    assert _source(single)["partition_count"] == 1  # one worker: the file stays whole
+    same = [ds.collect(tmp_path / "w", workers=2, progress=False),
+            one.collect(tmp_path / "w1", workers=1, progress=False)]
+    assert same[0].equals(same[1])  # same rows, same order
+    ids = [read_table(Workdir(tmp_path / w), d.step, ["_id"]) for w, d in (("w", ds), ("w1", one))]
+    assert ids[0].equals(ids[1])
+
+
+def test_row_ids_do_not_depend_on_the_cut(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "one.jsonl", make_rows(ROWS))
+    tables = []
+    for workers in (1, 3):
+        ds = dm.Dataset.read(data).apply("text_length_filter", min_words=5)
+        sink = ds.write(str(tmp_path / f"out{workers}"), format="jsonl")
+        result = sink.run(tmp_path / f"w{workers}", workers=workers, progress=False)
+        assert _source(result)["partition_count"] == (1 if workers == 1 else 6)
+        tables.append(read_table(Workdir(tmp_path / f"w{workers}"), ds.step, ["_id", "text"]))
+    assert tables[0].equals(tables[1])
+    assert [r["_id"] for r in dm.dropped_rows(tmp_path / "w1").to_pylist()] == \
+        [r["_id"] for r in dm.dropped_rows(tmp_path / "w3").to_pylist()]
+
+
+def test_the_cut_is_pinned_across_worker_counts(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "one.jsonl", make_rows(ROWS))
+    base = dm.Dataset.read(data).apply("text_length_filter", min_words=5)
+    first = base.run(tmp_path / "w", workers=2, progress=False)
+    assert _source(first)["partition_count"] == 4
+    again = base.run(tmp_path / "w", workers=4, progress=False)  # cached: nothing recut
+    assert again.cached == {s.key for s in base.steps}
+    longer = base.apply("text_length_filter", min_words=8, step_name="longer")
+    more = longer.run(tmp_path / "w", workers=4, progress=False)  # a new step: same cut
+    assert len(_partitions(tmp_path / "w", longer.step)) == 4
+    assert longer.collect(tmp_path / "w", workers=3, progress=False).equals(
+        longer.collect(tmp_path / "fresh", workers=1, progress=False))
+
+    # a workdir written before cuts were pinned keeps the partitioning it was written with
+    old = tmp_path / "old"
+    base.run(old, workers=1, progress=False)
+    pins = list(old.glob(f"steps/*/{PARTITIONING}"))
+    assert len(pins) == 1
+    pins[0].unlink()
+    resumed = base.run(old, workers=2, progress=False)
+    assert resumed.cached == {s.key for s in base.steps}
+    assert _source(resumed)["partition_count"] == 1
+    assert longer.run(old, workers=2, progress=False).step("longer")["rows_in"] == \
+        more.step("longer")["rows_in"]
+
+
+def test_parquet_row_groups_and_text_files_are_cut_too(tmp_path: Path) -> None:
+    rows = make_rows(1200)
+    table = pa.table({"text": [r["text"] for r in rows], "n": [r["n"] for r in rows]})
+    pq.write_table(table, tmp_path / "one.parquet", row_group_size=100)  # 12 row groups
+    ds = dm.Dataset.read(tmp_path / "one.parquet")
+    result = ds.run(tmp_path / "w", workers=3, progress=False)
+    assert _source(result)["partition_count"] == 6
+    assert ds.collect(tmp_path / "w", workers=3, progress=False).column("n").to_pylist() == \
+        list(range(1200))
+
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"doc{i}.txt").write_text(f"document {i} " * 50)
+    texts = dm.Dataset.read(folder)
+    result = texts.run(tmp_path / "wt", workers=2, progress=False)
+    assert _source(result)["partition_count"] >= 4
+    assert texts.collect(tmp_path / "wt", workers=2, progress=False).column("path").to_pylist() \
+        == [f"doc{i}.txt" for i in range(10)]
+
+
+@pytest.mark.parametrize("workers", [2, 8])
+def test_a_small_file_is_not_cut_into_slivers(tmp_path: Path, workers: int) -> None:
+    data = write_jsonl(tmp_path / "small.jsonl", make_rows(120))  # ~14 KB: under 16 KiB
+    result = dm.Dataset.read(data).run(tmp_path / "w", workers=workers, progress=False)
+    assert _source(result)["partition_count"] == 1
