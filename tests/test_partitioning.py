@@ -83,7 +83,8 @@ def test_row_ids_do_not_depend_on_the_cut(tmp_path: Path) -> None:
         ds = dm.Dataset.read(data).apply("text_length_filter", min_words=5)
         sink = ds.write(str(tmp_path / f"out{workers}"), format="jsonl")
         result = sink.run(tmp_path / f"w{workers}", workers=workers, progress=False)
-        assert _source(result)["partition_count"] == (1 if workers == 1 else 6)
+        assert _source(result)["partition_count"] == 1 if workers == 1 else \
+            _source(result)["partition_count"] >= 6
         tables.append(read_table(Workdir(tmp_path / f"w{workers}"), ds.step, ["_id", "text"]))
     assert tables[0].equals(tables[1])
     assert [r["_id"] for r in dm.dropped_rows(tmp_path / "w1").to_pylist()] == \
@@ -94,12 +95,13 @@ def test_the_cut_is_pinned_across_worker_counts(tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "one.jsonl", make_rows(ROWS))
     base = dm.Dataset.read(data).apply("text_length_filter", min_words=5)
     first = base.run(tmp_path / "w", workers=2, progress=False)
-    assert _source(first)["partition_count"] == 4
+    cut = _source(first)["partition_count"]
+    assert cut >= 4
     again = base.run(tmp_path / "w", workers=4, progress=False)  # cached: nothing recut
     assert again.cached == {s.key for s in base.steps}
     longer = base.apply("text_length_filter", min_words=8, step_name="longer")
     more = longer.run(tmp_path / "w", workers=4, progress=False)  # a new step: same cut
-    assert len(_partitions(tmp_path / "w", longer.step)) == 4
+    assert len(_partitions(tmp_path / "w", longer.step)) == cut
     assert longer.collect(tmp_path / "w", workers=3, progress=False).equals(
         longer.collect(tmp_path / "fresh", workers=1, progress=False))
 
@@ -122,7 +124,7 @@ def test_parquet_row_groups_and_text_files_are_cut_too(tmp_path: Path) -> None:
     pq.write_table(table, tmp_path / "one.parquet", row_group_size=100)  # 12 row groups
     ds = dm.Dataset.read(tmp_path / "one.parquet")
     result = ds.run(tmp_path / "w", workers=3, progress=False)
-    assert _source(result)["partition_count"] == 6
+    assert _source(result)["partition_count"] >= 6
     assert ds.collect(tmp_path / "w", workers=3, progress=False).column("n").to_pylist() == \
         list(range(1200))
 
@@ -142,3 +144,40 @@ def test_a_small_file_is_not_cut_into_slivers(tmp_path: Path, workers: int) -> N
     data = write_jsonl(tmp_path / "small.jsonl", make_rows(120))  # ~14 KB: under 16 KiB
     result = dm.Dataset.read(data).run(tmp_path / "w", workers=workers, progress=False)
     assert _source(result)["partition_count"] == 1
+
+
+class Logged(MapOperation):
+    """Copies `n`; appends the first `n` of each batch it sees to a log file."""
+
+    name = "test_partitioning_logged"
+    consumes = {"n": "int64"}
+    produces = {"m": "int64"}
+
+    class Args(dm.Arguments):
+        log: str
+
+    def process(self, batch):
+        with open(self.args.log, "a") as fh:
+            fh.write(f"{batch['n'][0].as_py()}\n")
+        return {"m": batch["n"]}
+
+
+def test_a_changed_file_leaves_the_cut_of_the_others_alone(tmp_path: Path) -> None:
+    """Cuts are powers of two: editing one file keeps the other file's byte ranges, so its
+    committed partitions are kept (adopted) instead of computed again."""
+    folder = tmp_path / "in"
+    write_jsonl(folder / "a.jsonl", [{"n": i, "text": "x" * 40} for i in range(2000)])
+    write_jsonl(folder / "b.jsonl", [{"n": 10_000 + i, "text": "y" * 40} for i in range(2000)])
+    log = tmp_path / "log"
+    ds = dm.Dataset.read(folder).apply(Logged, log=str(log))
+    first = ds.run(tmp_path / "w", workers=2, progress=False)
+    assert _source(first)["partition_count"] >= 4
+    log.unlink()
+    with open(folder / "b.jsonl", "a") as fh:
+        fh.write('{"n": 99999, "text": "z"}\n')
+    changed = dm.Dataset.read(folder).apply(Logged, log=str(log))
+    second = changed.run(tmp_path / "w", workers=2, progress=False)
+    assert _source(second)["partition_count"] == _source(first)["partition_count"]
+    assert second.step("test_partitioning_logged")["rows_out"] == 4001
+    recomputed = [int(x) for x in log.read_text().split()]
+    assert recomputed and all(n >= 10_000 for n in recomputed)  # file a was not read again

@@ -32,6 +32,7 @@ from .files import (
     expand_paths,
     fingerprint,
     open_file,
+    stable_block,
     with_ids,
 )
 
@@ -152,13 +153,14 @@ class DocumentSource(SourceOperation):
         return parts
 
     def finer_partitions(self, units: int) -> list[Any]:
-        """Groups of fewer files (about 1/`units` of the bytes each); a file is never cut."""
+        """Groups of fewer files (at most 1/`units` of the bytes each, a power of two, or
+        one file); a file is never cut."""
         parts = self.partitions()
         if len(parts) >= units:
             return parts
         fs, files = self._files()
         total = sum(fs.info(f)["size"] for f in files)
-        return self.partitions(min(self.args.bytes_per_partition, max(1, -(-total // units))))
+        return self.partitions(min(self.args.bytes_per_partition, stable_block(total, units)))
 
     def relative(self, path: str) -> str:
         """`path` relative to the folder given (for a glob: the folder before its first

@@ -23,6 +23,15 @@ class FilePart:
     row_offset: int = 0
 
 
+def stable_block(total: int, units: int, floor: int = 1) -> int:
+    """A cut size for `units` pieces of `total`: the largest power of two no larger than
+    total/units (and no smaller than `floor`). Powers of two keep the cut of an unchanged
+    file the same when another file of the input changes a little, so that its committed
+    partitions can be kept (executors/adopt.py)."""
+    target = max(floor, total // max(units, 1), 1)
+    return max(floor, 1 << (target.bit_length() - 1))
+
+
 def expand_paths(path: Any, suffixes: tuple[str, ...] = ()) -> tuple[Any, list[str]]:
     """Resolve a path, directory, glob or list of them to a sorted list of files."""
     import fsspec

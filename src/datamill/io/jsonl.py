@@ -16,7 +16,15 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..errors import InputError
-from .files import ROW_BITS, FilePart, cast_to, compression_of, open_file, with_ids
+from .files import (
+    ROW_BITS,
+    FilePart,
+    cast_to,
+    compression_of,
+    open_file,
+    stable_block,
+    with_ids,
+)
 from .sink import FileSink, FileSinkArgs
 from .source import FileSource, FileSourceArgs, RowErrors, row_errors_field
 
@@ -192,13 +200,13 @@ class ReadJsonl(FileSource):
         return [FilePart(ordinal, path, s, min(s + block, size)) for s in range(0, size, block)]
 
     def finer_partitions(self, units: int) -> list[FilePart]:
-        """Byte ranges of about 1/`units` of the uncompressed input (no smaller than
-        `MIN_BLOCK`); row ids are byte offsets, so they do not depend on the cut."""
+        """Byte ranges of at most 1/`units` of the uncompressed input (a power of two, no
+        smaller than `MIN_BLOCK`); row ids are byte offsets: they do not depend on the cut."""
         parts = self.partitions()
         if len(parts) >= units:
             return parts
         plain = sum(self.fs.info(p)["size"] for p in self.files if not compression_of(p))
-        block = min(self.args.block_size, max(MIN_BLOCK, -(-plain // units)))
+        block = min(self.args.block_size, stable_block(plain, units, MIN_BLOCK))
         return [part for ordinal, path in enumerate(self.files)
                 for part in self._partitions_of(ordinal, path, block)]
 

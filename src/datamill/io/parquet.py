@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from ..errors import InputError
-from .files import FilePart, cast_to, open_file, with_ids
+from .files import FilePart, cast_to, open_file, stable_block, with_ids
 from .sink import FileSink, FileSinkArgs
 from .source import FileSource, FileSourceArgs
 
@@ -61,13 +61,14 @@ class ReadParquet(FileSource):
         return pa.schema([(name, typ) for name, (typ, _) in fields.items()])
 
     def finer_partitions(self, units: int) -> list[FilePart]:
-        """Groups of row groups of about 1/`units` of the rows (a row group is never cut);
-        row ids are row numbers within their file, so they do not depend on the cut."""
+        """Groups of row groups of at most 1/`units` of the rows (a power of two; a row
+        group is never cut); row ids are row numbers in their file: they do not depend on
+        the cut."""
         parts = self.partitions()
         if len(parts) >= units:
             return parts
         total = sum(self._metadata(p).num_rows for p in self.files)
-        limit = min(self.args.rows_per_partition, max(1, -(-total // units)))
+        limit = min(self.args.rows_per_partition, stable_block(total, units))
         return [part for ordinal, path in enumerate(self.files)
                 for part in self._partitions_of(ordinal, path, limit)]
 
