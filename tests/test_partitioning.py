@@ -28,14 +28,12 @@ class Rendezvous(MapOperation):
     shown up in `folder`, so that the test knows both workers took units."""
 
     name = "test_rendezvous"
-    consumes = {"text": "string"}
+    consumes = {"{column}": "string"}
     produces = {"chars": "int64"}
-
-    def __init__(self, **arguments):
-        super().__init__(**arguments)
 
     class Args(dm.Arguments):
         folder: str
+        column: str = "text"
 
     def process(self, batch):
         folder = Path(self.args.folder)
@@ -43,7 +41,7 @@ class Rendezvous(MapOperation):
         deadline = time.monotonic() + 60
         while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        return {"chars": [len(t) for t in batch["text"].to_pylist()]}
+        return {"chars": [len(t) for t in batch[self.args.column].to_pylist()]}
 
 
 def _source(result) -> dict:
@@ -181,3 +179,22 @@ def test_a_changed_file_leaves_the_cut_of_the_others_alone(tmp_path: Path) -> No
     assert second.step("test_partitioning_logged")["rows_out"] == 4001
     recomputed = [int(x) for x in log.read_text().split()]
     assert recomputed and all(n >= 10_000 for n in recomputed)  # file a was not read again
+
+
+def test_the_rag_example_keeps_both_workers_busy(tmp_path: Path) -> None:
+    """The RAG example reads one JSON Lines file; its chunks reach both workers."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "python_docs_rag.py"
+    spec = importlib.util.spec_from_file_location("python_docs_rag_partitions", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    corpus = example.python_docs(tmp_path / "docs.jsonl", limit=150)
+    (tmp_path / "pids").mkdir()
+    ds = (dm.Dataset.read(corpus).apply("chunk_text", size=512, overlap=64)
+          .apply(Rendezvous, folder=str(tmp_path / "pids"), column="chunk"))
+    result = ds.run(tmp_path / "w", workers=2, progress=False)
+    assert _source(result)["partition_count"] >= 4
+    parts = _partitions(tmp_path / "w", ds.step)
+    assert len({p["worker"] for p in parts.values()}) == 2
+    assert sum(p["rows_in"] for p in parts.values()) == result.step("chunk_text")["rows_out"]
