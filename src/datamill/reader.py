@@ -11,6 +11,7 @@ from typing import Any
 
 from .dataset import ColumnRef, Step
 from .integrity import check_step_file, corrupt
+from .manifest import SUCCESS
 from .plan import stores_data, stores_index
 from .storage import Workdir, atomic_write_json, part_name, read_json
 
@@ -48,7 +49,7 @@ def pin_partitioning(workdir: Workdir, step: Step, units: int) -> int:
     pinned = read_json(folder / PARTITIONING)
     if isinstance(pinned, dict):
         return int(pinned.get("units", 1))
-    if folder.is_dir() and any(folder.iterdir()):
+    if (folder / SUCCESS).exists() or any(folder.glob("stats-*.json")):
         units = 1
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / PARTITIONING, {"units": units})

@@ -29,7 +29,7 @@ from ..manifest import (
     write_manifest,
 )
 from ..plan import Stage, build_stages, resumed, stores_data
-from ..reader import partition_count, pin_partitioning
+from ..reader import PARTITIONING, partition_count, pin_partitioning
 from ..storage import (
     Workdir,
     atomic_write_json,
@@ -135,7 +135,8 @@ class Executor:
         if load_record(self.workdir, step) is not None:
             return INTACT if self.is_complete(step) else BROKEN
         folder = self.workdir.step_dir(step.key)
-        return PARTIAL if folder.is_dir() and any(folder.iterdir()) else ABSENT
+        started = folder.is_dir() and any(f.name != PARTITIONING for f in folder.iterdir())
+        return PARTIAL if started else ABSENT
 
     def complete_keys(self, chain: list[Step]) -> set[str]:
         """Keys of the complete prefix of `chain` (a step counts only if its ancestors do)."""
