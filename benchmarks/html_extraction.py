@@ -19,6 +19,16 @@ process, the two sides alternating; the median of `--repeat` runs after a warm-u
 `trafilatura.extract(html)` with its defaults and for the `extract_html` operation's
 `process()` on Arrow batches of 50 pages (title column on, its default).
 
+`--main-dir DIR [DIR ...]` adds a set of real pages, independent of the generator: .html
+files under the folders that have a <main> element, the reference text being that element's
+text (minus scripts and the previous/next links), `--main-pages` of them drawn at random.
+mdBook sites fit, as their <main> holds exactly the chapter: the Rust books that rustup
+installs (`rustup component add rust-docs`; under
+~/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/share/doc/rust/html: book, reference,
+cargo, rustc, rustdoc, nomicon, edition-guide, embedded-book, rust-by-example; the
+single-page `print.html` versions are left out). rustdoc's API pages do not fit (their
+<main> holds the search bar and settings). Leaks are not counted there (nothing injected).
+
 "Before" figures come from running this script with an older datamill on the path
 (`PYTHONPATH=<old checkout>/src python benchmarks/html_extraction.py --name NAME`).
 Results: benchmarks/results/html_extraction.json.
@@ -105,6 +115,33 @@ def speed(run: dict, html: list[str], repeat: int) -> dict:
     return out
 
 
+def main_pages(folders: list[Path], n: int, seed: int) -> list:
+    """Pages of `folders` with a <main> element, as corpus pages whose text is its text."""
+    import random
+
+    import lxml.html
+    from tests.html_corpus import Page
+
+    files = sorted((folder, f) for folder in folders for f in folder.rglob("*.html")
+                   if f.name != "print.html")
+    random.Random(seed).shuffle(files)
+    pages = []
+    for folder, path in files:
+        html = path.read_text(encoding="utf-8", errors="replace")
+        main = lxml.html.fromstring(html).find(".//main")
+        if main is None:
+            continue
+        for unwanted in main.xpath('.//script | .//style | .//*[@class="nav-wrapper"]'):
+            unwanted.getparent().remove(unwanted)
+        text = main.text_content().strip()
+        if text:
+            pages.append(Page(name=f"{folder.name}/{path.relative_to(folder)}", kind="main",
+                              html=html, blocks=[text]))
+        if len(pages) == n:
+            break
+    return pages
+
+
 def write_pages(name: str, pages: list) -> None:
     folder = DATA / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,6 +166,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--name", default="html_extraction", help="results file name")
+    parser.add_argument("--main-dir", type=Path, nargs="+",
+                        help="folders of real pages whose <main> is the reference")
+    parser.add_argument("--main-pages", type=int, default=300)
     parser.add_argument("--profile", action="store_true",
                         help="cProfile both sides once, into results/<name>.profile.txt")
     args = parser.parse_args()
@@ -139,10 +179,15 @@ def main() -> None:
     run = sides()
     sets = {"marked": corpus(args.pages, args.seed),
             "unmarked": corpus(args.pages, args.seed, unmarked=True)}
-    results: dict = {"pages": args.pages, "seed": args.seed, "sets": {}}
+    if args.main_dir:
+        sets["main_dir"] = main_pages([d.expanduser() for d in args.main_dir],
+                                      args.main_pages, args.seed)
+    results: dict = {"pages": args.pages, "seed": args.seed, "sets": {},
+                     "main_dir": [str(d) for d in args.main_dir or []]}
     rows = []
     for set_name, pages in sets.items():
-        write_pages(set_name, pages)
+        if set_name != "main_dir":
+            write_pages(set_name, pages)
         html = [p.html for p in pages]
         entry = {side: quality(pages, fn(html)) for side, fn in run.items()}
         entry["speed"] = speed(run, html, args.repeat)
@@ -155,7 +200,8 @@ def main() -> None:
     import trafilatura
 
     results["trafilatura"] = trafilatura.__version__
-    print_table(rows, list(rows[0]), f"HTML extraction, {args.pages} pages per set")
+    print_table(rows, list(rows[0]), f"HTML extraction, {args.pages} generated pages per set"
+                + (f", {len(sets['main_dir'])} pages of --main-dir" if args.main_dir else ""))
     for set_name, entry in results["sets"].items():
         print(f"{set_name}: extract_html CPU / trafilatura CPU = "
               f"{entry['speed']['cpu_ratio_extract_html_vs_trafilatura']}")

@@ -183,3 +183,17 @@ def test_fallbacks_and_date_search_run_only_where_needed(monkeypatch):
     assert calls["cascade"] == 1
     Extractor(ExtractionArgs(fast=True), "extract_html")(prose)
     assert calls["cascade"] == 1
+
+
+@pytest.mark.parametrize("wrapper", ['<form id="aspnetForm">', '<div class="top-story">'])
+def test_a_wrong_guess_never_removes_most_of_the_page(wrapper):
+    """A page inside one <form> (ASP.NET), or a content block named like furniture: what
+    holds most of the text stays, and the navigation inside it still goes."""
+    from datamill.io.html import ExtractionArgs, Extractor
+
+    tag = wrapper[1:wrapper.index(" ")]
+    page = (f"<html><body>{wrapper}<div class='nav'><a href='/'>Back to the start page</a>"
+            f"</div><div><h1>Filter coffee</h1>{''.join(f'<p>{p}</p>' for p in ARTICLE)}"
+            f"</div></{tag}></body></html>")
+    text = Extractor(ExtractionArgs(), "extract_html")(page)["text"]
+    assert all(p in text for p in ARTICLE) and "start page" not in text

@@ -13,14 +13,17 @@
   small box labelled "Advertisement" or "Sponsored", and a list of links only, under a
   heading such as "Related articles" or "Read next".
 
-Nothing that holds the main container (`main_container`) is removed, and nothing inside it
-on a header or footer rule. `render(container)` gives a container's text one block per line,
-list items as "- item", for pages trafilatura under-extracts: those made mostly of links.
+Nothing that holds the main container (`main_container`) is removed, nothing inside it on a
+header or footer rule, and nothing inside it that holds most of its text (a page wrapped in
+one <form>, a content block whose class happens to say "top"). `render(container)` gives a
+container's text one block per line, list items as "- item", for the pages trafilatura
+under-extracts: those made mostly of links.
 """
 
 from __future__ import annotations
 
 import re
+from itertools import islice
 from typing import Any
 
 DROP_TAGS = ("nav", "aside", "form", "button", "input", "select", "textarea", "iframe",
@@ -42,8 +45,12 @@ RELATED_HEADING = re.compile(r"^\s*(?:related\b|read (?:next|more)|you (?:might|
                              r"see more|popular (?:posts|articles|stories)|further reading:?$|"
                              r"trending)", re.I)
 SEPARATORS = re.compile(r"^[\s»›>/|→·:]*[»›>/|→·:][\s»›>/|→·:]*$")
+LABEL_TAGS = ("span", "p", "div", "strong", "b", "small", "em", "label", "h2", "h3", "h4",
+              "h5", "h6", "a")
+HEADING_TAGS = {"h2", "h3", "h4", "h5", "h6", "p", "strong", "b", "span", "div", "header"}
 BOX_TAGS = {"div", "section", "aside", "p", "span", "ins", "table", "td", "li"}
 SMALL_BOX = 400  # characters: a widget, not a section of the article
+MOST = 0.5  # an element inside the main container holding more of its text is never removed
 BLOCK_TAGS = {"p", "div", "section", "article", "main", "li", "dt", "dd", "h1", "h2", "h3",
               "h4", "h5", "h6", "pre", "blockquote", "tr", "table", "ul", "ol", "dl",
               "figure", "figcaption", "header", "footer", "body", "address", "details",
@@ -132,30 +139,41 @@ def _breadcrumbs(element: Any) -> bool:
         not last or (SEPARATORS.match(last[0]) is not None and len(last) <= 120))
 
 
+def _related_heading(element: Any) -> bool:
+    """A short heading-like element that announces related links (its first words only)."""
+    if element is None or element.tag not in HEADING_TAGS or len(element) > 2:
+        return False
+    return RELATED_HEADING.match("".join(islice(element.itertext(), 4))[:80]) is not None
+
+
 def _widgets(tree: Any, container: Any) -> list:
     """Small boxes with an e-mail field or buttons, ad labels, related-links lists,
     breadcrumb trails."""
     doomed = [e for e in tree.iter("div", "p", "span") if _breadcrumbs(e)]
-    for field in tree.xpath('//input[@type="email" or contains(@name, "mail")] | //button'):
+    for field in tree.iter("input", "button"):
+        if field.tag == "input" and field.get("type") != "email" and \
+                "mail" not in field.get("name", ""):
+            continue
         box = _small_box(field.getparent(), container)
         if box is not None:
             doomed.append(box)
-    for label in tree.xpath("//*[not(*)][string-length(normalize-space()) < 40]"):
-        if label.text and AD_LABEL.match(label.text):
+    for label in tree.iter(*LABEL_TAGS):
+        if label.text and len(label.text) < 40 and AD_LABEL.match(label.text) and \
+                label.find("*") is None:
             box = _small_box(label.getparent(), container) if label.getparent() is not None \
                 else None
             doomed.append(box if box is not None else label)
-    for listing in tree.xpath("//ul | //ol"):
+    for listing in tree.iter("ul", "ol"):
+        heading = listing.getprevious()
+        if not _related_heading(heading):
+            parent = listing.getparent()
+            heading = parent.getprevious() if parent is not None and len(parent) == 1 else None
+            if not _related_heading(heading):
+                continue
         items = listing.findall("li")
         if not items or any(text_length(li) != sum(text_length(a) for a in li.iter("a"))
                             for li in items):
             continue
-        heading = listing.getprevious()
-        if heading is None or not RELATED_HEADING.match(heading.text_content()):
-            parent = listing.getparent()
-            heading = parent.getprevious() if parent is not None and len(parent) == 1 else None
-            if heading is None or not RELATED_HEADING.match(heading.text_content()):
-                continue
         doomed += [heading, listing]
     return doomed
 
@@ -165,10 +183,19 @@ def prune(tree: Any) -> Any:
     marks it, the deepest element holding nearly all of the text left)."""
     container = main_container(tree)
     doomed = _furniture(tree, container) + _widgets(tree, container)
+    protected = set(container.iterancestors()) | {container}
+    total = text_length(container)
     for element in doomed:
-        if element is not container:
-            _remove(element)
+        if element in protected:
+            continue
+        if total and text_length(element) > MOST * total and _within(element, container):
+            continue  # most of the main text is no widget: a wrong guess, keep it
+        _remove(element)
     return container if container.tag != "body" else _dominant(container)
+
+
+def _within(element: Any, container: Any) -> bool:
+    return any(ancestor is container for ancestor in element.iterancestors())
 
 
 def _dominant(element: Any, share: float = 0.85) -> Any:

@@ -44,6 +44,7 @@ class ExtractionArgs(Arguments):
 KEPT = 0.7  # the main pass keeps less of the pruned main container's text: run the cascade
 KEPT_OF_LINK_PAGE = 0.9  # or, when the container is a link page, render it whole
 LINK_PAGE = 0.3  # a container whose text is at least this share link text is a link page
+SHORT = 3000  # characters: a longer main pass is kept (trafilatura's bound for its retry)
 
 
 class Extractor:
@@ -53,8 +54,8 @@ class Extractor:
     head; remove boilerplate (`boilerplate.prune`); run trafilatura's main pass without its
     fallback extractors. A container made mostly of links (an index or overview page) of
     which that pass keeps less than KEPT_OF_LINK_PAGE is rendered as it is; any other page of
-    which it keeps less than KEPT gets trafilatura's full cascade (readability, jusText),
-    unless `fast`."""
+    which it keeps less than KEPT, and less than SHORT characters, gets trafilatura's full
+    cascade (readability, jusText), unless `fast`."""
 
     def __init__(self, args: ExtractionArgs, operation: str,
                  fields: tuple[str, ...] = ("title",)):
@@ -108,7 +109,7 @@ class Extractor:
         if link_share(container) >= LINK_PAGE:
             rendered = render(container, tables=self._tables, links=self._links)
             return rendered if len(rendered) > len(text) else text
-        if len(text) < KEPT * wanted and self._fallbacks:
+        if len(text) < min(KEPT * wanted, SHORT) and self._fallbacks:
             full = self._run(tree, fast=False)
             return full if len(full) > len(text) else text
         return text
