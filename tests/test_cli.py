@@ -266,18 +266,97 @@ def test_inspect(project: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["inspect", "wd", "--dropped"]) == 0
     out = capsys.readouterr().out
     assert step_line(out, "text_length_filter")[-1] == "yes"
-    assert "dropped rows: 4 (showing 4)" in out
-    reasons = [line.split()[-1] for line in out.split("dropped rows:")[1].splitlines()[2:]]
-    assert sorted(reasons) == ["duplicate"] + ["too_few_words"] * 3
+    assert "dropped rows: 4" in out
+    # one table per step: id, reason, then the row's columns
+    by_filter = out.split("dropped by text_length_filter: 3 (showing 3)\n")[1]
+    lines = by_filter.split("\n\n")[0].splitlines()
+    assert lines[0].split() == ["id", "reason", "text", "n"]
+    assert sorted(" ".join(line.split()[2:]) for line in lines[1:]) == [
+        "short 1", "two words 3", "x 5"]
+    by_dedup = out.split("dropped by drop_duplicates: 1 (showing 1)\n")[1].splitlines()
+    assert by_dedup[0].split() == ["id", "reason", "cluster_id", "text", "n"]
+    assert by_dedup[1].split()[1:] == ["duplicate", "0", "one", "two", "three", "four", "4"]
 
     assert main(["inspect", "wd", "--dropped", "drop_duplicates", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in data["datasets"][0]["steps"]][1] == "text_length_filter"
     assert data["dropped_rows"]["total"] == 1
     assert data["dropped_rows"]["sample"][0]["_reason"] == "duplicate"
+    assert data["dropped_rows"]["sample"][0]["text"] == "one two three four"
 
     assert main(["inspect", "wd", "--dropped", "text_lenght_filter"]) == 1
     assert "did you mean 'text_length_filter'" in capsys.readouterr().err
+
+
+QUARANTINE = """\
+from datamill import Dataset
+
+def inverse(row):
+    return {"inverse": 1 / (row["n"] - 2)}
+
+pipeline = (Dataset.read("bad.jsonl", on_error="quarantine")
+            .map(inverse, produces={"inverse": "float64"}, row=True, on_error="quarantine")
+            .apply("drop_duplicates", columns=["text"])
+            .write("out/"))
+"""
+
+
+def test_inspect_shows_the_rows_set_aside(project: Path, capsys: pytest.CaptureFixture,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # long paths on one line
+    long = "a long document " * 20
+    lines = [json.dumps({"text": t, "n": i})
+             for i, t in enumerate(["zero", "one", "two", long, long, "five"])]
+    lines.insert(4, '{"text": "broken')  # line 5
+    (project / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    (project / "quarantine.py").write_text(QUARANTINE)
+    assert main(["run", "quarantine.py", "--workdir", "wq", "--no-progress"]) == 0
+    capsys.readouterr()
+
+    assert main(["inspect", "wq", "--quarantine"]) == 0
+    out = capsys.readouterr().out
+    assert "quarantined rows: 2" in out
+    reader = out.split("quarantined by read_jsonl: 1 (showing 1)\n")[1].splitlines()
+    assert reader[0].split() == ["id", "error", "file", "line", "raw", "line"]
+    assert "truncated line" in reader[1] and str(project / "bad.jsonl") in out
+    assert reader[1].split()[-3:] == ['5', '{"text":', '"broken']  # line, raw bytes
+    mapped = out.split("quarantined by python_map: 1 (showing 1)\n")[1].splitlines()
+    assert mapped[0].split() == ["id", "error", "file", "text", "n"]
+    assert mapped[1].split()[1:5] == ["ZeroDivisionError:", "division", "by", "zero"]
+    assert out.count("division by zero") == 1  # the error once, not twice
+    assert mapped[1].split()[-2:] == ["two", "2"]
+
+    assert main(["inspect", "wq", "--quarantine", "python_map", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["quarantined_rows"]["python_map"]["rows"]
+    assert [(r["text"], r["n"], r["_error"]) for r in rows] == [
+        ("two", 2, "ZeroDivisionError: division by zero")]  # the whole row, to replay it
+
+    assert main(["inspect", "wq", "--dropped", "--columns", "n"]) == 0
+    out = capsys.readouterr().out
+    dup = out.split("dropped by drop_duplicates: 1 (showing 1)\n")[1].splitlines()
+    assert dup[0].split() == ["id", "reason", "cluster_id", "n"]
+    kept = int(dup[1].split()[2])
+
+    assert main(["inspect", "wq", "--duplicates", str(kept)]) == 0
+    out = capsys.readouterr().out
+    assert f"row {kept}, kept by drop_duplicates:" in out
+    assert "a long document a long" in out and "\u2026" in out  # text cut to fit
+    assert long.strip() not in out
+    assert f"duplicates of row {kept} dropped by drop_duplicates: 1" in out
+    assert main(["inspect", "wq", "--duplicates", str(kept), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)["duplicates"]
+    assert data["row"]["text"] == long and data["rows"][0]["n"] == 4
+
+    assert main(["inspect", "wq", "--duplicates", "12345"]) == 1
+    assert "no row with _id 12345" in capsys.readouterr().err
+    assert main(["inspect", "wq", "--dropped", "--columns", "txt"]) == 1
+    assert "did you mean 'text'" in capsys.readouterr().err
+    assert main(["inspect", "wq", "--quarantine", "--limit", "0"]) == 2
+    assert main(["run", "pipeline.py", "--workdir", "wd", "--no-progress"]) == 0
+    assert main(["inspect", "wd", "--dropped", "text_length_filter", "--limit", "2"]) == 0
+    assert "dropped by text_length_filter: 3 (showing 2)" in capsys.readouterr().out
+    assert main(["inspect", "wd", "--duplicates", "5"]) == 1  # no row has this id
+    assert "no row with _id 5" in capsys.readouterr().err
 
 
 def test_inspect_errors(tmp_path: Path) -> None:

@@ -221,3 +221,40 @@ def test_fixing_a_bad_file_recomputes_only_its_partitions(tmp_path):
     table = pipeline(on_error="skip").collect(tmp_path / "w2", progress=False)
     assert sorted(table["double"].to_pylist()) == out and table.num_rows == 120
     assert _files_seen(log) == []  # collecting a cached run computes nothing
+
+
+class Fragile(dm.MapOperation):
+    """Fails on rows whose n is a multiple of 10."""
+
+    name = "test_row_errors_fragile"
+    consumes = {"n": "int64"}
+    produces = {"inv": "float64"}
+
+    def process(self, batch):
+        values = batch["n"].to_pylist()
+        if any(v % 10 == 0 for v in values):
+            raise ValueError(f"cannot handle {[v for v in values if v % 10 == 0][0]}")
+        return {"inv": [1 / v for v in values]}
+
+
+def test_quarantine_keeps_the_whole_row_after_a_global_step(tmp_path):
+    """The fused pass after a global step reads only what it needs, yet a quarantining
+    step keeps every column of its input, typed, as a table that can be read again."""
+    rows = [{"n": i, "text": f"text {i}", "meta": {"k": i % 3}} for i in range(60)]
+    rows += [dict(rows[5])]  # a duplicate
+    src = tmp_path / "x.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = (dm.Dataset.read(src).apply("drop_duplicates", columns=["text"])
+          .apply(Fragile, on_error="quarantine"))
+    assert ds.collect(tmp_path / "w", workers=1, progress=False).num_rows == 54
+    q = dm.quarantined_rows(tmp_path / "w", "test_row_errors_fragile").sort_by("n")
+    assert q["n"].to_pylist() == list(range(0, 60, 10))
+    assert q["text"].to_pylist() == [f"text {i}" for i in range(0, 60, 10)]
+    assert q.schema.field("meta").type == pa.struct([("k", pa.int64())])
+    assert q["_error"].to_pylist() == [f"ValueError: cannot handle {i}" for i in range(0, 60, 10)]
+    assert set(q["_path"].to_pylist()) == {str(src)}
+    pq.write_table(q.select(["n", "text", "meta"]), tmp_path / "replay.parquet")
+    replay = dm.Dataset.read(tmp_path / "replay.parquet")  # the rows, as they came
+    assert replay.schema == {"n": pa.int64(), "text": pa.string(),
+                             "meta": pa.struct([("k", pa.int64())])}
+    assert replay.collect(tmp_path / "w2", progress=False).num_rows == 6

@@ -3,7 +3,8 @@
     datamill run pipeline.py[:NAME] [--workdir DIR] [--workers N] [--no-cache]
                  [--executor local|ray [--address HOST:PORT]]
     datamill ops list | datamill ops show NAME
-    datamill inspect WORKDIR [--json] [--dropped [STEP]] [--duplicates ID]
+    datamill inspect WORKDIR [--json] [--dropped [STEP]] [--quarantine [STEP]]
+                     [--duplicates ID] [--columns A,B] [--limit N]
     datamill verify WORKDIR [--dry-run] [--json]
 
 Imports stay lazy (no pyarrow at startup) so that `datamill --version` is instant.
@@ -23,7 +24,8 @@ from typing import Any
 
 from ._version import __version__
 
-DROPPED_SAMPLE = 20
+DROPPED_SAMPLE = 20  # rows shown per step by inspect --dropped / --quarantine
+CELL = 40  # characters of a value shown in a row table
 
 
 class CLIError(Exception):
@@ -327,33 +329,111 @@ def _load_workdir_manifest(workdir: Path) -> dict:
         raise CLIError(f"cannot read the manifest in {workdir}: {exc}") from exc
 
 
-def _dropped_sample(workdir: Path, manifest: dict, step: str | None) -> tuple[int, list[dict]]:
+def _check_step(workdir: Path, manifest: dict, step: str | None) -> str | None:
     from .errors import did_you_mean
-    from .manifest import dropped_rows
 
     names = [s["name"] for ds in manifest.get("datasets", []) for s in ds["steps"]]
     if step and step not in names:
         raise CLIError(f"no step named {step!r} in {workdir}{did_you_mean(step, names)}")
-    table = dropped_rows(workdir, step or None)
-    return table.num_rows, table.slice(0, DROPPED_SAMPLE).to_pylist()
+    return step or None
+
+
+def _set_aside(workdir: Path, manifest: dict, kind: str, step: str | None,
+               columns: list[str] | bool, limit: int) -> dict[str, dict]:
+    """Per step: how many rows it dropped (or quarantined), and the first `limit` of them
+    with their content."""
+    from . import rows
+
+    found: dict[str, dict] = {}
+    for name in rows.steps_with(workdir, kind, _check_step(workdir, manifest, step)):
+        if kind == "dropped":
+            table = rows.dropped_rows(workdir, name, columns=columns, limit=limit)
+            total = rows.set_aside_count(workdir, "dropped", name)
+        else:
+            table = rows.quarantined_rows(workdir, name, columns=columns, limit=limit)
+            total = rows.set_aside_count(workdir, "quarantine", name)
+        found[name] = {"total": total, "rows": table.to_pylist()}
+    return found
+
+
+def _duplicates_of(workdir: Path, row_id: int, columns: list[str] | bool) -> dict:
+    """The kept row `row_id`, the step that kept it, and the rows dropped as its duplicates;
+    an id that no deduplication step saw is an error."""
+    from . import rows
+
+    steps = rows.dedup_steps(workdir)
+    if not steps:
+        raise CLIError(f"no step of the last run in {workdir} records duplicates "
+                       "(drop_duplicates, minhash_dedup, semantic_dedup)")
+    for step in steps:
+        kept = rows.find_row(workdir, row_id, step, columns=columns)
+        if kept is not None:
+            dups = rows.duplicates(workdir, row_id, step, columns=columns)
+            return {"of": row_id, "step": step, "row": kept.to_pylist()[0],
+                    "rows": dups.to_pylist()}
+    raise CLIError(f"no row with _id {row_id} reached {', '.join(map(repr, steps))} in "
+                   f"{workdir} (row ids are in `datamill inspect {workdir} --dropped`)")
+
+
+def _cell(value: Any, width: int = CELL) -> str:
+    """A value in a row table: one line, at most `width` characters."""
+    if value is None:
+        return "-"
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    text = " ".join(str(value).split())
+    return text if len(text) <= width else text[:width - 1] + "\u2026"
+
+
+def _row_tables(found: dict[str, dict], what: str) -> None:
+    """One table per step: its meta columns first, then the row's content."""
+    for step, entry in found.items():
+        rows = entry["rows"]
+        print(f"\n{what} by {step}: {entry['total']} (showing {len(rows)})")
+        if not rows:
+            continue
+        meta = [c for c in ("_id", "_reason", "cluster_id", "_error", "_path", "_line", "_raw")
+                if any(r.get(c) is not None for r in rows)]
+        content = [c for c in rows[0] if not c.startswith("_") and c not in (
+            "cluster_id", "cluster_size") and any(c in r for r in rows)]
+        headers = [{"_path": "file", "_raw": "raw line"}.get(c, c.lstrip("_")) for c in meta]
+        whole = {"_error": 10 * CELL, "_path": 10 * CELL}  # wrapped, not cut
+        _table([*headers, *content], [[_cell(r.get(c), whole.get(c, CELL))
+                                       for c in (*meta, *content)] for r in rows])
+
+
+def _json_rows(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     manifest = _load_workdir_manifest(workdir)
-    sample = _dropped_sample(workdir, manifest, args.dropped) if args.dropped is not None else None
-    dups = None
+    if args.limit < 1:
+        raise CLIError("--limit must be at least 1", code=2)
+    columns: list[str] | bool = [c.strip() for c in args.columns.split(",") if c.strip()] \
+        if args.columns else True
+    dropped = quarantined = dups = None
+    if args.dropped is not None:
+        dropped = _set_aside(workdir, manifest, "dropped", args.dropped, columns, args.limit)
+    if args.quarantine is not None:
+        quarantined = _set_aside(workdir, manifest, "quarantine", args.quarantine, columns,
+                                 args.limit)
     if args.duplicates is not None:
-        from .manifest import duplicates
-
-        dups = duplicates(workdir, args.duplicates).to_pylist()
+        dups = _duplicates_of(workdir, args.duplicates, columns)
     if args.json:
         out = dict(manifest)
-        if sample is not None:
-            out["dropped_rows"] = {"total": sample[0], "sample": sample[1]}
+        if dropped is not None:
+            out["dropped_rows"] = {"total": sum(e["total"] for e in dropped.values()),
+                                   "sample": [{"_step": step, **r} for step, e in
+                                              dropped.items() for r in e["rows"]]}
+        if quarantined is not None:
+            out["quarantined_rows"] = quarantined
         if dups is not None:
-            out["duplicates"] = {"of": args.duplicates, "rows": dups}
-        print(json.dumps(out, indent=2, default=str))
+            out["duplicates"] = dups
+        print(json.dumps(out, indent=2, default=_json_rows))
         return 0
     run = [f"{k}={manifest[k]}"
            for k in ("run_id", "started", "wall_seconds", "executor", "workers") if k in manifest]
@@ -373,20 +453,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             if s.get("counters"):
                 print(_wrapped(f"counters of {s['name']}: "
                                + ", ".join(f"{k}={v}" for k, v in s["counters"].items())))
-    if sample is not None:
-        total, rows = sample
-        print(f"\ndropped rows: {total} (showing {len(rows)})")
-        if rows:
-            extra = [c for c in rows[0] if c not in ("_step", "_id", "_reason")]
-            _table(["step", "_id", *extra, "reason"],
-                   [[r.get("_step"), r.get("_id"), *("-" if r[c] is None else r[c]
-                                                     for c in extra), r.get("_reason")]
-                    for r in rows])
+    if dropped is not None:
+        print(f"\ndropped rows: {sum(e['total'] for e in dropped.values())}")
+        _row_tables(dropped, "dropped")
+    if quarantined is not None:
+        print(f"\nquarantined rows: {sum(e['total'] for e in quarantined.values())}")
+        _row_tables(quarantined, "quarantined")
     if dups is not None:
-        print(f"\nduplicates of row {args.duplicates}: {len(dups)}")
-        if dups:
-            _table(["step", "_id", "cluster_size", "reason"],
-                   [[r["_step"], r["_id"], r["cluster_size"], r["_reason"]] for r in dups])
+        print(f"\nrow {dups['of']}, kept by {dups['step']}:")
+        row = dups["row"]
+        _table(list(row), [[_cell(v) for v in row.values()]])
+        _row_tables({dups["step"]: {"total": len(dups["rows"]), "rows": dups["rows"]}},
+                    f"duplicates of row {dups['of']} dropped")
     return 0
 
 
@@ -529,9 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("workdir")
     insp.add_argument("--json", action="store_true", help="print the manifest as JSON")
     insp.add_argument("--dropped", nargs="?", const="", metavar="STEP",
-                      help=f"also show the first {DROPPED_SAMPLE} dropped rows (of STEP)")
+                      help="also show dropped rows, with their content (of STEP)")
+    insp.add_argument("--quarantine", nargs="?", const="", metavar="STEP",
+                      help="also show quarantined rows: file, error, the whole row (of STEP)")
     insp.add_argument("--duplicates", type=int, metavar="ID",
-                      help="list the rows dropped as duplicates of the kept row ID")
+                      help="show the kept row ID and the rows dropped as its duplicates")
+    insp.add_argument("--columns", metavar="A,B",
+                      help="the columns of the rows to show (default: all, values cut)")
+    insp.add_argument("--limit", type=int, default=DROPPED_SAMPLE, metavar="N",
+                      help=f"rows shown per step (default: {DROPPED_SAMPLE})")
     insp.set_defaults(handler=cmd_inspect)
 
     check = sub.add_parser("verify", parents=[common],

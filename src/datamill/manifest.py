@@ -54,6 +54,7 @@ def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) ->
         "seconds": round(sum(s.get("seconds", 0.0) for s in partitions.values()), 6),
         "wall_seconds": round(wall_seconds, 6),
         "produced": {c: type_name(t) for c, t in step.produced.items()},
+        "column_order": [c for c in step.schema if not c.startswith("_")],
         "stores_index": stores_index(step),
         "stores_data": stores_data(step),
         "partitions": {str(p): s for p, s in sorted(partitions.items())},

@@ -52,7 +52,8 @@ class Stage:
 
 def input_refs(steps: list[Step]) -> list[ColumnRef]:
     """Columns a row-wise stage must read from its input: what its steps consume (and, for a
-    sink, every visible column) minus what the stage itself produces; plus the row id."""
+    sink or a step that quarantines failing rows whole, every visible column) minus what the
+    stage itself produces; plus the row id."""
     produced: set[ColumnRef] = set()
     needed: dict[ColumnRef, None] = {}
     first = steps[0]
@@ -66,6 +67,8 @@ def input_refs(steps: list[Step]) -> list[ColumnRef]:
             wanted = [ref for name, ref in parent_cols.items()]
         else:
             wanted = [parent_cols[c] for c in step.consumed]
+            if step.on_error == "quarantine":
+                wanted += [ref for name, ref in parent_cols.items() if not name.startswith("_")]
         for ref in wanted:
             if ref not in produced:
                 needed[ref] = None

@@ -8,13 +8,12 @@ time and only the columns asked for, so memory stays bounded by one partition of
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .dataset import ID, Step
-from .errors import InputError, SchemaError
+from .errors import InputError, SchemaError, did_you_mean
 from .integrity import check_step_file
 from .manifest import load_manifest
 from .reader import read_columns
@@ -83,9 +82,8 @@ def _check_known(columns: Columns, steps: list[Step], what: str) -> None:
     available = list(dict.fromkeys(c for s in steps for c in _visible(s)))
     unknown = [c for c in columns if c not in available]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], available, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise SchemaError(f"no column {unknown[0]!r} in the rows {what}{hint} "
+        raise SchemaError(f"no column {unknown[0]!r} in the rows {what}"
+                          f"{did_you_mean(unknown[0], available)} "
                           f"(columns: {', '.join(available) or 'none'})")
 
 
@@ -138,22 +136,31 @@ def _concat(tables: list[Any], empty: list[tuple[str, Any]]) -> Any:
 
 
 def quarantined_rows(workdir: str | Path, step_name: str | None = None,
-                     columns: list[str] | None = None, limit: int | None = None) -> Any:
+                     columns: Columns = None, limit: int | None = None) -> Any:
     """Rows the last run quarantined (a pyarrow Table): `_step`, `_id`, `_error`, `_path`
     (the input file), `_line` and `_raw` (for input a reader could not read), then every
-    column of the step's input row (only `columns`, if given). At most `limit` rows."""
+    column of the step's input row (only `columns`, if a list). At most `limit` rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     wd = Workdir(workdir)
+    files = list(_files(wd, "quarantine", step_name))
+    if isinstance(columns, list):
+        known = {c for _s, _p, f in files for c in pq.read_schema(f).names}
+        unknown = [c for c in columns if c not in known]
+        if unknown and files:
+            available = sorted(c for c in known if not c.startswith("_"))
+            raise SchemaError(f"no column {unknown[0]!r} in the quarantined rows"
+                              f"{did_you_mean(unknown[0], available)} "
+                              f"(columns: {', '.join(available) or 'none'})")
     tables: list[Any] = []
     left = limit
-    for s, _p, f in _files(wd, "quarantine", step_name):
+    for s, _p, f in files:
         if left is not None and left <= 0:
             break
         names = pq.read_schema(f).names
-        t = pq.read_table(f, columns=[c for c in names if c.startswith("_") or columns is None
-                                      or c in columns])
+        t = pq.read_table(f, columns=[c for c in names if c.startswith("_")
+                                      or not isinstance(columns, list) or c in columns])
         t = t.slice(0, left) if left is not None else t
         if t.num_rows:
             tables.append(_with_step(t, s["name"]))
@@ -163,13 +170,24 @@ def quarantined_rows(workdir: str | Path, step_name: str | None = None,
                             ("_line", pa.int64()), ("_raw", pa.binary())])
 
 
-def quarantine_count(workdir: str | Path, step_name: str | None = None) -> int:
-    """How many rows the last run quarantined (read from the files' footers)."""
+def set_aside_count(workdir: str | Path, kind: str, step_name: str | None = None) -> int:
+    """How many rows the last run dropped (`kind` "dropped") or quarantined ("quarantine"),
+    read from the files' footers."""
     import pyarrow.parquet as pq
 
     wd = Workdir(workdir)
-    return sum(pq.read_metadata(f).num_rows for _s, _p, f in _files(wd, "quarantine",
-                                                                     step_name))
+    return sum(pq.read_metadata(f).num_rows for _s, _p, f in _files(wd, kind, step_name))
+
+
+def steps_with(workdir: str | Path, kind: str, step_name: str | None = None) -> list[str]:
+    """The last run's steps (or the one named) that dropped (`kind` "dropped") or
+    quarantined ("quarantine") rows."""
+    import pyarrow.parquet as pq
+
+    wd = Workdir(workdir)
+    return [s["name"] for s in _last_run_steps(wd, step_name)
+            if any(pq.read_metadata(f).num_rows
+                   for f in wd.step_dir(s["cache_key"]).glob(f"{kind}-*.parquet"))]
 
 
 def dropped_rows(workdir: str | Path, step_name: str | None = None, *,

@@ -102,6 +102,9 @@ class ReadWorkdir(SourceOperation):
             if record.get("kind") == "source" and not record.get("stores_data", True):
                 op = self._source_in_place(record)
             columns = _columns_after(record, columns)
+            order = record.get("column_order") or []  # the step's column order, if recorded
+            columns = {c: columns[c] for c in sorted(columns, key=lambda c: (
+                c not in order, order.index(c) if c in order else 0))}
             steps.append(Step(name=record["name"], op=op, parent=steps[-1] if steps else None,
                               key=record["cache_key"], schema=dict.fromkeys(columns),
                               columns=columns, on_error=record.get("on_error", "raise")))
