@@ -185,9 +185,9 @@ def steps_with(workdir: str | Path, kind: str, step_name: str | None = None) -> 
     import pyarrow.parquet as pq
 
     wd = Workdir(workdir)
-    return [s["name"] for s in _last_run_steps(wd, step_name)
-            if any(pq.read_metadata(f).num_rows
-                   for f in wd.step_dir(s["cache_key"]).glob(f"{kind}-*.parquet"))]
+    names = [s["name"] for s, _p, f in _files(wd, kind, step_name)
+             if pq.read_metadata(f).num_rows]
+    return list(dict.fromkeys(names))
 
 
 def dropped_rows(workdir: str | Path, step_name: str | None = None, *,
@@ -261,12 +261,9 @@ def dedup_steps(workdir: str | Path, step_name: str | None = None) -> list[str]:
     import pyarrow.parquet as pq
 
     wd = Workdir(workdir)
-    names = []
-    for s in _last_run_steps(wd, step_name):
-        files = wd.step_dir(s["cache_key"]).glob("dropped-*.parquet")
-        if any("cluster_id" in pq.read_schema(f).names for f in files):
-            names.append(s["name"])
-    return names
+    names = [s["name"] for s, _p, f in _files(wd, "dropped", step_name)
+             if "cluster_id" in pq.read_schema(f).names]
+    return list(dict.fromkeys(names))
 
 
 def find_row(workdir: str | Path, row_id: int, step_name: str, *,
