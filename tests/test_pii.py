@@ -284,7 +284,7 @@ def test_pathological_inputs_scan_in_linear_time(unit, monkeypatch):
     # and (backtracking inside a pattern is not visible to a counter) at most 10x the CPU
     # time, where a quadratic scan would take 16x.
     calls = _counting_detectors(monkeypatch)
-    small, large = (unit * (n // len(unit)) for n in (50_000, 200_000))
+    small, large = (unit * (n // len(unit)) for n in (25_000, 100_000))
     find_spans([small])
     few = dict(calls)
     calls.clear()

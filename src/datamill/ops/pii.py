@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..operation import Arguments, MapOperation
+from .pii_phone import CUED, FREE, code_before, cue_before, national_form, unit_after
 
 PiiType = Literal["email", "phone", "ip_address", "credit_card", "iban", "ssn", "secret"]
 TYPES: tuple[str, ...] = ("email", "phone", "ip_address", "credit_card", "iban", "ssn",
@@ -74,16 +75,21 @@ def _email(text: str, m: re.Match) -> Span | None:
 
 # --- phone --------------------------------------------------------------------------------
 # Digit groups joined by one separator, "(area)" or "(0)"; the validator decides which
-# prefix of the groups (if any) is a number.
+# prefix of the groups (if any) is a number. A letter of a script written with spaces
+# (Latin, Greek, Cyrillic, Arabic, Indic) glued to the digits makes them part of a word;
+# Chinese and Japanese characters do not ("请拨打13812345678咨询").
+_LETTER = r"A-Za-z_\u00C0-\u024F\u0370-\u058F\u0600-\u06FF\u0900-\u0DFF\u1E00-\u1EFF"
 _PHONE = re.compile(r"""
-    [+(\d](?<![\w+.\-/@\#$€£%&)][+(\d])(?<!\d[ .\-][+(\d])  # not glued to a word or number
-    (?=[\d\ ().\-]{6})                                          # 7 characters at least
+    [+(\d](?<![0-9LETTER+.\-/@\#$€£%&)][+(\d])(?<!\d[ .\-][+(\d])  # not glued to a word
+    (?=[\d\ ().\-/]{6})                                        # 7 characters at least
     (?:(?<=\+)\d{1,3}[ .\-]?(?:\(0\)[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?   # +CC, (0), (area)
       |(?<=\()\d{1,5}\)[ .\-]?                                     # (area)
       |(?<=\d))
-    \d{0,14}(?:[ .\-]\d{1,10}){0,6}(?<=\d\d)                       # groups, last of 2+
-    (?![\w@]|[.\-/:]?\d|-[A-Za-z])                         # not inside a code
-""", re.X)
+    \d{0,14}(?:(?:/|\ -\ )\d{1,10})?               # after an area code: 030/1234567
+    (?:[ \-]?\(\d{2,5}\)[ \-]?\d{1,10})?            # 8 (495) 123..., 03(1234)5678
+    (?:[ .\-]\d{1,10}){0,6}(?<=\d\d)                              # groups, last of 2+
+    (?![LETTER@]|[.\-/:]?\d|-[A-Za-z])                     # not inside a code
+""".replace("LETTER", _LETTER), re.X)
 _DIGIT_RUN = re.compile(r"\d+")
 _PHONE_CONTEXT = re.compile(
     r"(?i)(?:phone|tel|mobile|mob|cell|call|fax|whatsapp|sms|ring|dial|contact|kontakt|"
@@ -109,8 +115,9 @@ def _date_like(groups: list[str]) -> bool:
 
 
 def phone_ok(value: str, groups: list[str]) -> bool:
-    """Is `value` (its digit groups in `groups`) a phone number: E.164 with `+`, or a
-    national number in a common format (trunk 0, "(area)", North American 3-3-4)?"""
+    """Is `value` (its digit groups in `groups`) a phone number in a form that needs no
+    numbering plan: E.164 with `+`, a trunk 0 and 10-11 digits, "(area)", North American
+    3-3-4? (National numbers of the plans in phone_plans.py: pii_phone.national_ok.)"""
     digits = sum(map(len, groups))
     if value.count("(") != value.count(")"):
         return False
@@ -118,6 +125,8 @@ def phone_ok(value: str, groups: list[str]) -> bool:
         return 8 <= digits <= 15
     sizes = [len(g) for g in groups]
     if _date_like(groups) or sizes[-1] < 2 or ("." in value and min(sizes) < 2):
+        return False
+    if "/" in value:
         return False
     if value.startswith("("):
         return 10 <= digits <= 12
@@ -129,44 +138,68 @@ def phone_ok(value: str, groups: list[str]) -> bool:
 
 
 def _context(text: str, start: int) -> bool:
-    return _PHONE_CONTEXT.search(text, max(0, start - 24), start) is not None
+    return (_PHONE_CONTEXT.search(text, max(0, start - 24), start) is not None
+            or cue_before(text, start))
 
 
 def _phone(text: str, m: re.Match) -> Span | None:
     value = m.group()
-    if value[0] != "+":
-        if _CODE_CONTEXT.search(text, max(0, m.start() - 16), m.start()):
-            return None  # "P/N 04-0158-7817"
-        if m.start() and text[m.start() - 1] in ":=" and not _context(text, m.start()):
-            return None  # "10:30", "id=...": after a field separator only "+..." or
-            #              a key that names a phone ("tel:", "phone_number=")
-    if value[0] not in "+(0":  # then only North American (1-800-, 415-) or bare digits
-        sep = next((i for i, ch in enumerate(value) if not ch.isdigit()), None)
-        if sep not in (None, 1, 3):
-            return None
+    start = m.start()
+    plus = value[0] == "+"
+    if not plus and _CODE_CONTEXT.search(text, max(0, start - 16), start):
+        return None  # "P/N 04-0158-7817"
+    cue: list[bool] = []  # the context is read only for a candidate that needs it
+
+    def said(end: int, free: bool) -> bool:
+        """Does the context allow a number that needs a cue (free=False) or none?"""
+        if plus:
+            return free
+        if not cue:
+            cue.append(_context(text, start))
+        if cue[0] or not free:
+            return cue[0]
+        # "10:30", "id=...": after a field separator only "+..." or a key naming a phone
+        # ("tel:", "phone_number="); "Order no. 0123 4567 890", "612 345 678 euros"
+        return not (start and text[start - 1] in ":=" or code_before(text, start)
+                    or unit_after(text, end))
+
     groups = list(_DIGIT_RUN.finditer(value))
     if len(groups) == 1:  # digits only: E.164, or a phone where the text says so
-        digits = len(groups[0].group())
-        if m.group().startswith("+"):
-            return m.span() if 8 <= digits <= 15 else None
-        return m.span() if 10 <= digits <= 13 and _context(text, m.start()) else None
+        if plus:
+            return m.span() if 8 <= len(groups[0].group()) <= 15 else None
+        return m.span() if _bare_ok(value, m.end(), said) else None
     if len(groups) == 2 and re.fullmatch(r"[2-9]\d\d-\d{4}", value):  # local: "call 555-0100"
-        return m.span() if _context(text, m.start()) else None
-    if _IBAN_HEAD.search(text, max(0, m.start() - 40), m.start()):  # inside an IBAN
+        return m.span() if said(m.end(), False) else None
+    if _IBAN_HEAD.search(text, max(0, start - 40), start):  # inside an IBAN
         return None
     cut = 0  # digits left out at the end: "call 415 555 2671 2 times"
-    for k in range(len(groups), 1, -1):  # the longest valid prefix of the groups
+    for k in range(len(groups), 0, -1):  # the longest valid prefix of the groups
         if k < len(groups):
             cut += len(groups[k].group())
             if cut > 3:
                 return None
-        end = m.start() + groups[k - 1].end()
+        end = start + groups[k - 1].end()
         if k < len(groups) and _GLUED.match(text, end):
             continue
-        value = text[m.start():end]
-        if phone_ok(value, [g.group() for g in groups[:k]]):
-            return m.start(), end
+        value = text[start:end]
+        if k == 1:
+            return (start, end) if not plus and _bare_ok(value, end, said) else None
+        parts = [g.group() for g in groups[:k]]
+        if phone_ok(value, parts):
+            return (start, end) if said(end, True) else None
+        if not plus and not _date_like(parts):
+            form = national_form(value, [len(g) for g in parts], "".join(parts))
+            if form is not None:
+                return (start, end) if said(end, form == FREE) else None
     return None
+
+
+def _bare_ok(digits: str, end: int, said: Callable[[int, bool], bool]) -> bool:
+    """A run of digits alone: a national number, or a phone where the text says so."""
+    form = national_form(digits, [len(digits)], digits)
+    if form is None and 10 <= len(digits) <= 13:
+        form = CUED
+    return form is not None and said(end, form == FREE)
 
 
 # --- IP addresses -------------------------------------------------------------------------
@@ -383,7 +416,7 @@ def _secret(text: str, m: re.Match) -> Span | None:
 
 DETECTORS: dict[str, tuple[Detector, ...]] = {
     "email": (Detector("email", _EMAIL, _email, "@"),),
-    "phone": (Detector("phone", _PHONE, _phone, r"\d(?:[ ().\-]{0,3}\d){6}"),),
+    "phone": (Detector("phone", _PHONE, _phone, r"\d(?:[ ().\-/]{0,3}\d){6}"),),
     "ip_address": (Detector("ip_address", _IPV4, _ipv4, r"\d\.\d+\.\d"),
                    Detector("ip_address", _IPV6, _ipv6, r"[0-9A-Fa-f]?:[0-9A-Fa-f]*:")),
     "credit_card": (Detector("credit_card", _CARD, _card, r"(?:\d[ \-]?){12}\d"),),

@@ -1,0 +1,166 @@
+"""National phone numbers (no country code) for `redact_pii`: the digits of a candidate are
+checked against the numbering plans of 19 countries (libphonenumber's metadata, compiled into
+`phone_plans.py`), and the way it is written decides whether it needs a cue word.
+
+A number is accepted on its own when its form says "phone": a trunk prefix with separators
+(`0176 1234 5678`, `8 (495) 123-45-67`), an area code in parentheses (`(11) 91234-5678`),
+or a grouping that a mobile number of a plan without trunk prefix is printed in
+(`138 1234 5678`, `98765 43210`, `612 345 678`); a bare digit run only when it is a mobile
+number with its trunk prefix (`01761234567`) or an 11-digit Chinese mobile. Anything else
+that is a valid number of a plan (a bare `612345678`, a fixed line without its trunk
+prefix) needs a cue before it ("Tel.:", "Móvil", "电话", "тел."). A word that names a code
+(order, invoice, ISBN, IMEI, customer or tax id, ...) right before the digits, or a currency
+or a unit around them, refuses them.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache, lru_cache
+
+from .phone_plans import PLANS
+
+TRUNKS = ("0", "8")  # "1" (NANP) is handled by the North American rules in pii.py
+
+# Labels and calling words, in the languages of the plans; after one, up to 16 characters
+# (no digit, no line break) may come before the number: "Tel. No.: ", "call us at ".
+_CUES = (
+    r"phone|ph|tel|tels|tlf|telf|tfno|telp|telepon|tel[ée]fon\w*|t[ée]l[ée]phone|fon|fone|"
+    r"mobile?|mobil|m[óo]vil|mob|cell\w*|cel|celular|handy|gsm|cep|hp|wa|whatsapp|viber|sms|text|"
+    r"call|calls|ring|dial|fax|office|direct|contact|kontakt|contacto|contato|contattare|hotline|"
+    r"rufnummer|anrufen|rufen|ruf|num[ée]ro|n[uú]mero|llam\w*|ll[aá]m\w*|ligue|appel\w*|"
+    r"chiam\w*|hubungi|g[oọ]i|đt|sđt|điện thoại|arayın|ara|тел\w*|моб\w*|сот\w*|звон\w*|"
+    r"تلفن|موبایل|تماس|همراه|ফোন|মোবাইল|फ़ोन|फोन|मोबाइल"
+)
+_CJK_CUES = r"电话|電話|手机|手機|联系|聯繫|拨打|撥打|携帯|ＴＥＬ"  # no word boundaries
+# A cue also covers the next numbers of a list: "Tel. 030 1234567 oder 0176 12345678".
+_CUE = re.compile(r"(?i)(?:(?<![^\W\d_])(?:" + _CUES + r")(?![^\W\d_])|" + _CJK_CUES
+                  + r")[^\d\n\x00]{0,16}(?:[\d ().\-/]{7,20}[ ,;/]{1,3}(?:(?:or|oder|o|ou|y|e|"
+                  r"et|und|and|или|或)[ ,]{1,2})?){0,2}\Z")
+_LETTER = re.compile(r"[^\W\d_]")
+# Words that name a code, an id or an amount: digits right after them are not a phone.
+_CODE_WORDS = (
+    r"order(?: ?(?:no|nr|number|id|#))?|bestell\w*|auftrags?\w*|commande|pedido|encomenda|"
+    r"sipari[şs]|заказ\w*|订单\w*|訂單|注文\w*|invoice|rechnung\w*|factura|facture|fattura|"
+    r"fatura|сч[её]т\w*|ref|r[ée]f|reference|référence|referenz|aktenzeichen|vorgang\w*|"
+    r"ticket|case|kunden\w*|snils|ersatzteil\w*|customer|account|acct|konto\w*|blz|iban|bic|"
+    r"routing|isbn\w*|issn|"
+    r"imei|serial|s/n|sn|sku|part|p/n|mpn|art\.?-?nr|artikel\w*|teile\w*|model|modell|modelo|"
+    r"cat|catalog|tracking|sendung\w*|awb|resi|id|nik|npwp|ktp|cnic|aadhaar|pan|cpf|cnpj|rfc|"
+    r"curp|inn|инн|снилс|огрн|siren|siret|tva|vat|ust-?id\w*|steuer\w*|tax|nhs|passport|"
+    r"ausweis\w*|dni|nie|nif|codice|lot|batch|charge|version|build|release|firmware|kb|"
+    r"plz|zip|postcode|pin|otp|code|c[óo]digo|nr|nº|n°|#"
+)
+_CODE = re.compile(r"(?i)(?:(?<![^\W\d_])(?:" + _CODE_WORDS + r")(?![^\W\d_])"
+                   r"(?:[ .]{0,2}(?:no|nr|num|number|nummer|n[º°]|#|id)(?![^\W\d_]))?|〒)"
+                   r"[^\w\n\x00]{0,4}\Z")
+_MONEY_BEFORE = re.compile(r"(?i)(?:[$€£¥₹₽₺₩]|R\$|\bRp\.?|\b(?:EUR|USD|RMB|INR|RUB|MXN|BRL)"
+                           r")\s?\Z")
+_UNIT_AFTER = re.compile(
+    r"(?i)\s?(?:[€₽₺₫%]|euros?\b|eur\b|usd\b|dollars?\b|pesos?\b|reais\b|rupees?\b|"
+    r"руб|yuan\b|元|円|habitant\w*|inhabitants\b|people\b|views\b|visits\b|km\b|kg\b|"
+    r"tons?\b|bytes?\b|users\b|times\b|votes\b)")
+
+
+@cache
+def _patterns(length: int, trunk: str, mobile: bool) -> re.Pattern | None:
+    """One pattern for the national significant numbers of `length` digits, of the plans
+    with trunk prefix `trunk` ("" for all plans, trunk omitted), mobile or other types."""
+    alternatives = [pattern for region, (_, plan_trunk, types) in PLANS.items()
+                    if trunk in ("", plan_trunk)
+                    for kind, lengths, pattern in types
+                    if length in lengths and (kind == "mobile") == mobile]
+    return re.compile("|".join(f"(?:{p})" for p in alternatives)) if alternatives else None
+
+
+@lru_cache(maxsize=4096)
+def plan_kinds(digits: str) -> tuple[str | None, str | None]:
+    """How `digits` reads as a national number: (with its trunk prefix, without one), each
+    "mobile", "other" or None."""
+    with_trunk = without = None
+    for mobile in (True, False):
+        kind = "mobile" if mobile else "other"
+        if without is None:
+            pattern = _patterns(len(digits), "", mobile)
+            if pattern is not None and pattern.fullmatch(digits):
+                without = kind
+        if with_trunk is None and digits[0] in TRUNKS:
+            pattern = _patterns(len(digits) - 1, digits[0], mobile)
+            if pattern is not None and pattern.fullmatch(digits, 1):
+                with_trunk = kind
+    return with_trunk, without
+
+
+def cue_before(text: str, start: int) -> bool:
+    """Is there a phone label or calling word right before `start`?"""
+    begin = max(0, start - 40)
+    return _LETTER.search(text, begin, start) is not None and \
+        _CUE.search(text, begin, start) is not None
+
+
+def code_before(text: str, start: int) -> bool:
+    """Does a word naming a code, an id or an amount come right before `start`?"""
+    return (_CODE.search(text, max(0, start - 24), start) is not None
+            or _MONEY_BEFORE.search(text, max(0, start - 6), start) is not None)
+
+
+def unit_after(text: str, end: int) -> bool:
+    return _UNIT_AFTER.match(text, end) is not None
+
+
+def _thousands(value: str, sizes: list[int]) -> bool:
+    """Written like a grouped quantity: 1-3 digits, then groups of exactly three."""
+    return len(sizes) > 1 and sizes[0] <= 3 and all(n == 3 for n in sizes[1:]) and \
+        not any(ch in value for ch in "-()/")
+
+
+FREE, CUED = "free", "cued"
+
+
+def national_form(value: str, sizes: list[int], digits: str) -> str | None:
+    """How `value` (digit groups of `sizes`, `digits` concatenated) reads as a national
+    number of the plans: FREE (a phone on its own), CUED (a phone after a cue word) or
+    None (not a number of any plan, or not written like one)."""
+    if not 7 <= len(digits) <= 13 or len(sizes) > 6 or sizes[-1] < 2:
+        return None
+    if sizes[:3] == [3, 2, 4]:
+        return None  # an SSN's grouping, no plan's: "093-36-0000"
+    if len(sizes) > 1 and min(sizes[1:]) < 2 and not (len(sizes) > 2 and sizes[1] == 1
+                                                       and value.count("(") == 1):
+        return None  # single digits inside: "1 2 3 4 5 6 7", but "(11) 9 1234-5678"
+    with_trunk, without = plan_kinds(digits)
+    if with_trunk is None and without is None:
+        return None
+    if "/" in value or " - " in value:  # only after the area code: "030/1234567"
+        mark = value.find("/") if "/" in value else value.find(" - ")
+        if mark != sizes[0] or value.count("/") + value.count(" - ") > 1 or not (
+                digits[0] == "0" or without == "mobile"):
+            return None
+    return FREE if len(digits) >= 9 and _free(value, sizes, digits, with_trunk,
+                                               without) else CUED
+
+
+def _free(value: str, sizes: list[int], digits: str, with_trunk: str | None,
+          without: str | None) -> bool:
+    bare = len(sizes) == 1
+    if with_trunk is not None:
+        if value[0] == "8" and not (sizes[0] == 1 or value[1] == "(" or bare):
+            return False  # RU: "8 912 ...", "8(495)", "89123456789"
+        if sizes[0] == 1 and _thousands(value[2:], sizes[1:]):
+            return False  # "0 986 494 123": a part number
+        return not bare or len(digits) >= 10
+    if without is None:
+        return False
+    if bare:  # an 11-digit Chinese mobile, or an Italian fixed line (its 0 is no trunk)
+        return (without == "mobile" and len(digits) == 11 and digits[0] == "1"
+                or digits[0] == "0")
+    if _thousands(value, sizes):  # "612 345 678", "612.345.678", not "1 234 567"
+        return without == "mobile" and sizes[0] == 3
+    if "." in value:
+        return False  # dotted groups without trunk prefix: a version, a coordinate
+    if value[0] == "(":
+        return True  # "(11) 91234-5678", "(495) 123-45-67"
+    if sizes[-1] == 2 and len(digits) != 9 or len(sizes) > 4 or len(digits) > 11:
+        return False  # pairs at the end are Spanish (9 digits): not "97 43 30 33 33"
+    # an area code or a mobile prefix first: "91 123 45 67", "55 1234 5678", "98765 43210"
+    return 2 <= sizes[0] <= 4 or sizes == [5, 5] and without == "mobile"
