@@ -3,9 +3,12 @@
     python benchmarks/pii_eval.py [--seeds 0 1 2] [--mb 20] [--single-mb 50]
 
 Quality: the generated corpus (tests/pii_corpus.py, one per seed), the hand-written
-examples (tests/data/pii/handwritten.txt) and the blind set (tests/data/pii/blind.jsonl,
-written by another author; see docs/pii.md); a prediction matches a gold span of the same type
-when their ranges overlap (`exact`: the share of matches with the same boundaries).
+examples (tests/data/pii/handwritten.txt), the blind set (tests/data/pii/blind.jsonl,
+written by another author; see docs/pii.md) and the held-out national phone set
+(tests/data/pii/national_phones.jsonl, 19 numbering plans, with its hard negatives); a
+prediction matches a gold span of the same type when their ranges overlap (`exact`: the share
+of matches with the same boundaries). "touched": the share of hard-negative records (no gold
+span) in which anything is redacted.
 Throughput: `RedactPii.process` over batches of 2 KB documents (corpus sentences mixed into
 prose), all types, placeholders, one core; and one document of `--single-mb` MB.
 Results go to benchmarks/results/pii_eval.json.
@@ -27,13 +30,32 @@ sys.path.insert(0, str(REPO))
 from tests.pii_corpus import TYPES, corpus, handwritten, score  # noqa: E402
 
 BLIND = REPO / "tests" / "data" / "pii" / "blind.jsonl"
+NATIONAL = REPO / "tests" / "data" / "pii" / "national_phones.jsonl"
 
 
-def blind() -> list[dict]:
-    """The blind set: one JSON object per line, spans as {"start", "end", "type"}."""
-    rows = [json.loads(line) for line in BLIND.read_text(encoding="utf-8").splitlines()]
-    return [{"text": r["text"], "spans": [(s["start"], s["end"], s["type"]) for s in r["spans"]]}
+def blind(path: Path = BLIND) -> list[dict]:
+    """A labelled set: one JSON object per line, spans as {"start", "end", "type"} (other
+    keys, such as the national set's "region" and "cue", are kept)."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [{**r, "spans": [(s["start"], s["end"], s["type"]) for s in r["spans"]]}
             for r in rows]
+
+
+def national_phones() -> dict:
+    """Phone P/R on the held-out national set, overall and with or without a cue word, and
+    the share of its hard negatives in which anything is redacted."""
+    from datamill.ops.pii import find_spans
+
+    examples = blind(NATIONAL)
+    predicted = find_spans([ex["text"] for ex in examples])
+    out = {"all": score(examples, predicted)["phone"]}
+    for cue in (True, False):
+        pairs = [(ex, p) for ex, p in zip(examples, predicted) if ex["spans"] and ex["cue"] == cue]
+        out["cue" if cue else "no_cue"] = score(*map(list, zip(*pairs)))["phone"]
+    negatives = [p for ex, p in zip(examples, predicted) if not ex["spans"]]
+    out["negatives"] = len(negatives)
+    out["negatives_touched"] = sum(bool(p) for p in negatives) / len(negatives)
+    return out
 
 
 def quality(examples: list[dict]) -> dict:
@@ -107,6 +129,14 @@ def main() -> None:
     print_table("hand-written examples", written)
     unseen = quality(blind())
     print_table("blind set (tests/data/pii/blind.jsonl)", unseen)
+    national = national_phones()
+    print("\nheld-out national phones (tests/data/pii/national_phones.jsonl)")
+    for part in ("all", "cue", "no_cue"):
+        r = national[part]
+        print(f"  {part:7} P {r['precision']:.3f}  R {r['recall']:.3f}  exact {r['exact']:.3f}"
+              f"  tp/fp/fn {r['tp']}/{r['fp']}/{r['fn']}")
+    print(f"  hard negatives touched: {national['negatives_touched']:.4f} "
+          f"of {national['negatives']}")
 
     docs = documents(args.mb)
     mbps = throughput(docs)
@@ -122,7 +152,8 @@ def main() -> None:
     out = REPO / "benchmarks" / "results" / "pii_eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "generated": generated, "handwritten": written, "blind": unseen, "seeds": args.seeds,
+        "generated": generated, "handwritten": written, "blind": unseen,
+        "national_phones": national, "seeds": args.seeds,
         "throughput_mb_s": round(mbps, 2), "single_document_mb": args.single_mb,
         "single_document_seconds": round(seconds, 2), "python": platform.python_version(),
         "machine": platform.machine()}, indent=2))

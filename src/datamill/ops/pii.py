@@ -130,8 +130,9 @@ def phone_ok(value: str, groups: list[str]) -> bool:
         return False
     if value.startswith("("):
         return 10 <= digits <= 12
-    if value.startswith("0") and not value.startswith("00"):
-        return 10 <= digits <= 11 and sizes[0] <= 5 and len(groups) <= 5
+    if value.startswith("0") and not value.startswith("00"):  # not "0 986 494 123" (a part)
+        return 10 <= digits <= 11 and sizes[0] <= 5 and len(groups) <= 5 and not (
+            sizes[0] == 1 and set(sizes[1:]) == {3})
     if sizes == [3, 3, 4] and value[0] in "23456789":  # North American
         return True
     return sizes == [1, 3, 3, 4] and value[0] == "1"
