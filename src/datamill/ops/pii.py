@@ -91,10 +91,6 @@ _PHONE = re.compile(r"""
     (?![LETTER@]|[.\-/:]?\d|-[A-Za-z])                     # not inside a code
 """.replace("LETTER", _LETTER), re.X)
 _DIGIT_RUN = re.compile(r"\d+")
-_PHONE_CONTEXT = re.compile(
-    r"(?i)(?:phone|tel|mobile|mob|cell|call|fax|whatsapp|sms|ring|dial|contact|kontakt|"
-    r"handy|telefon\w*|t[ée]l[ée]phone|n[uú]mero|numéro)(?:[_\-]?(?:number|num|no))?\b"
-    r"\W{0,3}\Z")
 # Words before a part, model or serial number: digit groups after them are not phones.
 _CODE_CONTEXT = re.compile(
     r"(?i)(?:\bp/n|\bpart(?: ?(?:no\.?|number|#))?|\bsku|\bmpn|\bmodel(?: ?(?:no\.?|number))?|"
@@ -138,11 +134,6 @@ def phone_ok(value: str, groups: list[str]) -> bool:
     return sizes == [1, 3, 3, 4] and value[0] == "1"
 
 
-def _context(text: str, start: int) -> bool:
-    return (_PHONE_CONTEXT.search(text, max(0, start - 24), start) is not None
-            or cue_before(text, start))
-
-
 def _phone(text: str, m: re.Match) -> Span | None:
     value = m.group()
     start = m.start()
@@ -155,14 +146,14 @@ def _phone(text: str, m: re.Match) -> Span | None:
         """Does the context allow a number that needs a cue (free=False) or none?"""
         if plus:
             return free
-        if not cue:
-            cue.append(_context(text, start))
-        if cue[0] or not free:
-            return cue[0]
         # "10:30", "id=...": after a field separator only "+..." or a key naming a phone
         # ("tel:", "phone_number="); "Order no. 0123 4567 890", "612 345 678 euros"
-        return not (start and text[start - 1] in ":=" or code_before(text, start)
-                    or unit_after(text, end))
+        if free and not (start and text[start - 1] in ":=" or code_before(text, start)
+                         or unit_after(text, end)):
+            return True
+        if not cue:  # the costliest check, last
+            cue.append(cue_before(text, start))
+        return cue[0]
 
     groups = list(_DIGIT_RUN.finditer(value))
     if len(groups) == 1:  # digits only: E.164, or a phone where the text says so

@@ -22,38 +22,42 @@ from .phone_plans import PLANS
 
 TRUNKS = ("0", "8")  # "1" (NANP) is handled by the North American rules in pii.py
 
+# Cue and code words are looked up, not searched for: the words right before a candidate
+# (maximal runs of letters of any script) are compared with these sets, which costs a small
+# fraction of searching a window for a large alternation.
+_WORD = re.compile(r"[^\W\d_]+|[#〒]")
 # Labels and calling words, in the languages of the plans; after one, up to 16 characters
 # (no digit, no line break) may come before the number: "Tel. No.: ", "call us at ".
-_CUES = (
-    r"phone|ph|tel|tels|tlf|telf|tfno|telp|telepon|tel[ée]fon\w*|t[ée]l[ée]phone|fon|fone|"
-    r"mobile?|mobil|m[óo]vil|mob|cell\w*|cel|celular|handy|gsm|cep|hp|wa|whatsapp|viber|sms|text|"
-    r"call|calls|ring|dial|fax|office|direct|contact|kontakt|contacto|contato|contattare|hotline|"
-    r"rufnummer|anrufen|rufen|ruf|num[ée]ro|n[uú]mero|llam\w*|ll[aá]m\w*|ligue|appel\w*|"
-    r"chiam\w*|hubungi|g[oọ]i|đt|sđt|điện thoại|arayın|ara|тел\w*|моб\w*|сот\w*|звон\w*|"
-    r"تلفن|موبایل|تماس|همراه|ফোন|মোবাইল|फ़ोन|फोन|मोबाइल"
-)
-_CJK_CUES = r"电话|電話|手机|手機|联系|聯繫|拨打|撥打|携帯|ＴＥＬ"  # no word boundaries
+_CUES = frozenset("""
+    phone ph tel tels tlf telf tfno telp telepon telephone téléphone fon fone mobile mobil
+    móvil movil mob cel celular handy gsm cep hp wa whatsapp viber sms text call calls ring
+    dial fax office direct contact kontakt contacto contato contattare hotline rufnummer
+    anrufen rufen ruf numero numéro número ligue hubungi goi gọi đt sđt thoại arayın ara
+    تلفن موبایل تماس همراه ফোন মোবাইল फ़ोन फोन मोबाइल
+""".split())
+_CUE_PREFIXES = ("telefon", "teléfon", "cell", "llam", "llám", "appel", "chiam", "тел", "моб",
+                 "сот", "звон")
+_CJK_CUES = ("电话", "電話", "手机", "手機", "联系", "聯繫", "拨打", "撥打", "携帯", "ＴＥＬ")
 # A cue also covers the next numbers of a list: "Tel. 030 1234567 oder 0176 12345678".
-_CUE = re.compile(r"(?i)(?:(?<![^\W\d_])(?:" + _CUES + r")(?![^\W\d_])|" + _CJK_CUES
-                  + r")[^\d\n\x00]{0,16}(?:[\d ().\-/]{7,20}[ ,;/]{1,3}(?:(?:or|oder|o|ou|y|e|"
-                  r"et|und|and|или|或)[ ,]{1,2})?){0,2}\Z")
-_LETTER = re.compile(r"[^\W\d_]")
+_CONNECTOR = re.compile(r"(?i)[ ,;/]{1,3}(?:(?:or|oder|o|ou|y|e|et|und|and|или|或)[ ,]{1,2})?")
+_NON_DIGITS = re.compile(r"[^\d\n\x00]*")
+_NUMBER_CHARS = re.compile(r"[\d ().\-/]*")
 # Words that name a code, an id or an amount: digits right after them are not a phone.
-_CODE_WORDS = (
-    r"order(?: ?(?:no|nr|number|id|#))?|bestell\w*|auftrags?\w*|commande|pedido|encomenda|"
-    r"sipari[şs]|заказ\w*|订单\w*|訂單|注文\w*|invoice|rechnung\w*|factura|facture|fattura|"
-    r"fatura|сч[её]т\w*|ref|r[ée]f|reference|référence|referenz|aktenzeichen|vorgang\w*|"
-    r"ticket|case|kunden\w*|snils|ersatzteil\w*|customer|account|acct|konto\w*|blz|iban|bic|"
-    r"routing|isbn\w*|issn|"
-    r"imei|serial|s/n|sn|sku|part|p/n|mpn|art\.?-?nr|artikel\w*|teile\w*|model|modell|modelo|"
-    r"cat|catalog|tracking|sendung\w*|awb|resi|id|nik|npwp|ktp|cnic|aadhaar|pan|cpf|cnpj|rfc|"
-    r"curp|inn|инн|снилс|огрн|siren|siret|tva|vat|ust-?id\w*|steuer\w*|tax|nhs|passport|"
-    r"ausweis\w*|dni|nie|nif|codice|lot|batch|charge|version|build|release|firmware|kb|"
-    r"plz|zip|postcode|pin|otp|code|c[óo]digo|nr|nº|n°|#"
-)
-_CODE = re.compile(r"(?i)(?:(?<![^\W\d_])(?:" + _CODE_WORDS + r")(?![^\W\d_])"
-                   r"(?:[ .]{0,2}(?:no|nr|num|number|nummer|n[º°]|#|id)(?![^\W\d_]))?|〒)"
-                   r"[^\w\n\x00]{0,4}\Z")
+_CODES = frozenset("""
+    order commande pedido encomenda sipariş siparis invoice factura facture fattura fatura
+    счет счёт ref réf reference référence referenz aktenzeichen ticket case snils customer
+    account acct blz iban bic routing issn imei serial sn sku part mpn model modell modelo
+    cat catalog tracking awb resi id nik npwp ktp cnic aadhaar pan cpf cnpj rfc curp inn инн
+    снилс огрн siren siret tva vat tax nhs passport dni nie nif codice lot batch charge
+    version build release firmware kb plz zip postcode pin otp code código codigo nr nº n #
+    〒
+""".split())
+_CODE_PREFIXES = ("bestell", "auftrag", "заказ", "rechnung", "vorgang", "kunden", "ersatzteil",
+                  "konto", "isbn", "artikel", "teile", "sendung", "steuer", "ausweis", "счет",
+                  "счёт")
+_CJK_CODES = ("订单", "訂單", "注文", "单号", "編號", "编号")
+# After a code word, a number marker may come: "Order no.", "Invoice #", "Kunden-Nr."
+_MARKERS = frozenset(("no", "nr", "num", "number", "nummer", "nº", "n", "#", "id"))
 _MONEY_BEFORE = re.compile(r"(?i)(?:[$€£¥₹₽₺₩]|R\$|\bRp\.?|\b(?:EUR|USD|RMB|INR|RUB|MXN|BRL)"
                            r")\s?\Z")
 _UNIT_AFTER = re.compile(
@@ -91,17 +95,56 @@ def plan_kinds(digits: str) -> tuple[str | None, str | None]:
     return with_trunk, without
 
 
+def _is_cue(word: str) -> bool:
+    word = word.lower()
+    return (word in _CUES or word.startswith(_CUE_PREFIXES)
+            or any(cue in word for cue in _CJK_CUES))
+
+
+def _is_code(word: str) -> bool:
+    word = word.lower()
+    return (word in _CODES or word.startswith(_CODE_PREFIXES)
+            or any(code in word[-4:] for code in _CJK_CODES))
+
+
 def cue_before(text: str, start: int) -> bool:
-    """Is there a phone label or calling word right before `start`?"""
-    begin = max(0, start - 40)
-    return _LETTER.search(text, begin, start) is not None and \
-        _CUE.search(text, begin, start) is not None
+    """Is there a phone label or calling word right before `start` (at most 16 characters,
+    no digit, between them), or before the numbers of a list that ends there?"""
+    back = text[max(0, start - 80):start][::-1]  # read backwards from the candidate
+    pos = 0
+    for hop in range(3):
+        gap_end = _NON_DIGITS.match(back, pos).end()
+        gap = back[pos:gap_end][::-1]
+        near = len(gap) - 16
+        if any(m.end() >= near and _is_cue(m.group()) for m in _WORD.finditer(gap)):
+            return True
+        if hop == 2 or gap_end == len(back) or not back[gap_end].isdigit() \
+                or not _CONNECTOR.fullmatch(gap):
+            return False
+        pos = _NUMBER_CHARS.match(back, gap_end).end()  # the list's number before
+        if not 7 <= pos - gap_end <= 20:
+            return False
+    return False
 
 
 def code_before(text: str, start: int) -> bool:
-    """Does a word naming a code, an id or an amount come right before `start`?"""
-    return (_CODE.search(text, max(0, start - 24), start) is not None
-            or _MONEY_BEFORE.search(text, max(0, start - 6), start) is not None)
+    """Does a word naming a code, an id or an amount come right before `start`: "Order no.
+    ", "Kundennummer: ", "ISBN ", "€ "?"""
+    begin = max(0, start - 24)
+    words = list(_WORD.finditer(text, begin, start))
+    if words:
+        last = words[-1]
+        tail = text[last.end():start]
+        if len(tail) <= 4 and not any(ch.isalnum() or ch in "\n\x00_" for ch in tail):
+            if _is_code(last.group()):
+                return True
+            if len(words) > 1 and last.group().lower() in _MARKERS:
+                before = words[-2]
+                between = text[before.end():last.start()]
+                if len(between) <= 2 and between.strip(" .-") == "" and _is_code(
+                        before.group()):
+                    return True
+    return _MONEY_BEFORE.search(text, max(0, start - 6), start) is not None
 
 
 def unit_after(text: str, end: int) -> bool:
