@@ -298,3 +298,19 @@ def test_server_killed_mid_write_then_rerun_completes_without_duplicates(
     with psycopg.connect(pg.url) as conn:  # one run, resumed: one generation
         assert conn.execute("SELECT generation, pending FROM datamill_vector_tables WHERE "
                             "name = %s", (table,)).fetchone() == (1, 1)
+
+
+def test_lancedb_table_written_by_another_workdirs_run_is_refused(tmp_path: Path) -> None:
+    from fsspec.implementations.local import LocalFileSystem
+
+    from datamill.io.lancedb import STAGING
+    from datamill.io.sink import claim_folder
+
+    lance = Store("lancedb", tmp_path, None)
+    docs = write_docs(tmp_path / "docs", files=2, rows=20)
+    staging = str(tmp_path / "db" / STAGING / lance.table)
+    with claim_folder(LocalFileSystem(), staging, "the table", tmp_path / "other-work"), \
+            pytest.raises(dm.OutputBusyError, match="other-work"):
+        lance.run(docs)  # the other run holds the table's staging folder
+    lance.run(docs)  # it is gone: this one writes
+    assert len(lance.rows()) == 40

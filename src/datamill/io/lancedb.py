@@ -21,6 +21,7 @@ from pydantic import Field
 
 from ..errors import PipelineError, SchemaError, StorageError
 from ..operation import SinkOperation
+from .sink import WRITER, claim_folder
 from .vectors import (
     VectorSinkArgs,
     check_columns,
@@ -163,8 +164,16 @@ class WriteLanceDB(SinkOperation):
             self._check_existing(vector_dim(self._schema, self.args.vector_column, self.name))
         fs, root = self._staging
         if fresh and fs.exists(root):
-            fs.rm(root, recursive=True)
+            for path in fs.ls(root, detail=False):
+                if path.rsplit("/", 1)[-1] != WRITER:  # the claim stays held
+                    fs.rm(path, recursive=True)
         fs.makedirs(root, exist_ok=True)
+
+    def claim(self, workdir: Any) -> contextlib.AbstractContextManager[bool]:
+        """Hold the staging folder for this run: another workdir's run writing the same
+        table meanwhile is refused (it would replace what this one staged)."""
+        fs, root = self._staging
+        return claim_folder(fs, root, self._where(), workdir)
 
     def open_partition(self, index: int) -> _StagedPartition:
         return _StagedPartition(self, index)

@@ -102,51 +102,12 @@ class FileSink(SinkOperation):
                     fs.rm(f)
 
     # --- the claim on the output folder -------------------------------------------------
-    @contextlib.contextmanager
-    def claim(self, workdir: Path) -> Iterator[bool]:
-        """Hold the output folder for the run of `workdir` until the run ends; refused
-        (OutputBusyError) while a run of another workdir holds it. Yields True when the
-        folder was last written from another workdir: nothing in it is ours to resume."""
-        fs = self.fs
-        fs.makedirs(self._root, exist_ok=True)
-        me = {"workdir": str(workdir), "pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        if self._protocol() in ("file", "local"):  # a lock that dies with its process
-            with exclusive_lock(Path(self._root) / WRITER, json.dumps(me),
-                                lambda held: self._busy(_parse(held), workdir)) as (_, before):
-                previous = _parse(before)
-                yield previous is not None and previous.get("workdir") != str(workdir)
-            return
-        previous = self._last_writer()  # elsewhere: a record, and the holder's workdir lock
-        if previous is not None and previous.get("workdir") != str(workdir) \
-                and not fs.exists(f"{self._root}/_SUCCESS") and _alive(previous):
-            raise self._busy(previous, workdir)
-        with fs.open(f"{self._root}/{WRITER}", "w") as fh:
-            fh.write(json.dumps(me))
-        yield previous is not None and previous.get("workdir") != str(workdir)
+    def claim(self, workdir: Path) -> contextlib.AbstractContextManager[bool]:
+        return claim_folder(self.fs, self._root, self.args.path, workdir)
 
     def written_from(self, workdir: Any) -> bool:
-        previous = self._last_writer()
+        previous = last_writer(self.fs, self._root)
         return previous is None or previous.get("workdir") == str(workdir)
-
-    def _last_writer(self) -> dict | None:
-        try:
-            return _parse(self.fs.cat_file(f"{self._root}/{WRITER}").decode())
-        except (FileNotFoundError, UnicodeDecodeError):
-            return None
-
-    def _busy(self, holder: dict | None, workdir: Path) -> OutputBusyError:
-        if holder and (holder.get("pid"), holder.get("workdir")) == (os.getpid(), str(workdir)):
-            return OutputBusyError(f"two sinks of this run write the same output folder "
-                                   f"{self.args.path}; give each its own folder")
-        who = ""
-        if holder:
-            who = (f" (pid {holder.get('pid')} on {holder.get('host')}, workdir "
-                   f"{holder.get('workdir')}, since {holder.get('started')})")
-        return OutputBusyError(
-            f"output folder {self.args.path} is being written by another run{who}; wait for "
-            "it to finish or write elsewhere (two runs writing one folder would destroy "
-            f"each other's files). If that run is dead, delete {self._root}/{WRITER}")
 
     def open_partition(self, index: int) -> PartitionWriter:
         driver = getattr(self, "_driver_pid", None)
@@ -187,6 +148,54 @@ class FileSink(SinkOperation):
 
     def _close(self, writer: Any) -> None:
         raise NotImplementedError
+
+
+@contextlib.contextmanager
+def claim_folder(fs: Any, root: str, shown: str, workdir: Path) -> Iterator[bool]:
+    """Hold the folder `root` (on `fs`; `shown` in messages) for the run of `workdir` until
+    the run ends; refused (OutputBusyError) while a run of another workdir holds it. Yields
+    True when the folder was last written from another workdir: nothing in it is ours to
+    resume."""
+    fs.makedirs(root, exist_ok=True)
+    me = {"workdir": str(workdir), "pid": os.getpid(), "host": socket.gethostname(),
+          "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    if protocol in ("file", "local"):  # a lock that dies with its process
+        with exclusive_lock(Path(root) / WRITER, json.dumps(me),
+                            lambda held: _busy(_parse(held), shown, root, workdir)) \
+                as (_, before):
+            previous = _parse(before)
+            yield previous is not None and previous.get("workdir") != str(workdir)
+        return
+    previous = last_writer(fs, root)  # elsewhere: a record, and the holder's workdir lock
+    if previous is not None and previous.get("workdir") != str(workdir) \
+            and not fs.exists(f"{root}/_SUCCESS") and _alive(previous):
+        raise _busy(previous, shown, root, workdir)
+    with fs.open(f"{root}/{WRITER}", "w") as fh:
+        fh.write(json.dumps(me))
+    yield previous is not None and previous.get("workdir") != str(workdir)
+
+
+def last_writer(fs: Any, root: str) -> dict | None:
+    """Who holds, or last held, the folder (its `_datamill_writer.json`)."""
+    try:
+        return _parse(fs.cat_file(f"{root}/{WRITER}").decode())
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+
+
+def _busy(holder: dict | None, shown: str, root: str, workdir: Path) -> OutputBusyError:
+    if holder and (holder.get("pid"), holder.get("workdir")) == (os.getpid(), str(workdir)):
+        return OutputBusyError(f"two sinks of this run write the same output folder {shown}; "
+                               "give each its own folder")
+    who = ""
+    if holder:
+        who = (f" (pid {holder.get('pid')} on {holder.get('host')}, workdir "
+               f"{holder.get('workdir')}, since {holder.get('started')})")
+    return OutputBusyError(
+        f"output folder {shown} is being written by another run{who}; wait for it to finish "
+        "or write elsewhere (two runs writing one folder would destroy each other's files). "
+        f"If that run is dead, delete {root}/{WRITER}")
 
 
 def _parse(text: str) -> dict | None:
