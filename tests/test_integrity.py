@@ -31,6 +31,7 @@ KILLED = textwrap.dedent('''
     import datamill as dm
     import datamill.io.jsonl
 
+    assert hasattr(datamill.io.jsonl, "PARSE_CHUNK")  # the reader's chunk size, made small:
     datamill.io.jsonl.PARSE_CHUNK = 2048
     calls = []
 
