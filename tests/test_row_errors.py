@@ -150,6 +150,8 @@ def test_a_policy_a_reader_cannot_honour_is_refused_when_built(tmp_path):
         dm.Dataset.read(tmp_path / "x.jsonl", on_error="quarantine", errors="skip")
     with pytest.raises(dm.PipelineError, match="on_error must be"):
         dm.Dataset.read(tmp_path / "x.jsonl", on_error="ignore")
+    with pytest.raises(dm.PipelineError, match="drop_duplicates.*on_error='skip'"):
+        dm.Dataset.read(tmp_path / "x.jsonl").apply("drop_duplicates", on_error="skip")
     same = dm.Dataset.read(tmp_path / "x.jsonl", on_error="skip", errors="skip")
     assert same.step.op.args.errors == "skip" and same.step.on_error == "skip"
     # the policy is part of the read step's identity (and so of its cache key)
@@ -258,3 +260,36 @@ def test_quarantine_keeps_the_whole_row_after_a_global_step(tmp_path):
     assert replay.schema == {"n": pa.int64(), "text": pa.string(),
                              "meta": pa.struct([("k", pa.int64())])}
     assert replay.collect(tmp_path / "w2", progress=False).num_rows == 6
+
+
+def test_csv_reading_goes_back_to_arrow_after_a_bad_record(tmp_path, monkeypatch):
+    from datamill.io import csv as csv_module
+
+    monkeypatch.setattr(csv_module, "LENIENT_ROWS", 200)  # small groups: Arrow resumes often
+    monkeypatch.setattr(csv_module, "INFER_BLOCK", 4096)
+    parsed = []
+    real = csv_module.ReadCsv._parse_bytes
+    monkeypatch.setattr(csv_module.ReadCsv, "_parse_bytes",
+                        lambda self, data, schema: parsed.append(len(data)) or real(
+                            self, data, schema))
+    rows = [f"{i},row {i}" for i in range(20_000)]
+    bad = [7, 5_000, 5_001, 12_345, 19_999]
+    for i in bad:
+        rows[i] = f"{i},row {i},extra"
+    rows[9_000] = '9000,"two\nlines"'
+    src = tmp_path / "c.csv"
+    src.write_text("a,b\n" + "\n".join(rows) + "\n")
+    ds = dm.Dataset.read(src, on_error="quarantine", schema={"a": "int64", "b": "string"})
+    table = ds.collect(tmp_path / "w", workers=1, progress=False)
+    assert table["a"].to_pylist() == [i for i in range(20_000) if i not in bad]
+    assert table["b"][table["a"].to_pylist().index(9000)].as_py() == "two\nlines"
+    q = dm.quarantined_rows(tmp_path / "w").sort_by("_id")
+    assert q["_id"].to_pylist() == bad
+    assert q["_line"].to_pylist() == [i + 2 + (i > 9_000) for i in bad]
+    assert q["_raw"].to_pylist() == [f"{i},row {i},extra".encode() for i in bad]
+    op = ds.step.op  # ids are record numbers, whichever path read the record
+    ids = [i for part in op.partitions() for t in op.read(part, None)
+           for i in t["_id"].to_pylist()]
+    assert ids == table["a"].to_pylist()
+    # the record-by-record path covered only the groups around bad records
+    assert sum(parsed) < 0.5 * src.stat().st_size

@@ -174,6 +174,10 @@ class LazyDataset:
         if op.kind in ("source", "sink"):
             raise PipelineError(f"use Dataset.read/.write for {op.kind} operations",
                                 operation=op.name)
+        if op.kind == "global" and on_error != "raise":
+            raise PipelineError(f"a global operation cannot honour on_error={on_error!r}: it "
+                                "decides over all rows at once, with no row to set aside",
+                                operation=op.name)
         name = step_name or self._unique_name(op.name)
         parent = self._step
         schema = dict(parent.schema)

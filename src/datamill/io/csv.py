@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -77,51 +78,57 @@ class ReadCsv(FileSource):
 
         schema = self.arrow_schema()
         path = partition.path
-        row = 0
-        try:
-            with open_file(path, compression=compression_of(path)) as fh:
-                reader = self._reader(path, fh, schema)
-                header = reader.schema.names
-                missing = [c for c in schema.names if c not in header]
-                if missing:
-                    raise InputError(f"header lacks column(s) {missing} (header: {header})",
-                                     path=path, line=1)
-                for batch in reader:
-                    table = cast_to(pa.Table.from_batches([batch]), schema, path)
-                    if columns is not None:
-                        table = table.select([c for c in columns if c != "_id"])
-                    yield with_ids(table, partition.ordinal, np.arange(row, row + len(table)))
-                    row += len(table)
-        except InputError:
-            raise
-        except pa.ArrowInvalid as exc:
-            if "Empty CSV file" in str(exc):
+        resume: Resume | None = None  # where Arrow goes on after records were set aside
+        while True:
+            base, row = (resume.index if resume else 0), 0
+            try:
+                with open_file(path, compression=compression_of(path)) as fh:
+                    reader = self._reader(path, fh if resume is None else resume.stream(fh),
+                                          schema)
+                    header = reader.schema.names
+                    missing = [c for c in schema.names if c not in header]
+                    if missing:
+                        raise InputError(f"header lacks column(s) {missing} (header: {header})",
+                                         path=path, line=1)
+                    for batch in reader:
+                        table = cast_to(pa.Table.from_batches([batch]), schema, path)
+                        if columns is not None:
+                            table = table.select([c for c in columns if c != "_id"])
+                        ids = np.arange(base + row, base + row + len(table))
+                        yield with_ids(table, partition.ordinal, ids)
+                        row += len(table)
                 return
-            if self.args.errors == "raise":
-                line, problem = self._bad_line(path, exc, schema)
-                raise InputError(problem, path=path, line=line) from None
-            lenient = True
-        except (OSError, EOFError) as exc:
-            raise InputError(f"cannot read CSV ({exc})", path=path) from None
-        else:
-            lenient = False
-        if lenient:  # go on from the record that failed, one record at a time where needed
-            for table, ids in self._read_lenient(partition, schema, skip=row):
-                if columns is not None:
-                    table = table.select([c for c in columns if c != "_id"])
-                yield with_ids(table, partition.ordinal, ids)
+            except InputError:
+                raise
+            except pa.ArrowInvalid as exc:
+                if "Empty CSV file" in str(exc):
+                    return
+                if self.args.errors == "raise":
+                    line, problem = self._bad_line(path, exc, schema)
+                    raise InputError(problem, path=path, line=line) from None
+            except (OSError, EOFError) as exc:
+                raise InputError(f"cannot read CSV ({exc})", path=path) from None
+            # from the record that failed, record by record until past what Arrow refused
+            resume = yield from self._read_lenient(partition, schema, columns, resume, row)
+            if resume is None:
+                return
 
     # --- errors='skip' | 'quarantine' ---------------------------------------------------
-    def _read_lenient(self, part: FilePart, schema: Any, skip: int) -> Iterator[tuple]:
-        """Records from number `skip` on (those before were read), split by Python's csv
-        module with their raw bytes, parsed by Arrow in groups; a group that fails is
-        bisected down to the records that do not read, which go to `reject`."""
+    def _read_lenient(self, part: FilePart, schema: Any, columns: list[str] | None,
+                      start: Resume | None, skip: int) -> Iterator[Any]:
+        """Records from `start` (the file's start), past the `skip` that Arrow read, split
+        by Python's csv module with their raw bytes and parsed by Arrow in groups; a group
+        that fails is bisected down to the records that do not read, which go to `reject`.
+        Once a record was set aside and a whole group read, returns where Arrow can go on
+        (None at the end of the file)."""
         import csv
         import io
 
         path = part.path
         try:
             with open_file(path, compression=compression_of(path)) as raw:
+                if start is not None:
+                    raw.seek(start.offset)
                 text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape",
                                         newline="")
                 consumed: list[str] = []
@@ -132,59 +139,73 @@ class ReadCsv(FileSource):
                         yield physical
 
                 records = csv.reader(lines(), delimiter=self.args.delimiter)
-                header = next(records, None)
-                if header is None:
-                    return
-                head = _encode("".join(consumed))
-                line = 1 + len(consumed)
-                consumed.clear()
+                if start is None:
+                    header = next(records, None)
+                    if header is None:
+                        return None
+                    at = Resume(_encode("".join(consumed)), header, 0, 0, 1 + len(consumed))
+                    at.offset = len(at.head)
+                    consumed.clear()
+                else:
+                    at = start.copy()
                 group: list[tuple[int, int, bytes, int]] = []  # record, line, raw, fields
-                index = 0
+                rejected = 0
                 for fields in records:
-                    start, raw_text = line, "".join(consumed)
-                    line += len(consumed)
+                    raw_bytes = _encode("".join(consumed))
+                    line, at.line = at.line, at.line + len(consumed)
+                    at.offset += len(raw_bytes)
                     consumed.clear()
                     if not fields:  # an empty line: Arrow skips it too
                         continue
-                    if index >= skip:
-                        group.append((index, start, _encode(raw_text), len(fields)))
-                    index += 1
+                    if at.index >= (start.index if start else 0) + skip:
+                        group.append((at.index, line, raw_bytes, len(fields)))
+                    at.index += 1
                     if len(group) >= LENIENT_ROWS:
-                        yield from self._parse_group(part, schema, head, header, group)
+                        bad = yield from self._parse_group(part, schema, columns, at, group)
                         group = []
+                        if rejected and not bad:
+                            return at
+                        rejected += bad
                 if group:
-                    yield from self._parse_group(part, schema, head, header, group)
+                    yield from self._parse_group(part, schema, columns, at, group)
+                return None
         except (OSError, EOFError, csv.Error) as exc:
             raise InputError(f"cannot read CSV ({exc})", path=path) from None
 
-    def _parse_group(self, part: FilePart, schema: Any, head: bytes, header: list[str],
-                     group: list[tuple[int, int, bytes, int]]) -> Iterator[tuple]:
+    def _parse_group(self, part: FilePart, schema: Any, columns: list[str] | None,
+                     at: Resume, group: list[tuple[int, int, bytes, int]]) -> Iterator[Any]:
+        """Yield the group's rows that read; reject the others; return how many."""
         import numpy as np
 
         def parse(records: list) -> tuple[Any, str | None]:
             body = b"".join(r[2] if r[2].endswith(b"\n") else r[2] + b"\n" for r in records)
             try:
-                table = self._parse_bytes(head + body, schema)
+                table = self._parse_bytes(at.head + body, schema)
             except Exception as exc:  # noqa: BLE001 - Arrow's reason for the record
                 return None, str(exc)
             if table.num_rows != len(records):
                 return None, f"{table.num_rows} rows from {len(records)} records"
             return table, None
 
+        rejected = 0
         pending = [group]
         while pending:
             records = pending.pop(0)
             table, problem = parse(records)
             if table is not None:
-                yield table, np.array([r[0] for r in records], np.int64)
+                if columns is not None:
+                    table = table.select([c for c in columns if c != "_id"])
+                yield with_ids(table, part.ordinal, np.array([r[0] for r in records], np.int64))
             elif len(records) == 1:
                 index, line, raw, fields = records[0]
-                problem = _record_problem(raw, fields, header, problem or "")
+                problem = _record_problem(raw, fields, at.header, problem or "")
                 self.reject(problem, path=part.path, line=line, raw=raw.rstrip(b"\r\n"),
                             row_id=part.ordinal << ROW_BITS | index)
+                rejected += 1
             else:
                 mid = len(records) // 2
                 pending[:0] = [records[:mid], records[mid:]]
+        return rejected
 
     def _parse_bytes(self, data: bytes, schema: Any) -> Any:
         import io
@@ -238,6 +259,44 @@ class ReadCsv(FileSource):
         except (OSError, EOFError, csv.Error, UnicodeError, ValueError):
             pass
         return None, f"cannot parse CSV ({message})"
+
+
+class Resume:
+    """Where reading a CSV file goes on: the byte offset and number of the next record (and
+    its line), with the file's header (bytes and names) to put before it."""
+
+    def __init__(self, head: bytes, header: list[str], offset: int, index: int, line: int):
+        self.head, self.header = head, header
+        self.offset, self.index, self.line = offset, index, line
+
+    def copy(self) -> Resume:
+        return Resume(self.head, self.header, self.offset, self.index, self.line)
+
+    def stream(self, fh: Any) -> Any:
+        """The file from `offset` on, behind its header."""
+        import io
+
+        fh.seek(self.offset)
+        return io.BufferedReader(_Prefixed(self.head, fh), buffer_size=1 << 20)
+
+
+class _Prefixed(io.RawIOBase):
+    def __init__(self, head: bytes, fh: Any):
+        self._head = memoryview(head)
+        self._fh = fh
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if len(self._head):
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._fh.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def _encode(text: str) -> bytes:
