@@ -3,6 +3,8 @@ twins compute, on the web-like corpus and on edge cases; and they are built by t
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,7 +15,15 @@ from datamill.ops.quality.tokenize import featurize
 
 from .quality_corpus import generate
 
-EDGES = ["", "\n", "word", "a a", "a\n\nb\n\na", "x\ny\nx\ny\n\n\n", "é\né\nﬁ\n",
+PIECES = list("aAbBcCeEfgiIlmMnNoOpqrRsStTuvwWxyz0123456789     \n\n.....,,,;;::!!??''\"\"()"
+               "[]{}<>-–—/\\+*^%$€£#@&_~=|…’“”«»´`§²µ") + [
+    "cannot", "Cannot", "don't", "can't", "won't", "DON'T", "isn’t", "I'm", "(I'm)", "we'll",
+    "We’ll", "they're", "you've", "it'd", "y'all", "o'clock", "John's", "’s", "n't", "5km",
+    "10m/s", "km²", "µm", "e.g.", "Mr.", "a.", "(a.)", "U.S.", "i.e...", "3.14", "1,000",
+    "COVID-19", "http://x.org/a", "www.y.com", ":)", "):", ";)", "''", "ﬁ", "é", "Привет",
+    "東京", "\U0001F600", "gonna", "Dont"]
+EDGES = [".", "..", "w.", "'", "", "\n", "word", "a a",
+         "a\n\nb\n\na", "x\ny\nx\ny\n\n\n", "é\né\nﬁ\n",
          "the cat the cat the cat the cat the cat", "one two three " * 40,
          "\n\n\nlead\n\n\nlead\n", "Ab ab AB ab ab", "x " * 3000]
 
@@ -21,6 +31,11 @@ EDGES = ["", "\n", "word", "a a", "a\n\nb\n\na", "x\ny\nx\ny\n\n\n", "é\né\n�
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
     return generate(1500, seed=7) + EDGES
+
+
+def _random_texts(rng: random.Random) -> list[str]:
+    return ["".join(rng.choice(PIECES) for _ in range(rng.randint(0, 60)))
+            for _ in range(rng.randint(1, 4))]
 
 
 def test_the_install_builds_the_kernels() -> None:
@@ -76,3 +91,29 @@ def test_token_features_are_the_same_with_and_without_kernels(texts, monkeypatch
     np.testing.assert_array_equal(fast.offsets, slow.offsets)
     for name in FIELDS:
         np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
+
+
+def test_tokenizer_rules_equal_the_numpy_twin_on_random_texts(monkeypatch) -> None:
+    """Random mixes of the characters and words the rules look at, a batch at a time."""
+    from datamill.ops.quality.tokenize import FIELDS
+
+    built = kernels.library
+    rng = random.Random(11)
+    for _ in range(600):
+        texts = _random_texts(rng)
+        monkeypatch.setattr(kernels, "library", built)
+        fast = featurize(texts)
+        monkeypatch.setattr(kernels, "library", lambda: None)
+        slow = featurize(texts)
+        assert fast.offsets.tolist() == slow.offsets.tolist(), texts
+        for name in FIELDS:
+            assert getattr(fast, name).tolist() == getattr(slow, name).tolist(), (name, texts)
+
+
+@pytest.mark.parametrize("text", [".", "'", "w.", "..", "a.", ""])
+def test_a_batch_of_one_tiny_text(text, monkeypatch) -> None:
+    fast = featurize([text])
+    monkeypatch.setattr(kernels, "library", lambda: None)
+    slow = featurize([text])  # (read before the text's start: a batch of "." crashed)
+    assert fast.hash.tolist() == slow.hash.tolist()
+    assert fast.length.tolist() == slow.length.tolist() == [len(text)] * (len(text) > 0)

@@ -210,3 +210,210 @@ void token_bits(const uint16_t *flags, const uint8_t *bits, const int64_t *tstar
         out[t] = b;
     }
 }
+
+/* --- the fast tokenizer's rules (tokenize._rule_starts) ---------------------------------- */
+/* Character class flags: tokenize.py's SPACE ... OTHER (the same bits). */
+enum {
+    F_SPACE = 1 << 0, F_ALPHA = 1 << 1, F_LOWER = 1 << 2, F_UPPER = 1 << 3, F_DIGIT = 1 << 4,
+    F_PREFIX = 1 << 5, F_SUFFIX = 1 << 6, F_PUNCT_P = 1 << 8, F_QUOTE = 1 << 10,
+    F_INFIX_SEP = 1 << 11, F_ARITH = 1 << 12, F_PUNCT_AFFIX = 1 << 13, F_OTHER = 1 << 14
+};
+
+/* Per candidate character of a chunk (one with F_OTHER). */
+enum { LEAD = 1, TRAIL = 2, CORE = 4, PREV_CORE = 8, NEXT_CORE = 16, SOLO = 32, PAIR = 64 };
+
+/* Index i modulo n, as numpy's mode="wrap" (tokenize.py reads before a text's start that
+ * way; a batch of texts ends with a newline, so what it reads there is never a letter). */
+static int64_t wrap(int64_t i, int64_t n) { return ((i % n) + n) % n; }
+
+/* Is cp[lo..hi] (inclusive) one of the words `from` to `to` (code points `words`, word w at
+ * words[off[w]:off[w+1]])? */
+static int is_word(const uint32_t *cp, int64_t lo, int64_t hi, const uint32_t *words,
+                   const int64_t *off, int64_t from, int64_t to) {
+    int64_t len = hi - lo + 1;
+    if (len < 0) return 0;
+    for (int64_t w = from; w < to; w++) {
+        if (off[w + 1] - off[w] != len) continue;
+        if (memcmp(words + off[w], cp + lo, sizeof(uint32_t) * (size_t)len) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Word lists for the rules: tokenize.py's _ABBREVIATIONS, _NT_VERBS, _PRONOUNS, _CLITICS,
+ * one after the other; lists[k]:lists[k+1] are list k's words. */
+enum { ABBREVIATIONS, NT_VERBS, PRONOUNS, CLITICS };
+
+/* The clitic rules at an apostrophe p of chunk s..e that is not a final 's (as
+ * tokenize._rare_rules did them): do|n't, I|'m, and 's before several suffixes. */
+static void clitic(const uint32_t *cp, const uint16_t *f, int64_t p, int64_t s, int64_t e,
+                   const uint32_t *words, const int64_t *off, const int64_t *lists,
+                   uint8_t *start) {
+    int64_t hi = e;  /* the tail: p..e without its final suffixes */
+    while (hi >= p && ((f[hi] & F_SUFFIX) || cp[hi] == '.' || cp[hi] == '%' || cp[hi] == '+'))
+        hi--;
+    int64_t len = hi - p + 1, lo = s;
+    while (lo < p && (f[lo] & F_PREFIX)) lo++;  /* the head: s..p-1 without its prefixes */
+    if (len == 2 && (cp[p + 1] == 's' || cp[p + 1] == 'S')) {
+        start[p] = 1;
+    } else if (len == 2 && cp[p + 1] == 't') {
+        if (p - 1 >= lo && cp[p - 1] == 'n' &&
+            is_word(cp, lo, p - 2, words, off, lists[NT_VERBS], lists[NT_VERBS + 1]))
+            start[p - 1] = 1;
+    } else if (is_word(cp, p, hi, words, off, lists[CLITICS], lists[CLITICS + 1]) &&
+               is_word(cp, lo, p - 1, words, off, lists[PRONOUNS], lists[PRONOUNS + 1])) {
+        start[p] = 1;
+    }
+}
+
+/* Token starts of the fast rules, as tokenize._rule_starts marks them, except two rare
+ * rules left to Python, whose candidates are returned: a digit followed by a letter
+ * (`units`: the letter's position) and chunks that start with "cannot" (`cannot`: the chunk
+ * start).
+ * `start` (n bytes) must be zeroed; the candidate arrays hold `cap` entries each; their
+ * counts are returned even past `cap` (then call again with more room). Returns 0, or -1
+ * out of memory. */
+#define PUT(array, count, value) do { if (*(count) < cap) (array)[*(count)] = (value); \
+                                      (*(count))++; } while (0)
+int rule_starts(const uint32_t *cp, const uint16_t *f, int64_t n, const uint32_t *words,
+                const int64_t *off, const int64_t *lists, uint8_t *start, int64_t cap,
+                int64_t *units, int64_t *n_units, int64_t *cannot, int64_t *n_cannot) {
+    int64_t *P = malloc(sizeof(int64_t) * (n + 1));
+    uint8_t *st = malloc(n + 1);
+    if (!P || !st) {
+        free(P);
+        free(st);
+        return -1;
+    }
+    *n_units = *n_cannot = 0;
+    int64_t s = 0;
+    while (s < n) {
+        if (f[s] & F_SPACE) {
+            s++;
+            continue;
+        }
+        int64_t e = s;
+        while (e + 1 < n && !(f[e + 1] & F_SPACE)) e++;
+        start[s] = 1;
+        /* the rare rules' candidates */
+        for (int64_t i = s + 1; i <= e; i++)
+            if ((f[i - 1] & F_DIGIT) && (f[i] & F_ALPHA)) PUT(units, n_units, i);
+        if ((cp[s] | 32) == 'c' && s + 6 < n && cp[s + 1] == 'a' && cp[s + 2] == 'n' &&
+            cp[s + 3] == 'n' && cp[s + 4] == 'o' && cp[s + 5] == 't')
+            PUT(cannot, n_cannot, s);
+        int64_t m = 0;
+        for (int64_t i = s; i <= e; i++) if (f[i] & F_OTHER) P[m++] = i;
+        if (m == 0) {
+            s = e + 1;
+            continue;
+        }
+        int url = 0;
+        for (int64_t j = 0; j < m; j++) {
+            int64_t p = P[j];
+            if (cp[p] == ':' && cp[(p + 1) % n] == '/' && cp[(p + 2) % n] == '/') url = 1;
+            if (cp[p] == '.' && cp[wrap(p - 1, n)] == 'w' && cp[wrap(p - 2, n)] == 'w' &&
+                cp[wrap(p - 3, n)] == 'w') url = 1;
+        }
+        /* leading: every character from the chunk start to here is a prefix */
+        for (int64_t j = 0; j < m; j++) {
+            int64_t p = P[j];
+            uint32_t c0 = cp[p], cprev = cp[wrap(p - 1, n)], cnext = cp[p + 1];
+            uint16_t fc = f[p], fprev = f[wrap(p - 1, n)], fnext = f[p + 1];
+            int dot = c0 == '.', dotrun = dot && (cprev == '.' || cnext == '.');
+            int prefix = (fc & F_PREFIX) || dotrun || (c0 == '+' && !(fnext & F_DIGIT));
+            (void)fprev;
+            st[j] = (prefix && p == s + j && (j == 0 || (st[j - 1] & LEAD))) ? LEAD : 0;
+        }
+        for (int64_t j = m - 1; j >= 0; j--) {
+            int64_t p = P[j];
+            uint32_t c0 = cp[p], cprev = cp[wrap(p - 1, n)], cnext = cp[p + 1];
+            uint16_t fc = f[p], fprev = f[wrap(p - 1, n)], fprev2 = f[wrap(p - 2, n)];
+            int dot = c0 == '.', dotrun = dot && (cprev == '.' || cnext == '.');
+            int dot_suffix = dot && ((fprev & (F_LOWER | F_DIGIT | F_PUNCT_AFFIX)) ||
+                                     ((fprev & F_UPPER) && (fprev2 & F_UPPER)));
+            int suffix = (fc & F_SUFFIX) || dotrun || dot_suffix ||
+                         ((c0 == '+' || c0 == '%') && (fprev & F_DIGIT));
+            int tail = suffix && p == e - (m - 1 - j) &&
+                       (j == m - 1 || (st[j + 1] & (TRAIL | 128)));
+            if (tail) st[j] |= 128;  /* (the run of suffixes reaches the chunk end) */
+            if (tail && !(st[j] & LEAD)) st[j] |= TRAIL;
+        }
+        for (int64_t j = 0; j < m; j++) {
+            st[j] &= (uint8_t)~128;
+            if (!(st[j] & (LEAD | TRAIL))) st[j] |= CORE;
+        }
+        for (int64_t j = 0; j < m; j++) {
+            int64_t p = P[j];
+            int prev_in = j > 0 && P[j - 1] == p - 1, next_in = j < m - 1 && P[j + 1] == p + 1;
+            if (p > s && (!prev_in || (st[j - 1] & CORE))) st[j] |= PREV_CORE;
+            if (p < e && (!next_in || (st[j + 1] & CORE))) st[j] |= NEXT_CORE;
+        }
+        for (int64_t j = 0; j < m; j++) {
+            int64_t p = P[j];
+            uint32_t c0 = cp[p], cprev = cp[wrap(p - 1, n)], cnext = cp[p + 1];
+            uint16_t fc = f[p], fprev = f[wrap(p - 1, n)], fnext = f[p + 1];
+            int dot = c0 == '.', dotrun = dot && (cprev == '.' || cnext == '.');
+            int core = st[j] & CORE;
+            int solo = st[j] & (LEAD | TRAIL);
+            if (core && (st[j] & PREV_CORE) && (st[j] & NEXT_CORE) && !url) {
+                int alnum_p = (fprev & (F_ALPHA | F_DIGIT)) != 0, alpha_n = (fnext & F_ALPHA) != 0;
+                if (((fc & F_INFIX_SEP) && alnum_p && alpha_n) ||
+                    (c0 == ',' && (fprev & F_ALPHA) && alpha_n) ||
+                    (dot && (fprev & (F_LOWER | F_QUOTE)) && (fnext & (F_UPPER | F_QUOTE))) ||
+                    ((fc & F_ARITH) && (fprev & F_DIGIT) && ((fnext & F_DIGIT) || cnext == '-')))
+                    solo = 1;
+            }
+            if (core && !url && (dotrun || c0 == 0x2026)) solo = 1;
+            /* abbreviations keep their period ("Mr." "e.g." "a."), never a run's first dot */
+            int short_ = (p - s <= 4) || (((f[s] | f[s + 1]) & F_UPPER) && p - s <= 9);
+            if (solo && dot && (st[j] & TRAIL) && (st[j] & PREV_CORE) && short_ && !dotrun) {
+                int64_t lo = s;
+                while (lo <= p && (f[lo] & F_PREFIX)) lo++;
+                if (lo <= p && is_word(cp, lo, p, words, off, lists[ABBREVIATIONS],
+                                       lists[ABBREVIATIONS + 1]))
+                    solo = 0;
+            }
+            if (solo) st[j] |= SOLO;
+        }
+        for (int64_t j = 0; j < m; j++) {
+            if (!(st[j] & SOLO)) continue;
+            start[P[j]] = 1;
+            if (P[j] + 1 <= e) start[P[j] + 1] = 1;
+        }
+        /* spaCy's special cases made of two affixes: "):" ":)" ":(" ";)" "''", once per
+         * pair; then a run of solo dots is one token */
+        for (int64_t j = 1; j < m; j++) {
+            uint32_t a = cp[P[j - 1]], b = cp[P[j]];
+            if ((st[j] & SOLO) && (st[j - 1] & SOLO) && P[j - 1] == P[j] - 1 &&
+                ((b == ':' && a == ')') || (a == ':' && b == ')') || (a == ':' && b == '(') ||
+                 (a == ';' && b == ')') || (a == '\'' && b == '\'')))
+                st[j] |= PAIR;
+        }
+        for (int64_t j = 1; j < m; j++)
+            if ((st[j] & PAIR) && !(st[j - 1] & PAIR)) start[P[j]] = 0;
+        for (int64_t j = 1; j < m; j++)
+            if ((st[j] & SOLO) && (st[j - 1] & SOLO) && cp[P[j]] == '.' &&
+                P[j - 1] == P[j] - 1 && cp[P[j] - 1] == '.')
+                start[P[j]] = 0;
+        /* clitics: John|'s, do|n't, I|'m */
+        for (int64_t j = 0; j < m; j++) {
+            int64_t p = P[j];
+            uint32_t c0 = cp[p], cnext = cp[p + 1];
+            if (!((st[j] & CORE) && (st[j] & PREV_CORE) && (c0 == '\'' || c0 == 0x2019)))
+                continue;
+            int s_end = 0;
+            if ((cnext == 's' || cnext == 'S') && p + 1 <= e)
+                s_end = (p + 1 == e) ||
+                        (p + 2 == e && ((f[e] & F_SUFFIX) || cp[e] == '.' || cp[e] == '%' ||
+                                        cp[e] == '+'));
+            if (s_end) {
+                start[p] = 1;
+            } else {
+                clitic(cp, f, p, s, e, words, off, lists, start);
+            }
+        }
+        s = e + 1;
+    }
+    free(P);
+    free(st);
+    return 0;
+}

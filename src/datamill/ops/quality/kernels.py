@@ -32,6 +32,9 @@ def library() -> Any:
             lib.token_hashes.restype = None
             lib.token_bits.argtypes = [p, p, p, p, ctypes.c_int64, p]
             lib.token_bits.restype = None
+            lib.rule_starts.argtypes = [p, p, ctypes.c_int64, p, p, p, p, ctypes.c_int64,
+                                        p, p, p, p]
+            lib.rule_starts.restype = ctypes.c_int
             return lib
     return None
 
@@ -112,3 +115,32 @@ def token_bits(flags: Any, table: Any, tstart: Any, length: Any) -> Any:
     lib.token_bits(_ptr(flags), _ptr(table), _ptr(tstart), _ptr(length), len(tstart),
                    _ptr(out))
     return out
+
+
+def rule_starts(cp: Any, flags: Any, words: tuple[Any, Any, Any]) -> tuple | None:
+    """tokenize._rule_starts without its two rare rules, in C: (start mask, unit candidates,
+    "cannot" candidates); None without kernels. `words`: the rules' word lists (code
+    points, word offsets, list offsets: tokenize._rule_words)."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    cp = np.ascontiguousarray(cp, dtype=np.uint32)
+    flags = np.ascontiguousarray(flags, dtype=np.uint16)
+    codes, offsets, lists = words
+    n = len(cp)
+    cap = 4096  # candidates are rare: a second call when a batch has more
+    while True:
+        start = np.zeros(n, dtype=bool)
+        units = np.empty(cap, np.int64)
+        cannot = np.empty(cap, np.int64)
+        counts = np.zeros(2, np.int64)
+        if lib.rule_starts(_ptr(cp), _ptr(flags), n, _ptr(codes), _ptr(offsets), _ptr(lists),
+                           _ptr(start), cap, _ptr(units), _ptr(counts[0:]), _ptr(cannot),
+                           _ptr(counts[1:])):
+            raise MemoryError("rule_starts: out of memory")
+        n_units, n_cannot = counts.tolist()
+        if max(n_units, n_cannot) <= cap:
+            return start, units[:n_units], cannot[:n_cannot]
+        cap = max(n_units, n_cannot)

@@ -454,6 +454,13 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, cend: Any,
     characters that are not letters or digits, not on every character."""
     import numpy as np
 
+    from . import kernels
+
+    fast = kernels.rule_starts(cp, f, _rule_words())
+    if fast is not None:  # the compiled twin of what follows (kernels.py)
+        start, units, cannot = fast
+        _rare_rules(big, start, np.zeros((0, 3), np.int64), units, cannot)
+        return start
     cstart = np.flatnonzero(ns & prev_space)
     start = np.zeros(n, dtype=bool)
     start[cstart] = True
@@ -461,7 +468,15 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, cend: Any,
     fq = f[q]
     p = q[(fq & OTHER) != 0]  # punctuation, symbols: where rules apply
     digits = q[(fq & DIGIT) != 0]  # (and where units may follow a number)
+    # 5|km: a unit ending a chunk splits off its number (units start with a letter: try the
+    # regex only where a digit is followed by a letter); "cannot" starting a chunk
+    units = digits[(f[digits + 1] & ALPHA) != 0] + 1  # a digit is never last: a newline is
+    cannot = cstart[(np.take(cp, cstart) | 32) == 99]  # 'c' or 'C'
+    cannot = cannot[cannot + 6 < n]
+    for k, ch in enumerate("annot", 1):
+        cannot = cannot[cp[cannot + k] == ord(ch)]
     if len(p) == 0:
+        _rare_rules(big, start, np.zeros((0, 3), np.int64), units, cannot)
         return start
     chunk = np.searchsorted(cstart, p, side="right") - 1
     s, e = cstart[chunk], cend[chunk]
@@ -553,9 +568,18 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, cend: Any,
             ((f[last] & SUFFIX) != 0) | (cl == 46) | (cl == 37) | (cl == 43)))
         start[p[s_end]] = True
     rest = np.flatnonzero(apos & ~s_end)
+    _rare_rules(big, start, np.stack([p[rest], s[rest], e[rest]], axis=1), units, cannot)
+    return start
+
+
+def _rare_rules(big: str, start: Any, rest: Any, units: Any, cannot: Any) -> None:
+    """The rules that read words, at their few candidates: clitics other than a final 's
+    (`rest`: apostrophe, chunk start, chunk end), units after a number (`units`: the
+    letter after a digit) and "cannot" not followed by a letter or digit (`cannot`: chunk
+    starts)."""
     strip_tail = _SUFFIX_CHARS + ".%+"
-    for i, lo, hi in zip(p[rest].tolist(), s[rest].tolist(), (e[rest] + 1).tolist()):
-        tail = big[i:hi].rstrip(strip_tail)
+    for i, lo, hi in rest.tolist():  # clitics: do|n't, I|'m, we|'ll
+        tail = big[i:hi + 1].rstrip(strip_tail)
         if tail in ("'s", "'S", "’s", "’S"):
             start[i] = True
         elif tail in ("'t", "’t"):
@@ -564,21 +588,33 @@ def _rule_starts(big: str, cp: Any, f: Any, ns: Any, prev_space: Any, cend: Any,
                 start[i - 1] = True
         elif tail in _CLITICS and big[lo:i].lstrip(_PREFIX_CHARS) in _PRONOUNS:
             start[i] = True
-    # 5|km: a unit ending a chunk splits off its number (units start with a letter: try the
-    # regex only where a digit is followed by a letter)
-    at = digits[(f[digits + 1] & ALPHA) != 0] + 1  # a digit is never last: a newline is
-    for i in at.tolist():
+    for i in units.tolist():  # 5|km
         if _UNIT.match(big, i):
             start[i] = True
-    # "cannot" starting a chunk, not followed by a letter or digit: can|not
-    c = cstart[(np.take(cp, cstart) | 32) == 99]  # 'c' or 'C'
-    c = c[c + 6 < n]
-    for k, ch in enumerate("annot", 1):
-        c = c[cp[c + k] == ord(ch)]
-    for i in c.tolist():
+    for i in cannot.tolist():  # can|not
         if not big[i + 6].isalnum():
             start[i + 3] = True
-    return start
+
+
+def _rule_words() -> tuple[Any, Any, Any]:
+    """The word lists of the rules (abbreviations, verbs before n't, pronouns, clitics) for
+    the compiled rules: their UTF-32 code points one after the other, each word's offset,
+    and each list's first word (the order of kernels.c's enum)."""
+    import numpy as np
+
+    if not _RULE_WORDS:
+        lists = [sorted(_ABBREVIATIONS), sorted(_NT_VERBS), sorted(_PRONOUNS), sorted(_CLITICS)]
+        words = [w for ws in lists for w in ws]
+        offsets = np.zeros(len(words) + 1, np.int64)
+        np.cumsum([len(w) for w in words], out=offsets[1:])
+        firsts = np.zeros(len(lists) + 1, np.int64)
+        np.cumsum([len(ws) for ws in lists], out=firsts[1:])
+        codes = np.frombuffer("".join(words).encode("utf-32-le"), np.uint32)
+        _RULE_WORDS.append((codes, offsets, firsts))
+    return _RULE_WORDS[0]
+
+
+_RULE_WORDS: list = []
 
 
 def _abbreviation_keys() -> Any:
@@ -604,7 +640,9 @@ def _url_chunks(cp: Any, p: Any, chunk: Any, k: int) -> Any:
     colon = np.flatnonzero(c == 58)  # ':' then '//'
     colon = colon[(cp[(p[colon] + 1) % n] == 47) & (cp[(p[colon] + 2) % n] == 47)]
     dot = np.flatnonzero(c == 46)  # 'www' then '.' (no space between: the same chunk)
-    dot = dot[(cp[p[dot] - 1] == 119) & (cp[p[dot] - 2] == 119) & (cp[p[dot] - 3] == 119)]
+    # (wrapping: a batch of "." is two characters)
+    before = [np.take(cp, p[dot] - k, mode="wrap") for k in (1, 2, 3)]
+    dot = dot[(before[0] == 119) & (before[1] == 119) & (before[2] == 119)]
     out = np.zeros(k, dtype=bool)
     out[chunk[colon]] = True
     out[chunk[dot]] = True
