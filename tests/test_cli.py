@@ -478,3 +478,27 @@ def test_third_party_logs_only_with_verbose(monkeypatch: pytest.MonkeyPatch) -> 
     assert __import__("os").environ["LANCE_LOG"] == "error"
     assert __import__("os").environ["RUST_LOG"] == "debug"
     assert main(["--verbose", "--version"]) == 0
+
+
+def test_lance_warnings_show_only_with_verbose(tmp_path: Path) -> None:
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vectors = pa.array([[0.1, 0.2], [0.3, 0.4]], pa.list_(pa.float32(), 2))
+    pq.write_table(pa.table({"text": ["a", "b"], "embedding": vectors}), tmp_path / "v.parquet")
+    (tmp_path / "index.py").write_text(
+        "from datamill import Dataset\n"
+        "pipeline = Dataset.read('v.parquet').write('db', format='lancedb', table='t')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RUST_LOG", "LANCE_LOG")}
+    runs = {}
+    for flag in ("", "--verbose"):
+        runs[flag] = subprocess.run(
+            [sys.executable, "-m", "datamill.cli", "run", "index.py", "--workdir", f"w{flag}",
+             "--no-progress", *([flag] if flag else [])], cwd=tmp_path, capture_output=True,
+            text=True, timeout=120, env=env)
+        assert runs[flag].returncode == 0, runs[flag].stderr
+        (tmp_path / "db").rename(tmp_path / f"db{flag or '-quiet'}")  # lance warns when new
+    assert "WARN" not in runs[""].stderr + runs[""].stdout
+    assert "WARN" in runs["--verbose"].stderr and "lance" in runs["--verbose"].stderr
