@@ -100,13 +100,3 @@ def test_heartbeat_content_with_a_fake_clock() -> None:
     p.rows("map", 250)
     now[0] += 5
     assert "ETA 15s" in p.heartbeat()
-
-
-def test_units_without_live_rows_count_when_they_finish() -> None:
-    """The Ray executor's units report rows with their result only."""
-    p = Progress([], mode=False, log=[].append)
-    p.stage_started(SimpleNamespace(names=["a", "b"]), 2)
-    p._stop_heartbeat()
-    p.live_rows = False
-    p.unit_done(None, {"a": {"rows_in": 7}, "b": {"rows_in": 5}})
-    assert "rows done: a 7, b 5" in p.heartbeat() and "1/2 partition(s)" in p.heartbeat()

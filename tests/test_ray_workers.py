@@ -142,3 +142,46 @@ def test_a_killed_worker_is_retried_and_the_output_is_unchanged(tmp_path, ray_cl
                              progress=False)
     assert read_table(tmp_path / "ray", ds.step, ["_id", "n", "twice"]).equals(undisturbed)
     assert undisturbed["twice"].to_pylist() == [2 * n for n in range(300)]
+
+
+class WaitsToBeSeen(MapOperation):
+    """Copies `n`, 10 rows per call. After its first call it waits (up to 60 s) for the file
+    `seen`, which the driver's log writes once a heartbeat shows rows of an unfinished unit."""
+
+    name = "test_ray_waits_to_be_seen"
+    Args = FolderArgs
+    consumes = {"n": "int64"}
+    produces = {"copy": "int64"}
+    batch_size = 10
+
+    def process(self, batch):
+        seen = Path(self.args.folder) / "seen"
+        deadline = time.monotonic() + 60
+        if batch["n"][0].as_py() > 0:
+            while not seen.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return {"copy": batch["n"]}
+
+
+def test_rows_reach_the_heartbeat_while_a_unit_runs(tmp_path, ray_cluster, monkeypatch):
+    """Ray units report rows batch by batch too (a counter actor the driver reads)."""
+    import re
+
+    from datamill.executors import progress as progress_module
+
+    monkeypatch.setattr(progress_module, "HEARTBEAT_SECONDS", 0.05)
+    write_jsonl(tmp_path / "one.jsonl", [{"n": i} for i in range(200)])  # one partition
+    midway: list[str] = []
+
+    def log(line: str) -> None:
+        found = re.search(r"test_ray_waits_to_be_seen (\d+)", line)
+        if line.startswith("datamill: ... ") and " 0/1 partition" in line and found \
+                and 0 < int(found.group(1)) < 200:
+            midway.append(line)
+            (tmp_path / "seen").touch()
+
+    ds = dm.Dataset.read(tmp_path / "one.jsonl").apply(WaitsToBeSeen, folder=str(tmp_path))
+    result = ds.run(tmp_path / "w", executor="ray", address=ray_cluster.address,
+                    progress=False, log=log)
+    assert midway  # a heartbeat saw the unit half way (else the op waited out its 60 s)
+    assert result.step("test_ray_waits_to_be_seen")["rows_out"] == 200

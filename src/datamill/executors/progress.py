@@ -44,7 +44,6 @@ class Progress:
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.quiet = mode is False and log is None
         self.clock = clock
-        self.live_rows = True  # rows arrive per batch; False: only with each finished unit
         self._beat: threading.Event | None = None
         self._beat_thread: threading.Thread | None = None
         self._parts = (0, 0)  # partitions of the running stage: (done, total)
@@ -202,11 +201,6 @@ class Progress:
     def unit_done(self, phase: str | None, result: Any) -> None:
         with self._lock:
             self._parts = (self._parts[0] + 1, self._parts[1])
-        if phase is None:
-            if not self.live_rows and isinstance(result, dict):
-                for step, stats in result.items():
-                    if isinstance(stats, dict):
-                        self.rows(step, int(stats.get("rows_in", 0)))
         if self.bar is not None:
             targets = [phase] if phase and phase in self.tasks else self._stage_steps
             for name in targets:

@@ -132,19 +132,37 @@ def _probe_workdir(path: str, token: str) -> tuple[bool, str, str]:
     return True, "", host
 
 
-def _run_unit(units: dict[str, Callable], name: str, cwd: str, item: int) -> Any:
+def _run_unit(units: dict[str, Callable], name: str, cwd: str, counter: Any,
+              item: int) -> Any:
     """One unit, in the driver's working directory when this node has it (relative paths in
-    arguments then mean what they meant to the driver)."""
+    arguments then mean what they meant to the driver). Rows go to `counter` (a
+    `_RowCounter` actor, or None) batch by batch, for the driver's progress."""
     if os.path.isdir(cwd):
         os.chdir(cwd)
-    return units[name](item, None)
+    report = None if counter is None else (lambda step, rows: counter.add.remote(step, rows))
+    return units[name](item, report)
+
+
+class _RowCounter:
+    """Rows that units report while they run, until the driver takes them."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, step: str, rows: int) -> None:
+        self.counts[step] = self.counts.get(step, 0) + rows
+
+    def take(self) -> dict[str, int]:
+        counts, self.counts = self.counts, {}
+        return counts
 
 
 class _UnitActor:
     """Runs units in one long-lived worker: operations are set up once per actor."""
 
-    def run(self, units: dict[str, Callable], name: str, cwd: str, item: int) -> Any:
-        return _run_unit(units, name, cwd, item)
+    def run(self, units: dict[str, Callable], name: str, cwd: str, counter: Any,
+            item: int) -> Any:
+        return _run_unit(units, name, cwd, counter, item)
 
     def close(self) -> None:
         from .workers import teardown_all
@@ -170,6 +188,7 @@ class RayExecutor(Executor):
         self.retries = retries
         self.connect_timeout = connect_timeout
         self._nodes: list[dict] = []
+        self._counter: tuple[Any, Progress] | None = None  # (row counter actor, its progress)
 
     # --- connecting and checking --------------------------------------------------------
     @contextlib.contextmanager
@@ -260,35 +279,63 @@ class RayExecutor(Executor):
     def _dispatch(self, units: dict[str, Callable], name: str, items: list[int],
                   progress: Progress, phase: str | None, steps: list[Step]) -> None:
         ray = _import_ray()
-        progress.live_rows = False  # units report their rows when they finish
         ship_user_code(steps)
         wanted = stage_resources(steps)
         request = {"num_cpus": wanted.cpus, "num_gpus": wanted.gpus}
         if wanted.memory:
             request["memory"] = wanted.memory
         limit = min(len(items), wanted.concurrency or self.workers)
-        call = (ray.put(units), name, os.getcwd())  # what every unit is called with
+        counter = None
+        if progress.wants_rows:  # rows batch by batch, for the heartbeat or the bars
+            counter = ray.remote(_RowCounter).options(num_cpus=0).remote()
+            self._counter = (counter, progress)
+        call = (ray.put(units), name, os.getcwd(), counter)  # what every unit is called with
         what = phase or " -> ".join(s.name for s in steps) or "a stage"
-        if loads_in_setup(steps):
-            self._run_in_actors(ray, call, items, progress, phase, what, request, limit)
-        else:
-            task = ray.remote(_run_unit).options(max_retries=self.retries,
-                                                 retry_exceptions=False, **request)
-            pending = list(items)
-            running: dict[Any, int] = {}
-            try:
-                while pending or running:
-                    while pending and len(running) < limit:
-                        item = pending.pop(0)
-                        running[task.remote(*call, item)] = item
-                    done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-                    for ref in done:
-                        item = running.pop(ref)
-                        progress.unit_done(phase, self._result(ray, ref, what, item))
-            finally:
-                for ref in running:
-                    with contextlib.suppress(Exception):
-                        ray.cancel(ref, force=True)
+        try:
+            if loads_in_setup(steps):
+                self._run_in_actors(ray, call, items, progress, phase, what, request, limit)
+            else:
+                self._run_tasks(ray, call, items, progress, phase, what, request, limit)
+        finally:
+            self._take_rows(ray)
+            self._counter = None
+            if counter is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(counter)
+
+    def _take_rows(self, ray: Any) -> None:
+        """Pass the rows units reported since the last call on to the progress."""
+        if self._counter is None:
+            return
+        counter, progress = self._counter
+        try:
+            counts = ray.get(counter.take.remote(), timeout=5)
+        except Exception:  # noqa: BLE001 - progress only: never fail a run over it
+            return
+        for step, rows in counts.items():
+            progress.rows(step, rows)
+
+    def _run_tasks(self, ray: Any, call: tuple, items: list[int], progress: Progress,
+                   phase: str | None, what: str, request: dict, limit: int) -> None:
+        """Units as Ray tasks (retried by Ray when their worker dies)."""
+        task = ray.remote(_run_unit).options(max_retries=self.retries,
+                                             retry_exceptions=False, **request)
+        pending = list(items)
+        running: dict[Any, int] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < limit:
+                    item = pending.pop(0)
+                    running[task.remote(*call, item)] = item
+                done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                self._take_rows(ray)
+                for ref in done:
+                    item = running.pop(ref)
+                    progress.unit_done(phase, self._result(ray, ref, what, item))
+        finally:
+            for ref in running:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
 
     def _run_in_actors(self, ray: Any, call: tuple, items: list[int], progress: Progress,
                        phase: str | None, what: str, request: dict, limit: int) -> None:
@@ -309,6 +356,7 @@ class RayExecutor(Executor):
                     worker, item = idle.pop(), pending.pop(0)
                     running[worker.run.remote(*call, item)] = (worker, item)
                 done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                self._take_rows(ray)
                 for ref in done:
                     worker, item = running.pop(ref)
                     try:
