@@ -40,6 +40,23 @@ def broken():
 """
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """main() run in-process quiets third-party logs for the process: undo it after."""
+    import logging
+    import os
+
+    from datamill.cli import THIRD_PARTY_LOGGERS
+
+    env = dict(os.environ)
+    levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
+    yield
+    os.environ.clear()
+    os.environ.update(env)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "datamill.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
@@ -491,7 +508,9 @@ def test_lance_warnings_show_only_with_verbose(tmp_path: Path) -> None:
     (tmp_path / "index.py").write_text(
         "from datamill import Dataset\n"
         "pipeline = Dataset.read('v.parquet').write('db', format='lancedb', table='t')\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("RUST_LOG", "LANCE_LOG")}
+    from datamill.cli import QUIET_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENV}
     runs = {}
     for flag in ("", "--verbose"):
         runs[flag] = subprocess.run(
