@@ -392,7 +392,8 @@ def _row_tables(found: dict[str, dict], what: str) -> None:
         print(f"\n{what} by {step}: {entry['total']} (showing {len(rows)})")
         if not rows:
             continue
-        meta = [c for c in ("_id", "_reason", "cluster_id", "_error", "_path", "_line", "_raw")
+        meta = [c for c in ("_id", "_reason", "cluster_id", "_error", "_path", "_line", "_raw",
+                            "_row")  # _row: the row as JSON, in workdirs of earlier versions
                 if any(r.get(c) is not None for r in rows)]
         content = [c for c in rows[0] if not c.startswith("_") and c not in (
             "cluster_id", "cluster_size") and any(c in r for r in rows)]
