@@ -76,9 +76,11 @@ def _email(text: str, m: re.Match) -> Span | None:
 # --- phone --------------------------------------------------------------------------------
 # Digit groups joined by one separator, "(area)" or "(0)"; the validator decides which
 # prefix of the groups (if any) is a number. A letter of a script written with spaces
-# (Latin, Greek, Cyrillic, Arabic, Indic) glued to the digits makes them part of a word;
-# Chinese and Japanese characters do not ("请拨打13812345678咨询").
-_LETTER = r"A-Za-z_\u00C0-\u024F\u0370-\u058F\u0600-\u06FF\u0900-\u0DFF\u1E00-\u1EFF"
+# (Latin, Greek, Cyrillic, Armenian, Hebrew, Arabic, Indic, Georgian, Hangul) glued to the
+# digits makes them part of a word; Chinese and Japanese characters do not
+# ("请拨打13812345678咨询").
+_LETTER = (r"A-Za-z_\u00C0-\u024F\u0370-\u06FF\u0900-\u0DFF\u10A0-\u10FF\u1E00-\u1EFF"
+           r"\uAC00-\uD7AF")
 _PHONE = re.compile(r"""
     [+(\d](?<![0-9LETTER+.\-/@\#$€£%&)][+(\d])(?<!\d[ .\-][+(\d])  # not glued to a word
     (?=[\d\ ().\-/]{6})                                        # 7 characters at least
@@ -149,13 +151,15 @@ def _phone(text: str, m: re.Match) -> Span | None:
         # "10:30", "id=...": after a field separator only "+..." or a key naming a phone
         # ("tel:", "phone_number="); "Order no. 0123 4567 890", "612 345 678 euros"
         if free and not (start and text[start - 1] in ":=" or code_before(text, start)
-                         or unit_after(text, end)):
-            return True
+                         or unit_after(text, end)) and not (
+                value_is_bare and start and text[start - 1] in "\"'"):
+            return True  # (bare digits in quotes without a key naming a phone: an id)
         if not cue:  # the costliest check, last
             cue.append(cue_before(text, start))
         return cue[0]
 
     groups = list(_DIGIT_RUN.finditer(value))
+    value_is_bare = len(groups) == 1
     if len(groups) == 1:  # digits only: E.164, or a phone where the text says so
         if plus:
             return m.span() if 8 <= len(groups[0].group()) <= 15 else None

@@ -95,13 +95,22 @@ def plan_kinds(digits: str) -> tuple[str | None, str | None]:
     return with_trunk, without
 
 
+_KEY_SUFFIX = re.compile(r"(?:number|num|no|nr|nummer)\Z")  # "phoneNumber", "mobileNo"
+
+
 def _is_cue(word: str) -> bool:
     word = word.lower()
-    return (word in _CUES or word.startswith(_CUE_PREFIXES)
-            or any(cue in word for cue in _CJK_CUES))
+    stem = _KEY_SUFFIX.sub("", word) if len(word) > 4 else word
+    return (word in _CUES or stem in _CUES or word.startswith(_CUE_PREFIXES)
+            or stem.startswith(_CUE_PREFIXES) or any(cue in word for cue in _CJK_CUES))
+
+
+_KEY_ID = re.compile(r"[a-z](?:Id|ID|Number|No|Nr|Num)\Z")  # "accountId", "orderNumber"
 
 
 def _is_code(word: str) -> bool:
+    if _KEY_ID.search(word):
+        return True
     word = word.lower()
     return (word in _CODES or word.startswith(_CODE_PREFIXES)
             or any(code in word[-4:] for code in _CJK_CODES))
@@ -168,6 +177,8 @@ def national_form(value: str, sizes: list[int], digits: str) -> str | None:
         return None
     if sizes[:3] == [3, 2, 4]:
         return None  # an SSN's grouping, no plan's: "093-36-0000"
+    if value.count(".") == 1:
+        return None  # one dot is a decimal point: "0.33333206", "55.755800"
     if len(sizes) > 1 and min(sizes[1:]) < 2 and not (len(sizes) > 2 and sizes[1] == 1
                                                        and value.count("(") == 1):
         return None  # single digits inside: "1 2 3 4 5 6 7", but "(11) 9 1234-5678"
@@ -177,8 +188,8 @@ def national_form(value: str, sizes: list[int], digits: str) -> str | None:
     if "/" in value or " - " in value:  # only after the area code: "030/1234567"
         mark = value.find("/") if "/" in value else value.find(" - ")
         if mark != sizes[0] or value.count("/") + value.count(" - ") > 1 or not (
-                digits[0] == "0" or without == "mobile"):
-            return None
+                digits[0] == "0" or without == "mobile" and sizes[0] == 3):
+            return None  # not "11704/12853"
     return FREE if len(digits) >= 9 and _free(value, sizes, digits, with_trunk,
                                                without) else CUED
 
@@ -205,5 +216,10 @@ def _free(value: str, sizes: list[int], digits: str, with_trunk: str | None,
         return True  # "(11) 91234-5678", "(495) 123-45-67"
     if sizes[-1] == 2 and len(digits) != 9 or len(sizes) > 4 or len(digits) > 11:
         return False  # pairs at the end are Spanish (9 digits): not "97 43 30 33 33"
-    # an area code or a mobile prefix first: "91 123 45 67", "55 1234 5678", "98765 43210"
-    return 2 <= sizes[0] <= 4 or sizes == [5, 5] and without == "mobile"
+    if len(sizes) == 2:  # two groups read as a range ("10923-14052") unless an area code
+        #                  with its 0 ("011 228485") or a mobile prefix and the rest
+        #                  ("347 1234567", "98765 43210")
+        return digits[0] == "0" or without == "mobile" and (
+            sizes == [5, 5] and digits[0] in "6789" or sizes[0] == 3 and sizes[1] >= 6)
+    # an area code or a mobile prefix first: "91 123 45 67", "55 1234 5678"
+    return 2 <= sizes[0] <= 4
