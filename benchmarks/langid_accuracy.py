@@ -1,20 +1,30 @@
-"""Accuracy and speed of language identification on real multilingual prose.
+"""Accuracy and speed of language identification, per `detect_language` backend.
 
-The prose comes from the translated manual pages Debian ships (manpages-fr, manpages-de, ...,
-and the English pages under /usr/share/man/man*): passages of 100+ characters of running
-text, with roff markup stripped and the language known from the path. Paragraphs left
-untranslated (identical to a paragraph of the English page, or full of English function
-words) are excluded so that a label is never wrong by construction.
+Two sources of text whose language is known from where it is installed:
 
+* gettext (default): the translated message catalogues under /usr/share/locale, 46
+  languages (benchmarks/langid_gettext.py): passages of 100-200 characters and documents of
+  ~2,000 characters, from the `test` half of the catalogues (split by program, so the
+  thresholds of `auto`, tuned on `dev`, are measured on programs they never saw);
+* debian: passages of 100+ characters of running text of the translated manual pages Debian
+  ships (manpages-fr, manpages-de, ..., and the English pages), roff markup stripped;
+  paragraphs left untranslated are excluded so that a label is never wrong by construction.
+
+    python benchmarks/langid_accuracy.py                          # gettext, test split
+    python benchmarks/langid_accuracy.py --split dev              # where auto was tuned
+    python benchmarks/langid_accuracy.py --source debian --per-language 200   # needs:
     apt-get install -y manpages manpages-fr manpages-de manpages-es manpages-it manpages-pl \\
         manpages-pt-br manpages-ru manpages-nl manpages-ja manpages-cs manpages-uk \\
         manpages-sv manpages-tr manpages-zh
-    python benchmarks/langid_accuracy.py                      # passages from /usr/share/man
-    python benchmarks/langid_accuracy.py --source sample      # the committed test sample
-    python benchmarks/langid_accuracy.py --write-sample tests/data/langid/debian_manpages.jsonl
+    python benchmarks/langid_accuracy.py --source sample          # the committed test sample
+    python benchmarks/langid_accuracy.py --source gettext --split test --per-language 12 \\
+        --documents 2 --write-sample tests/data/langid/gettext_sample.jsonl
 
-It prints accuracy per language and overall, and rows/s of the `detect_language` operation
-(one process, after setup), for each backend; results go to benchmarks/results/langid.json.
+It prints accuracy overall, per kind (passage, document) and per language, and documents per
+CPU-second of the `detect_language` operation (one process, after setup) on the passages,
+the documents, and `--web-docs` web-like documents of 2,000 characters (the generator of the
+quality benchmarks, tests/quality_corpus.py), for each backend. Results:
+benchmarks/results/langid_<source>.json.
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ import time
 import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 SAMPLE = HERE.parent / "tests" / "data" / "langid" / "debian_manpages.jsonl"
 MAN = Path("/usr/share/man")
 # directory under /usr/share/man -> ISO 639-1 code ("" = the English pages in man1..man8)
@@ -190,82 +202,124 @@ def provenance(rows: list[dict]) -> None:
         r["package"] = f"{pkg} {versions.get(pkg, '')}".strip()
 
 
-def evaluate(rows: list[dict], backend: str, max_chars: int = 1000) -> dict:
+def _cpu_rate(op: Any, texts: list[str]) -> float:
+    """Texts per CPU-second of `op.process` (this process, after setup and a warm-up)."""
+    import pyarrow as pa
+
+    batch = pa.table({"text": texts})
+    op.process(batch.slice(0, 20))
+    start = time.process_time()
+    op.process(batch)
+    return len(texts) / (time.process_time() - start)
+
+
+def evaluate(rows: list[dict], backend: str, web: list[str]) -> dict:
+    """Accuracy (overall, per kind of row, per language) and speed of one backend."""
     import pyarrow as pa
 
     from datamill.ops.langid import DetectLanguage
 
-    op = DetectLanguage(backend=backend, max_chars=max_chars)
+    op = DetectLanguage(backend=backend)
     start = time.perf_counter()
     op.setup()
     setup_s = time.perf_counter() - start
-    batch = pa.table({"text": [r["text"] for r in rows]})
-    op.process(batch.slice(0, 10))  # warm up
-    start = time.perf_counter()
-    result = op.process(batch)
-    seconds = time.perf_counter() - start
-    predicted = result["language"].to_pylist()
+    predicted = op.process(pa.table({"text": [r["text"] for r in rows]}))["language"]
     hits: Counter = Counter()
     totals: Counter = Counter()
     confusions: dict[str, Counter] = defaultdict(Counter)
-    for r, p in zip(rows, predicted):
-        totals[r["lang"]] += 1
-        if p == r["lang"]:
-            hits[r["lang"]] += 1
-        else:
+    for r, p in zip(rows, predicted.to_pylist()):
+        for key in (r["lang"], r.get("kind", "passage")):
+            totals[key] += 1
+            hits[key] += p == r["lang"]
+        if p != r["lang"]:
             confusions[r["lang"]][p] += 1
+    kinds = sorted({r.get("kind", "passage") for r in rows})
+    langs = sorted({r["lang"] for r in rows})
+    speed = {kind: _cpu_rate(op, [r["text"] for r in rows if r.get("kind", "passage") == kind])
+             for kind in kinds}
+    if web:
+        speed["web_2000"] = _cpu_rate(op, web)
     return {
-        "backend": backend, "rows": len(rows), "accuracy": sum(hits.values()) / len(rows),
-        "per_language": {k: hits[k] / totals[k] for k in sorted(totals)},
+        "backend": backend, "rows": len(rows), "accuracy": sum(hits[k] for k in langs) / len(rows),
+        "by_kind": {k: hits[k] / totals[k] for k in kinds},
+        "per_language": {k: hits[k] / totals[k] for k in langs},
         "confusions": {k: dict(v.most_common(3)) for k, v in sorted(confusions.items())},
-        "rows_per_s": len(rows) / seconds, "chars_per_s": sum(len(r["text"]) for r in rows)
-        / seconds, "setup_s": setup_s,
+        "docs_per_cpu_s": {k: round(v) for k, v in speed.items()}, "setup_s": setup_s,
     }
+
+
+def web_documents(count: int) -> list[str]:
+    """The web-like documents of the quality benchmarks, cut to 2,000 characters."""
+    sys.path.insert(0, str(HERE.parent))
+    from tests.quality_corpus import generate
+
+    return [t[:2000] for t in generate(count, seed=0)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", choices=["debian", "sample"], default="debian")
-    parser.add_argument("--per-language", type=int, default=200)
-    parser.add_argument("--backends", nargs="+", default=["langid", "lingua", "lingua_low"])
+    parser.add_argument("--source", choices=["gettext", "debian", "sample"], default="gettext")
+    parser.add_argument("--split", choices=["dev", "test", "all"], default="test",
+                        help="gettext: which catalogues (by domain) to draw from")
+    parser.add_argument("--per-language", type=int, default=100)
+    parser.add_argument("--documents", type=int, default=30,
+                        help="gettext: documents (~2,000 characters) per language")
+    parser.add_argument("--web-docs", type=int, default=5000,
+                        help="speed on this many web-like 2,000-character documents")
+    parser.add_argument("--backends", nargs="+",
+                        default=["auto", "fasttext", "langid", "lingua", "lingua_low"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-sample", type=Path, default=None,
-                        help="write the passages (JSONL, with their package) and stop")
+                        help="write the rows (JSONL, with their source) and stop")
     args = parser.parse_args(argv)
 
     if args.source == "sample":
         rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
+    elif args.source == "gettext":
+        from langid_gettext import extract as extract_gettext
+
+        rows = extract_gettext(args.per_language, args.documents, args.split, args.seed)
+        if not rows:
+            sys.exit("no gettext catalogues found under /usr/share/locale")
     else:
         rows = extract(args.per_language, args.seed)
         if not rows:
             sys.exit("no passages found: install the Debian manpages-* packages (see --help)")
     if args.write_sample:
-        provenance(rows)
+        if args.source == "debian":
+            provenance(rows)
         args.write_sample.parent.mkdir(parents=True, exist_ok=True)
         with open(args.write_sample, "w", encoding="utf-8") as fh:
             for r in rows:
-                fh.write(json.dumps({"lang": r["lang"], "text": r["text"],
-                                     "package": r["package"],
-                                     "page": r["source"]}, ensure_ascii=False) + "\n")
-        print(f"wrote {len(rows)} passages to {args.write_sample}")
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        print(f"wrote {len(rows)} rows to {args.write_sample}")
         return 0
 
     counts = Counter(r["lang"] for r in rows)
-    print(f"{len(rows)} passages: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    results = [evaluate(rows, b) for b in args.backends]
-    langs = sorted(counts)
-    print(f"{'backend':<11}{'overall':>8}{'rows/s':>9}{'setup s':>8}  "
-          + " ".join(f"{k:>4}" for k in langs))
+    kinds = Counter(r.get("kind", "passage") for r in rows)
+    print(f"{len(rows)} rows ({dict(kinds)}), {len(counts)} languages: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    web = web_documents(args.web_docs) if args.web_docs else []
+    results = [evaluate(rows, b, web) for b in args.backends]
+    print(f"{'backend':<11}{'overall':>8}" + "".join(f"{k:>10}" for k in sorted(kinds))
+          + "   docs per CPU-second (" + ", ".join(results[0]["docs_per_cpu_s"]) + ")")
     for r in results:
-        print(f"{r['backend']:<11}{r['accuracy']:>8.3f}{r['rows_per_s']:>9.0f}"
-              f"{r['setup_s']:>8.2f}  "
-              + " ".join(f"{100 * r['per_language'][k]:>4.0f}" for k in langs))
+        print(f"{r['backend']:<11}{r['accuracy']:>8.4f}"
+              + "".join(f"{r['by_kind'][k]:>10.4f}" for k in sorted(kinds)) + "   "
+              + ", ".join(str(v) for v in r["docs_per_cpu_s"].values()))
+    langs = sorted(counts)
+    print(f"{'per language':<11}" + " ".join(f"{k:>4}" for k in langs))
+    for r in results:
+        print(f"{r['backend']:<11}" + " ".join(f"{100 * r['per_language'][k]:>4.0f}"
+                                              for k in langs))
     for r in results:
         print(f"{r['backend']} errors (true -> predicted): {r['confusions']}")
-    out = HERE / "results" / "langid.json"
+    out = HERE / "results" / f"langid_{args.source}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": " ".join(sys.argv), "source": args.source,
-                               "results": results}, indent=2) + "\n")
+                               "split": args.split, "rows": len(rows), "kinds": kinds,
+                               "loadavg": os.getloadavg(), "results": results},
+                              indent=2) + "\n")
     return 0
 
 

@@ -105,7 +105,7 @@ def test_empty_whitespace_null_and_junk_are_undetermined():
         "0123 4567 89 %% $$ 3.14 -- 2024-01-01 12:00",
         "\ue000\ue001\ue002 garbage",
     ]
-    for backend in ("langid", "lingua_low"):
+    for backend in ("auto", "fasttext", "langid", "lingua_low"):
         op = DetectLanguage(backend=backend)
         op.setup()
         out = op.process(pa.table({"text": pa.array(junk, pa.string())}))
@@ -193,3 +193,128 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, str(doc), "exec"), namespace)  # noqa: S102
     assert namespace["table"].num_rows == 1
+
+
+# --- fastText and auto ------------------------------------------------------------------------
+GETTEXT = Path(__file__).parent / "data" / "langid" / "gettext_sample.jsonl"
+
+
+def _gettext_rows() -> list[dict]:
+    assert GETTEXT.exists(), (
+        f"{GETTEXT} is missing: regenerate it with `python benchmarks/langid_accuracy.py "
+        f"--source gettext --split test --per-language 12 --documents 2 --write-sample "
+        f"{GETTEXT}` (reads the gettext catalogues under /usr/share/locale)")
+    return [json.loads(line) for line in GETTEXT.read_text(encoding="utf-8").splitlines()]
+
+
+def _hits(backend: str, rows: list[dict]) -> dict[str, int]:
+    op = DetectLanguage(backend=backend)
+    out = op.process(pa.table({"text": [r["text"] for r in rows]}))["language"].to_pylist()
+    hits: Counter = Counter()
+    for r, p in zip(rows, out):
+        hits[r["kind"]] += p == r["lang"]
+    return hits
+
+
+def test_auto_is_at_least_as_accurate_as_py3langid_on_passages_and_documents():
+    rows = _gettext_rows()
+    kinds = Counter(r["kind"] for r in rows)
+    assert len({r["lang"] for r in rows}) >= 40 and kinds["document"] >= 80, kinds
+    auto, langid, fast = _hits("auto", rows), _hits("langid", rows), _hits("fasttext", rows)
+    for kind in ("passage", "document"):
+        assert auto[kind] >= langid[kind], (kind, auto, langid)
+        assert auto[kind] >= fast[kind], (kind, auto, fast)
+    assert auto["passage"] >= 0.95 * kinds["passage"]
+
+
+def test_auto_asks_py3langid_only_about_unsure_texts(monkeypatch):
+    from py3langid.langid import LanguageIdentifier
+
+    from .quality_corpus import generate
+
+    calls = Counter()
+    rank = LanguageIdentifier.rank
+
+    def counted(self, text):
+        calls["rank"] += 1
+        return rank(self, text)
+
+    monkeypatch.setattr(LanguageIdentifier, "rank", counted)
+    web = generate(600, seed=3)  # English web-like documents, some with other languages
+    op = DetectLanguage()
+    out = op.process(pa.table({"text": web}))
+    assert out["language"].to_pylist().count("en") > 0.8 * len(web)
+    assert 0 < calls["rank"] < 0.1 * len(web)
+    # a close pair: Galician is asked about, and answered right
+    calls.clear()
+    galician = [r["text"] for r in _gettext_rows() if r["lang"] == "gl"]
+    found = op.process(pa.table({"text": galician}))["language"].to_pylist()
+    assert calls["rank"] > 0 and found.count("gl") >= 0.8 * len(galician), found
+
+
+def test_fasttext_backend_labels_candidates_and_newlines():
+    rows = [r for r in _passages() if r["lang"] in ("de", "fr", "ja", "ru")]
+    op = DetectLanguage(backend="fasttext")
+    texts = [r["text"].replace(" ", "\n", 3) for r in rows]  # fastText reads one line
+    out = op.process(pa.table({"text": texts}))
+    assert out["language"].to_pylist() == [r["lang"] for r in rows]
+    assert all(0 < s <= 1 for s in out["language_score"].to_pylist())
+    slovak = ("Tento program skopíruje súbory do cieľového adresára a zachová ich "
+              "pôvodné oprávnenia, ak je to možné.")
+    for backend in ("fasttext", "auto"):
+        op = DetectLanguage(backend=backend, candidates=["cs", "pl"])
+        result = op.process(pa.table({"text": [slovak]}))
+        assert result["language"][0].as_py() == "cs"
+        assert 0.5 < result["language_score"][0].as_py() <= 1.0  # renormalized over cs, pl
+    with pytest.raises(PipelineError, match="xx"):
+        DetectLanguage(backend="fasttext", candidates=["xx"]).setup()
+
+
+def test_model_files_are_in_the_cache_key(tmp_path):
+    import shutil
+
+    from datamill.ops.langid_backends import packaged_fasttext_model
+
+    packaged = packaged_fasttext_model()
+    default = DetectLanguage().args.model_identity
+    size = Path(packaged).stat().st_size
+    assert default.startswith(f"{size}:")  # fastText's file, then py3langid's
+    assert DetectLanguage(backend="langid").args.model_identity != default
+    copy = shutil.copy(packaged, tmp_path / "lid.176.ftz")
+    assert DetectLanguage(model_path=str(copy)).args.model_identity == default  # same bytes
+    with open(copy, "r+b") as fh:  # another model (here: damaged) -> another identity
+        fh.seek(1000)
+        fh.write(b"\x00" * 16)
+    changed = DetectLanguage(model_path=str(copy))
+    assert changed.args.model_identity != default
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "Bonjour à tous"}])
+    keys = {dm.Dataset.read(path).apply("detect_language", **kw)._step.key
+            for kw in ({}, {"model_path": str(copy)}, {"backend": "langid"})}
+    assert len(keys) == 3
+    with pytest.raises(ArgumentError, match="model"):
+        DetectLanguage(model_path=str(tmp_path / "missing.bin"))
+
+
+def test_vectorized_letter_check_matches_the_regex_definition():
+    from datamill.ops.langid_backends import undetermined
+
+    letter = re.compile(r"[^\W\d_]")
+    junk = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufffd\ue000-\uf8ff\ud800-\udfff"
+                      r"\U000f0000-\U0010ffff]")
+
+    def expected(text):
+        if not text:
+            return True
+        visible = len(re.findall(r"\S", text))
+        letters = len(letter.findall(text))
+        return letters == 0 or letters < 0.3 * visible or len(junk.findall(text)) > 0.1 * visible
+
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in [*range(0x250), *range(0x2000, 0x2100), 0x3000, 0x4E00, 0x0660,
+                                 0xFFFD, 0xE000, 0x1F600, 0x20000, 0x1D400, 0x10FFFD]]
+    texts = [None, "", " ", "a", "1"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.choice([1, 3, 40, 300])))
+              for _ in range(1500)]
+    got = undetermined(texts, 0.3)
+    assert got == [expected(t) for t in texts]
+    assert 0.2 < sum(got) / len(got) < 0.8  # both outcomes are exercised

