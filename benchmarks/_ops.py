@@ -6,7 +6,7 @@ every process that imports them: `_ops.TextLength`, ...
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from datamill import Arguments, Field, FilterOperation, MapOperation
 
@@ -85,7 +85,9 @@ class GreaterThan(FilterOperation):
 
 
 class WordCountArgs(ColumnArgs):
-    pattern: str = Field(r"\S+", description="RE2 pattern of one word.")
+    pattern: str = Field(r"\S+", description="Regular expression of one word.")
+    engine: Literal["re2", "polars"] = Field(
+        "re2", description="Arrow's RE2 kernel, or polars' (Rust regex) on the same buffers.")
 
 
 class WordCount(MapOperation):
@@ -100,4 +102,9 @@ class WordCount(MapOperation):
         import pyarrow.compute as pc
 
         a = self.args
+        if a.engine == "polars":
+            import polars as pl
+
+            counts = pl.from_arrow(batch.column(a.column)).str.count_matches(a.pattern)
+            return {"n_words": counts.cast(pl.Int32).to_arrow()}
         return {"n_words": pc.count_substring_regex(batch.column(a.column), pattern=a.pattern)}

@@ -245,9 +245,18 @@ class PartitionWriter:
         name = f"part-{self.index:05d}-{self.seq:04d}.{self.sink.extension}"
         self._final = f"{self.root}/{name}"
         self._tmp = f"{self.root}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
-        self._fh = ChecksummedFile(self.fs.open(self._tmp, "wb"))
+        self._fh = ChecksummedFile(self._open_file(self._tmp))
         self._writer = self.sink._open(self._fh, schema)
         self.seq += 1
+
+    def _open_file(self, path: str) -> Any:
+        """A local file is opened by Arrow itself (writers then stream without a Python
+        call per page); other filesystems go through fsspec."""
+        if self.sink._protocol() in ("file", "local"):
+            import pyarrow as pa
+
+            return pa.OSFile(path, "wb")
+        return self.fs.open(path, "wb")
 
     def write(self, table: Any) -> None:
         """Write rows, in slices of about a tenth of the target size (by in-memory bytes),

@@ -20,17 +20,19 @@ def count_words(text: Any) -> Any:
     for chunk in chunks:
         if len(chunk) == 0:
             continue
-        if chunk.type != pa.large_string():
+        if chunk.type not in (pa.string(), pa.large_string()):
             chunk = chunk.cast(pa.large_string())
         _, offsets_buf, data_buf = chunk.buffers()
-        offsets = np.frombuffer(offsets_buf, dtype=np.int64)[chunk.offset:
-                                                             chunk.offset + len(chunk) + 1]
+        width = np.int64 if chunk.type == pa.large_string() else np.int32
+        offsets = np.frombuffer(offsets_buf, dtype=width)[
+            chunk.offset:chunk.offset + len(chunk) + 1].astype(np.int64)
         lo, hi = int(offsets[0]), int(offsets[-1])
         data = np.frombuffer(data_buf, dtype=np.uint8)[lo:hi] if data_buf is not None and hi > lo \
             else np.zeros(0, np.uint8)
-        space = (data == 32) | ((data >= 9) & (data <= 13))
-        starts = ~space
-        starts[1:] &= space[:-1]
+        space = np.subtract(data, 9, dtype=np.uint8) <= 4  # \t \n \v \f \r
+        space |= data == 32
+        starts = np.empty(len(data), dtype=bool)  # a space followed by a non-space
+        np.greater(space[:-1], space[1:], out=starts[1:])
         bounds = offsets - lo
         first = bounds[:-1][bounds[:-1] < len(data)]
         starts[first] = ~space[first]  # a word at the start of a string starts there
