@@ -127,7 +127,9 @@ def string_array_bytes(arr: Any) -> bytes:
 class TreeRssSampler:
     """Samples, every `interval` s in a thread, the summed RSS of a process and all its
     descendants (and the largest single process). Forked workers share copy-on-write pages
-    with the driver, so the sum over-counts shared pages: it is an upper bound."""
+    with the driver, so the sum over-counts shared pages: it is an upper bound. The summed
+    PSS (each shared page divided among the processes sharing it: the physical memory of
+    the tree) is sampled too, where the system reports it."""
 
     def __init__(self, pid: int, interval: float = 0.2):
         import psutil
@@ -135,6 +137,7 @@ class TreeRssSampler:
         self.proc = psutil.Process(pid)
         self.interval = interval
         self.peak_sum = 0
+        self.peak_pss = 0
         self.peak_single = 0
         self.peak_procs = 0
         self.samples = 0
@@ -148,16 +151,18 @@ class TreeRssSampler:
             procs = [self.proc, *self.proc.children(recursive=True)]
         except psutil.Error:
             return
-        total, biggest = 0, 0
+        total, biggest, pss = 0, 0, 0
         for p in procs:
             try:
                 rss = p.memory_info().rss
+                pss += getattr(p.memory_full_info(), "pss", 0)
             except psutil.Error:
                 continue
             total += rss
             biggest = max(biggest, rss)
         self.samples += 1
         self.peak_sum = max(self.peak_sum, total)
+        self.peak_pss = max(self.peak_pss, pss)
         self.peak_single = max(self.peak_single, biggest)
         self.peak_procs = max(self.peak_procs, len(procs))
 
@@ -176,6 +181,7 @@ class TreeRssSampler:
 
     def as_dict(self) -> dict:
         return {"peak_rss_tree_mb": round(self.peak_sum / 2**20, 1),
+                "peak_pss_tree_mb": round(self.peak_pss / 2**20, 1),
                 "peak_rss_single_mb": round(self.peak_single / 2**20, 1),
                 "max_processes": self.peak_procs, "rss_samples": self.samples}
 

@@ -31,6 +31,7 @@ datamill functions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -271,6 +272,11 @@ def child(args: argparse.Namespace) -> None:
         import polars  # noqa: F401
     elif tag.startswith("datamill"):
         import _ops  # noqa: F401
+
+        if jsonl and args.regex == "polars":
+            import polars  # noqa: F401  (the map's regex engine, as on the polars side)
+        with contextlib.suppress(ImportError):  # pyarrow imports it on first use anyway
+            import pandas  # noqa: F401
 
         import datamill.executors.local  # noqa: F401
         import datamill.registry

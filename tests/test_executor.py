@@ -249,3 +249,51 @@ def test_multiple_outputs_share_prefix(tmp_path, docs):
     assert {s["name"] for s in result.steps} >= {"read_jsonl", "test_even_only", "test_upper",
                                                  "text_length_filter"}
     assert list((tmp_path / "a").glob("*.parquet")) and list((tmp_path / "b").glob("*.jsonl"))
+
+
+class BatchSpy(MapOperation):
+    """Records the rows and bytes of every batch it is given."""
+
+    name = "test_batch_spy"
+    consumes = {"text": "string"}
+    produces = {"chars": "int64"}
+    seen: list = []
+
+    def process(self, batch):
+        BatchSpy.seen.append((batch.num_rows, batch.nbytes))
+        return {"chars": pc.utf8_length(batch["text"]).cast(pa.int64())}
+
+
+@pytest.mark.parametrize("source_batch", [True, False])
+def test_batches_are_capped_by_bytes(tmp_path, monkeypatch, source_batch):
+    """Long rows make small batches: a batch holds about BATCH_BYTES of input, whatever the
+    row count (a stage reading from the source and one reading stored columns alike)."""
+    from datamill.executors import rowwise
+
+    rows = [{"text": "word " * (200 + 50 * (i % 5)), "n": i} for i in range(400)]  # 1-2 KB
+    src = write_jsonl(tmp_path / "long.jsonl", rows)
+    ds = dm.Dataset.read(src)
+    if not source_batch:  # the map runs in a second stage, reading the filter's output
+        ds = ds.filter(lambda b: [True] * b.num_rows, consumes=["n"])
+        ds.run(tmp_path / "w", workers=1, progress=False)
+    monkeypatch.setattr(rowwise, "BATCH_BYTES", 16_000)
+    BatchSpy.seen = []
+    table = ds.apply(BatchSpy).collect(tmp_path / "w", columns=["n", "chars"], workers=1,
+                                       progress=False)
+    assert table["chars"].to_pylist() == [len(r["text"]) for r in rows]
+    assert sum(n for n, _ in BatchSpy.seen) == 400
+    assert len(BatchSpy.seen) >= 400 * 1500 // 16_000  # cut by bytes, not by 65,536 rows
+    assert max(b for _, b in BatchSpy.seen) <= 16_000 + 2_500  # budget + at most one row
+
+
+def test_batch_slices_cover_the_table_once():
+    from datamill.executors.rowwise import batch_slices
+
+    table = pa.table({"x": list(range(1000)), "s": ["a" * (i % 50) for i in range(1000)]})
+    parts = list(batch_slices(table, max_bytes=2_000, max_rows=64))
+    assert pa.concat_tables(parts).equals(table)
+    assert max(p.num_rows for p in parts) <= 64
+    assert all(p.nbytes <= 2_000 + 64 for p in parts)
+    assert [p.num_rows for p in batch_slices(table.slice(0, 0))] == []
+    huge = pa.table({"s": ["x" * 10_000] * 3})
+    assert [p.num_rows for p in batch_slices(huge, max_bytes=100)] == [1, 1, 1]

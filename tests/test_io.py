@@ -353,7 +353,7 @@ def _upper(batch):
 
 def test_read_workdir_continues_and_survives_a_move(tmp_path):
     src = _write_text_jsonl(tmp_path / "in.jsonl", _rows(300, seed=6))
-    first = (dm.Dataset.read(src, block_size=1_500)
+    first = (dm.Dataset.read(src, block_size=1_500, materialize=True)
              .filter(lambda b: [n % 3 != 0 for n in b["n"].to_pylist()])
              .map(_upper, produces={"upper": "string"}, consumes=["text"]))
     expected = _collect(first, tmp_path / "w1", columns=["_id", "n", "text", "upper"])
@@ -365,7 +365,7 @@ def test_read_workdir_continues_and_survives_a_move(tmp_path):
                    columns=["_id", "n", "text", "upper"])
     assert got.equals(expected)  # same rows, same order, same ids
 
-    # the workdir is self-contained when the source was materialized (JSONL)
+    # the workdir is self-contained when the source was materialized (materialize=True)
     shutil.copytree(tmp_path / "w1", tmp_path / "moved")
     shutil.rmtree(tmp_path / "w1")
     src.unlink()
@@ -377,6 +377,36 @@ def test_read_workdir_continues_and_survives_a_move(tmp_path):
     also = _collect(dm.Dataset.read(tmp_path / "moved" / "manifest.json"), tmp_path / "w4",
                     columns=["_id", "n"])
     assert also.equals(expected.select(["_id", "n"]))
+
+
+def test_jsonl_is_read_in_place_and_a_changed_file_is_never_served_stale(tmp_path):
+    src = _write_text_jsonl(tmp_path / "in.jsonl", _rows(300, seed=8))
+    keep = lambda b: [n % 3 != 0 for n in b["n"].to_pylist()]  # noqa: E731
+
+    def pipeline(**read_args):
+        return dm.Dataset.read(src, block_size=1_500, **read_args).filter(keep, consumes=["n"])
+
+    ds = pipeline()
+    _run(ds, tmp_path / "w")
+    source_dir = tmp_path / "w" / "steps" / ds.steps[0].key
+    assert not list(source_dir.glob("part-*.parquet"))  # no copy of the input
+    # a later pipeline reuses the cached filter and reads `text` from the file again
+    upper = ds.map(_upper, produces={"upper": "string"}, consumes=["text"])
+    got = _collect(upper, tmp_path / "w", columns=["n", "upper"])
+    expected = [(r["n"], r["text"].upper()) for r in _rows(300, seed=8) if r["n"] % 3]
+    assert list(zip(got["n"].to_pylist(), got["upper"].to_pylist())) == expected
+    assert upper.run(tmp_path / "w", progress=False).step(ds.steps[-1].name)["cached"]
+
+    # the file changes (its size and time do): nothing cached is served for it
+    rows = _rows(301, seed=9)
+    _write_text_jsonl(src, rows)
+    again = pipeline().map(_upper, produces={"upper": "string"}, consumes=["text"])
+    got = _collect(again, tmp_path / "w", columns=["n", "upper"])
+    assert got["upper"].to_pylist() == [r["text"].upper() for r in rows if r["n"] % 3]
+
+    kept = pipeline(materialize=True)  # the workdir keeps its own copy
+    _run(kept, tmp_path / "w2")
+    assert list((tmp_path / "w2" / "steps" / kept.steps[0].key).glob("part-*.parquet"))
 
 
 def test_read_workdir_of_parquet_source_needs_its_files(tmp_path, parquet_dir):

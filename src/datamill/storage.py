@@ -64,15 +64,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` under a temp name, then rename it into place. `durable` also syncs it
+    to disk first (survives a power loss, not only a killed process)."""
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+def atomic_write_json(path: str | Path, obj: Any, durable: bool = True) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode(),
+                       durable)
 
 
 def read_json(path: str | Path) -> Any | None:

@@ -28,6 +28,7 @@ from .batches import PARENT_INDEX, filter_result, produced_table, to_format
 from .workers import prepared
 
 BATCH_ROWS = 65_536
+BATCH_BYTES = 2 * 2**20  # in-memory bytes of the input columns of one batch
 Report = Callable[[str, int], None]
 
 
@@ -193,6 +194,9 @@ def worker_name() -> str:
 
 
 def _input_batches(workdir: Workdir, stage: Stage, partition: int) -> Iterator[Any]:
+    """The stage's input, in batches of at most BATCH_ROWS rows and about BATCH_BYTES bytes
+    (whatever the source yields or the stored columns hold), so that memory is bounded by
+    the batch whether rows are short or long."""
     import pyarrow as pa
 
     first = stage.steps[0]
@@ -201,14 +205,26 @@ def _input_batches(workdir: Workdir, stage: Stage, partition: int) -> Iterator[A
         columns = None if stores_data(first) else [r.stored for r in stage.needed]
         for batch in first.op.read(part, columns):
             table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-            yield table.rename_columns([ref_name(ColumnRef(first.name, c))
-                                        for c in table.schema.names])
+            yield from batch_slices(table.rename_columns(
+                [ref_name(ColumnRef(first.name, c)) for c in table.schema.names]))
         return
     table = read_columns(workdir, stage.input_step, partition, stage.needed)
     if table.num_rows == 0:
         yield table
-    for start in range(0, table.num_rows, BATCH_ROWS):
-        yield table.slice(start, BATCH_ROWS)
+    yield from batch_slices(table)
+
+
+def batch_slices(table: Any, max_bytes: int | None = None,
+                 max_rows: int | None = None) -> Iterator[Any]:
+    """Zero-copy slices of `table` of at most `max_rows` rows and about `max_bytes` bytes
+    (default: BATCH_ROWS, BATCH_BYTES); a row larger than `max_bytes` is a batch alone."""
+    max_bytes = max_bytes or BATCH_BYTES
+    max_rows = max_rows or BATCH_ROWS
+    rows = table.num_rows
+    per_row = table.nbytes / rows if rows else 1.0
+    step = max(1, min(max_rows, int(max_bytes / max(per_row, 1.0))))
+    for start in range(0, rows, step):
+        yield table.slice(start, step)
 
 
 def _consumed_input(step: Step, table: Any) -> Any:
@@ -420,6 +436,8 @@ def run_partition(workdir: Workdir, stage: Stage, partition: int,
     stats = {}
     for run in runs:
         s = run.stats()
-        atomic_write_json(run.dir / part_name("stats", partition, "json"), s)
+        # not synced: the step's data files are not either (a killed process loses
+        # neither; after a power loss, size and magic checks catch a torn data file)
+        atomic_write_json(run.dir / part_name("stats", partition, "json"), s, durable=False)
         stats[run.step.name] = s
     return stats

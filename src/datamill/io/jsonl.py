@@ -30,7 +30,7 @@ from .source import FileSource, FileSourceArgs, RowErrors, row_errors_field
 
 BLOCK = 64 * 2**20
 MIN_BLOCK = 16 * 2**10  # a file is cut finer for more workers, into ranges no smaller
-PARSE_CHUNK = 16 * 2**20
+PARSE_CHUNK = 2 * 2**20  # bytes parsed at once: bounds a worker's memory
 SAMPLE = 1 * 2**20
 MAX_SAMPLE = 64 * 2**20  # a first line longer than this cannot be used to infer types
 BOM = b"\xef\xbb\xbf"
@@ -45,6 +45,11 @@ class ReadJsonlArgs(FileSourceArgs):
         "error", description="On bytes that are not UTF-8: fail naming the line, or replace "
                              "them with U+FFFD.")
     errors: RowErrors = row_errors_field()
+    materialize: bool = Field(
+        False, description="Keep a Parquet copy of what was read in the workdir, so that the "
+                           "workdir outlives the input files (by default the files are read "
+                           "in place again when a later step needs their columns; the cache "
+                           "key covers their sizes and modification times).")
 
 
 class ReadJsonl(FileSource):
@@ -54,6 +59,10 @@ class ReadJsonl(FileSource):
 
     name = "read_jsonl"
     Args = ReadJsonlArgs
+
+    @property
+    def materialize(self) -> bool:  # type: ignore[override]
+        return self.args.materialize
     suffixes = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".jsonl.zst",
                 ".ndjson.gz", ".ndjson.zst", ".jsonl.zstd", ".json.zst", ".ndjson.zstd",
                 ".json.zstd")
@@ -218,7 +227,8 @@ class ReadJsonl(FileSource):
         path = partition.path
         first_line = 1 if partition.start == 0 else None
         for offset, data in self._chunks(partition):
-            starts = _line_starts(data) + offset
+            starts, newlines = _line_starts(data)
+            starts += offset
             if len(starts) and self.args.errors != "raise":
                 numbering = [first_line]  # found when a line is rejected, if unknown
                 table, starts = self._parse_lenient(data, offset, schema, partition, numbering)
@@ -235,7 +245,7 @@ class ReadJsonl(FileSource):
                     table = table.select([c for c in columns if c != "_id"])
                 yield with_ids(table, partition.ordinal, np.asarray(starts))
             if first_line is not None:
-                first_line += data.count(b"\n")
+                first_line += newlines
 
     # --- errors='skip' | 'quarantine' ---------------------------------------------------
     def _parses(self, data: bytes, offset: int, schema: Any, rows: int) -> Any:
@@ -263,7 +273,7 @@ class ReadJsonl(FileSource):
         import numpy as np
         import pyarrow as pa
 
-        rel = _line_starts(data)
+        rel, _ = _line_starts(data)
         whole = self._parses(data, offset, schema, len(rel))
         if whole is not None:
             return whole, rel + offset
@@ -409,8 +419,9 @@ def _json_kind(value: Any) -> str:
     return "an object"
 
 
-def _line_starts(data: bytes) -> Any:
-    """Offsets of the lines that hold something other than whitespace."""
+def _line_starts(data: bytes) -> tuple[Any, int]:
+    """Offsets of the lines that hold something other than whitespace, and the number of
+    newlines in `data`."""
     import numpy as np
 
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -423,7 +434,7 @@ def _line_starts(data: bytes) -> Any:
     # a line is blank only if it starts with whitespace: check those few one by one
     for i in np.flatnonzero(np.isin(buf[starts], (9, 13, 32))).tolist():
         keep[i] = bool(data[starts[i]:ends[i]].strip(BLANK))
-    return starts[keep].astype(np.int64)
+    return starts[keep].astype(np.int64), len(newlines)
 
 
 class WriteJsonlArgs(FileSinkArgs):
