@@ -295,7 +295,7 @@ FULL_DISK = textwrap.dedent('''
     if src.endswith(".parquet"):
         ds = dm.Dataset.read(src, rows_per_partition=100)
     else:
-        ds = dm.Dataset.read(src, block_size=6_000)
+        ds = dm.Dataset.read(src, block_size=6_000, materialize=True)  # a workdir copy
     ds = ds.write(out, format=fmt, target_file_size=20_000)
     limit = int(limit)
     if limit:

@@ -525,3 +525,21 @@ def test_a_workdir_read_from_a_workdir(tmp_path, monkeypatch):
                    columns=["_id", "n", "twice"])
     assert got.equals(expected)
     assert got.column("twice").to_pylist() == [2 * n for n in range(80)]
+
+
+def test_parquet_sink_gathers_small_batches_into_row_groups(tmp_path, monkeypatch):
+    from datamill.executors import rowwise
+
+    rows = _rows(3000, seed=11)
+    src = _write_text_jsonl(tmp_path / "in.jsonl", rows)
+    monkeypatch.setattr(rowwise, "BATCH_BYTES", 4_000)  # ~100 batches
+    calls = []
+    ds = dm.Dataset.read(src).map(lambda b: calls.append(b.num_rows) or {"k": [1] * b.num_rows},
+                                  produces={"k": "int64"}, consumes=["n"])
+    _run(ds.write(tmp_path / "out"), tmp_path / "w")
+    files = sorted((tmp_path / "out").glob("part-*.parquet"))
+    meta = [pq.ParquetFile(f).metadata for f in files]
+    assert len(calls) > 50  # small batches went through the pass
+    assert sum(m.num_row_groups for m in meta) < 5  # ... and were written in a few row groups
+    got = pa.concat_tables(pq.read_table(f) for f in files)
+    assert got["n"].to_pylist() == [r["n"] for r in rows]

@@ -139,6 +139,43 @@ class WriteParquetArgs(FileSinkArgs):
     compression: str = Field("zstd", description="Parquet codec: zstd, snappy, lz4, gzip, none.")
 
 
+ROW_GROUP_ROWS = 131_072
+ROW_GROUP_BYTES = 16 * 2**20  # batches are gathered up to this size into one row group
+
+
+class _BufferedWriter:
+    """A ParquetWriter that gathers the small batches of the row-wise pass into row groups of
+    up to ROW_GROUP_ROWS rows or ROW_GROUP_BYTES bytes (one row group per batch would make
+    files slow to read)."""
+
+    def __init__(self, fh: Any, schema: Any, compression: str, max_bytes: int):
+        import pyarrow.parquet as pq
+
+        self.writer = pq.ParquetWriter(fh, schema, compression=compression)
+        self.max_bytes = max_bytes
+        self.pending: list[Any] = []
+        self.rows = self.bytes = 0
+
+    def write(self, table: Any) -> None:
+        self.pending.append(table)
+        self.rows += table.num_rows
+        self.bytes += table.nbytes
+        if self.rows >= ROW_GROUP_ROWS or self.bytes >= self.max_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if self.pending:
+            table = self.pending[0] if len(self.pending) == 1 else pa.concat_tables(self.pending)
+            self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self.pending, self.rows, self.bytes = [], 0, 0
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
 class WriteParquet(FileSink):
     """Write Parquet files of about `target_file_size` bytes each (part-PPPPP-NNNN.parquet)."""
 
@@ -147,12 +184,12 @@ class WriteParquet(FileSink):
     extension = "parquet"
 
     def _open(self, fh: Any, schema: Any) -> Any:
-        import pyarrow.parquet as pq
-
-        return pq.ParquetWriter(fh, schema, compression=self.args.compression)
+        # files roll at target_file_size: gather no more than a tenth of it
+        limit = min(ROW_GROUP_BYTES, self.args.target_file_size // 10)
+        return _BufferedWriter(fh, schema, self.args.compression, limit)
 
     def _write(self, writer: Any, table: Any) -> None:
-        writer.write_table(table, row_group_size=131_072)
+        writer.write(table)
 
     def _close(self, writer: Any) -> None:
         writer.close()
