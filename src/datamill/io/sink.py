@@ -250,8 +250,8 @@ class PartitionWriter:
         self.seq += 1
 
     def _open_file(self, path: str) -> Any:
-        """A local file is opened by Arrow itself (writers then stream without a Python
-        call per page); other filesystems go through fsspec."""
+        """A local file is opened by Arrow itself (not through fsspec's Python layers);
+        other filesystems go through fsspec."""
         if self.sink._protocol() in ("file", "local"):
             import pyarrow as pa
 
