@@ -64,6 +64,9 @@ class ReadWarc(DocumentSource):
         fs, files = self._files()
         return [[FilePart(ordinal, f)] for ordinal, f in enumerate(files)]
 
+    def finer_partitions(self, units: int) -> list[Any]:
+        return self.partitions()  # already one file each; a (compressed) WARC file is not cut
+
     def read(self, partition: Any, columns: list[str] | None) -> Iterator[Any]:
         import pyarrow as pa
 
