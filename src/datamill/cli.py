@@ -399,8 +399,27 @@ def _row_tables(found: dict[str, dict], what: str) -> None:
             "cluster_id", "cluster_size") and any(c in r for r in rows)]
         headers = [{"_path": "file", "_raw": "raw line"}.get(c, c.lstrip("_")) for c in meta]
         whole = {"_error": 10 * CELL, "_path": 10 * CELL}  # wrapped, not cut
-        _table([*headers, *content], [[_cell(r.get(c), whole.get(c, CELL))
-                                       for c in (*meta, *content)] for r in rows])
+        cells = {c: [_cell(r.get(c), whole.get(c, CELL)) for r in rows] for c in (*meta, *content)}
+        shown = _fitting(content, cells, sum(min(max(map(len, [h, *cells[c]])), 3 * CELL) + 2
+                                             for h, c in zip(headers, meta)))
+        _table([*headers, *shown], [[cells[c][i] for c in (*meta, *shown)]
+                                    for i in range(len(rows))])
+        if len(shown) < len(content):
+            print(_wrapped(f"(and column(s) {', '.join(content[len(shown):])}: pick columns "
+                           "with --columns, or see every value with --json)"))
+
+
+def _fitting(content: list[str], cells: dict[str, list[str]], used: int) -> list[str]:
+    """The leading content columns that fit beside the meta columns (`used` characters),
+    each at least 12 characters wide (or its own width), at least one."""
+    shown: list[str] = []
+    for c in content:
+        width = min(12, max(map(len, [c, *cells[c]])))
+        if shown and used + width > _width():
+            break
+        shown.append(c)
+        used += min(CELL, max(map(len, [c, *cells[c]]))) + 2
+    return shown
 
 
 def _json_rows(value: Any) -> Any:
