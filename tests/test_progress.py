@@ -94,6 +94,13 @@ def test_heartbeat_content_with_a_fake_clock() -> None:
     now[0] += 20  # one of four units in 40 s: three more take 2 minutes
     assert "1/4 partition(s) done" in p.heartbeat() and "ETA 2m00s" in p.heartbeat()
 
+    p.stage_started(SimpleNamespace(names=["read", "embed"]), 10)  # resumed: 6 committed
+    p._stop_heartbeat()
+    p.skip(SimpleNamespace(names=["read", "embed"]), 6)
+    p.unit_done(None, {})
+    now[0] += 30  # one unit in 30 s here: the three left take 90 s, skipped ones cost nothing
+    assert "7/10 partition(s) done" in p.heartbeat() and "ETA 1m30s" in p.heartbeat()
+
     p.stage_started(SimpleNamespace(names=["map"]), 2)  # input rows known: ETA at once
     p._stop_heartbeat()
     p.expect_rows(1000)

@@ -47,6 +47,7 @@ class Progress:
         self._beat: threading.Event | None = None
         self._beat_thread: threading.Thread | None = None
         self._parts = (0, 0)  # partitions of the running stage: (done, total)
+        self._skipped = 0  # of which committed by an earlier run (they took no time here)
         self._stage_started = 0.0
         self._stage_rows: dict[str, int] = {}  # rows at the stage's start (resumed stages)
         self._expected_rows: int | None = None  # the stage's input rows, when known
@@ -108,6 +109,7 @@ class Progress:
         self._stage_steps = stage.names
         self._phase = None
         self._parts = (0, partitions)
+        self._skipped = 0
         self._stage_started = self.clock()
         for name in stage.names:
             self.started[name] = time.perf_counter()
@@ -157,8 +159,9 @@ class Progress:
     def _eta(self, elapsed: float, done: int, total: int, rows: dict[str, int]) -> str:
         if total and done >= total:
             return "0s"
-        if done:  # finished units: the best measure of what one costs
-            return _fmt_duration(elapsed * (total - done) / done)
+        ran = done - self._skipped
+        if ran > 0:  # units finished in this run: the best measure of what one costs
+            return _fmt_duration(elapsed * (total - done) / ran)
         first = next(iter(rows.values()), 0)
         expected = self._expected_rows
         if expected and 0 < first < expected:
@@ -173,6 +176,7 @@ class Progress:
         if done:
             with self._lock:
                 self._parts = (self._parts[0] + done, self._parts[1])
+                self._skipped += done
             self._emit(f"datamill: resuming: {done} partition(s) already committed")
             for name in stage.names:
                 if self.bar is not None:
@@ -183,6 +187,7 @@ class Progress:
         if ":" in name:  # a global step's phase: its units are counted afresh
             with self._lock:
                 self._parts = (0, total)
+                self._skipped = 0
                 self._stage_started = self.clock()
         if self.bar is not None and name not in self.tasks and ":" in name:
             self.tasks[name] = self.bar.add_task(name, total=total, rows="-", rate="-")
