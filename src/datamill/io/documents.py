@@ -137,9 +137,12 @@ class DocumentSource(SourceOperation):
             return None
         return json.dumps([[p.ordinal, *e] for p, e in zip(partition, entries)])
 
-    def partitions(self, limit: int | None = None) -> list[Any]:
+    def partitions(self) -> list[Any]:
+        return self._file_groups(self.args.bytes_per_partition)
+
+    def _file_groups(self, limit: int) -> list[Any]:
+        """The files in order, grouped up to `limit` bytes (a file larger than it alone)."""
         fs, files = self._files()
-        limit = limit or self.args.bytes_per_partition
         parts, group, size = [], [], 0
         for ordinal, f in enumerate(files):
             n = fs.info(f)["size"]
@@ -156,11 +159,11 @@ class DocumentSource(SourceOperation):
         """Groups of fewer files (at most 1/`units` of the bytes each, a power of two, or
         one file); a file is never cut."""
         parts = self.partitions()
-        if len(parts) >= units:
-            return parts
+        if len(parts) >= units or type(self).partitions is not DocumentSource.partitions:
+            return parts  # enough, or a reader that partitions its own way
         fs, files = self._files()
         total = sum(fs.info(f)["size"] for f in files)
-        return self.partitions(min(self.args.bytes_per_partition, stable_block(total, units)))
+        return self._file_groups(min(self.args.bytes_per_partition, stable_block(total, units)))
 
     def relative(self, path: str) -> str:
         """`path` relative to the folder given (for a glob: the folder before its first
