@@ -37,7 +37,8 @@ FURNITURE = re.compile(
     r"adunit|adbox|adsbygoogle|advert\w*|sponsor\w*|dfp|gpt|outbrain|taboola|related|"
     r"recommended|recommendations|share|sharing|social|feedback|popup|modal|"
     r"more|footer|header|banner)(?:$|[\s_\d-])")
-OUTER_ONLY = re.compile(r"(?:^|[\s_-])(?:header|footer|top|bottom|banner|more)(?:$|[\s_\d-])")
+OUTER_ONLY = re.compile(r"(?:^|[\s_-])(?:header|footer|top|bottom|banner|more|side)"
+                        r"(?:$|[\s_\d-])")
 AD_LABEL = re.compile(r"^\s*(?:advertisement|advertising|ad|ads|sponsored|sponsored content|"
                       r"promoted|anzeige|publicité|publicidad|werbung)\s*:?\s*$", re.I)
 RELATED_HEADING = re.compile(r"^\s*(?:related\b|read (?:next|more)|you (?:might|may) also|"
