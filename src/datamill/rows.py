@@ -15,9 +15,9 @@ from typing import Any
 from .dataset import ID, Step
 from .errors import InputError, SchemaError, did_you_mean
 from .integrity import check_step_file
-from .manifest import load_manifest
+from .manifest import SUCCESS, load_manifest
 from .reader import read_columns
-from .storage import Workdir
+from .storage import Workdir, read_json
 
 Columns = list[str] | bool | None  # names, True for every column, None for ids only
 
@@ -56,9 +56,6 @@ class _Steps:
         return self._by_key[key]
 
     def partition_count(self, step: Step) -> int:
-        from .manifest import SUCCESS
-        from .storage import read_json
-
         record = read_json(self.workdir.step_dir(step.chain()[0].key) / SUCCESS) or {}
         return int(record.get("partition_count", 0))
 
