@@ -71,7 +71,8 @@ class LocalExecutor(Executor):
         try:
             with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=ctx,
                                      initializer=_worker_init) as pool:
-                futures = {pool.submit(_call_unit, name, item): item for item in items}
+                with progress.forking:  # the pool forks its workers at the first submit
+                    futures = {pool.submit(_call_unit, name, item): item for item in items}
                 remaining = set(futures)
                 while remaining:
                     done, remaining = wait(remaining, timeout=0.2, return_when=FIRST_EXCEPTION)

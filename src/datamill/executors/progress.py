@@ -58,6 +58,7 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._queue: Any = None
         self._lock = threading.Lock()
+        self._output = threading.Lock()  # held while a line is written
         self._phase: str | None = None
         self._stage_steps: list[str] = []
 
@@ -91,7 +92,14 @@ class Progress:
 
     def _emit(self, line: str) -> None:
         if not self.interactive and not self.quiet:
-            self.log(line)
+            with self._output:
+                self.log(line)
+
+    @property
+    def forking(self) -> Any:
+        """Hold while forking workers: no heartbeat is half way through writing then (a
+        child would inherit a stream's lock held by a thread it does not have)."""
+        return self._output
 
     def _task(self, name: str, total: int | None) -> None:
         if self.bar is not None and name not in self.tasks:
