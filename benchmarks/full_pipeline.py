@@ -23,7 +23,9 @@ documents in German, French, Russian or Chinese), as two JSONL shards with `id` 
 Each variant runs in a fresh child process, interleaved with the others, `--repeat` times.
 Reported per variant: CPU seconds (user+sys of the child and all its workers), CPU-seconds
 per GB and core-hours per TB of input JSONL, wall time, peak RSS of the process tree, and
-per step its seconds (datamill: the step records; datatrove: its stats.json) and share.
+per step its seconds and share: datamill's step records, whose clock the datamill child
+switches to the worker's CPU time (so the shares are CPU shares); datatrove's stats.json
+(wall seconds inside its workers, which a loaded machine inflates).
 The machine may be shared: compare the variants of one run, not runs. Results:
 benchmarks/results/full_pipeline.json.
 """
@@ -62,9 +64,25 @@ def input_files(docs: int) -> list[Path]:
 
 
 # --- datamill --------------------------------------------------------------------------------
+def _steps_count_cpu_seconds() -> None:
+    """Make the executor's per-step clock (its only use of time.perf_counter in these
+    modules) read the worker's CPU time, so that step records hold CPU seconds: on a shared
+    machine wall seconds inside a worker grow with other jobs' load, CPU seconds do not.
+    Workers are forked from this process and inherit the patch."""
+    import types
+
+    from datamill.executors import components, global_phases, rowwise
+
+    clock = types.SimpleNamespace(perf_counter=time.process_time)
+    for module in (rowwise, global_phases, components):
+        module.time = clock  # type: ignore[attr-defined]
+
+
 def child_datamill(docs: int, backend: str, workers: int) -> dict:
     import datamill as dm
     from datamill.ops.quality import apply_quality_filters
+
+    _steps_count_cpu_seconds()
 
     work = fresh_dir(WORK_DIR / f"{NAME}-datamill-{backend}")
     files = [str(f) for f in input_files(docs)]
@@ -189,9 +207,8 @@ def _datatrove_steps(logs: Path, stages: list) -> list[dict]:
         if not path.exists():
             continue
         for stat in json.loads(path.read_text()):
-            if not isinstance(stat, dict):
-                continue
-            total = stat.get("time_stats", {}).get("total", 0.0)
+            times = stat.get("time_stats") if isinstance(stat, dict) else None
+            total = times.get("total", 0.0) if isinstance(times, dict) else 0.0
             steps.append({"step": f"{name}: {stat.get('name', '?')}", "seconds": round(total, 3)})
     return steps
 

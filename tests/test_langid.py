@@ -317,3 +317,14 @@ def test_vectorized_letter_check_matches_the_regex_definition():
     got = undetermined(texts, 0.3)
     assert got == [expected(t) for t in texts]
     assert 0.2 < sum(got) / len(got) < 0.8  # both outcomes are exercised
+
+
+def test_norwegian_bokmal_is_no_for_every_backend():
+    texts = [r["text"] for r in _gettext_rows() if r["lang"] == "no" and r["kind"] == "document"]
+    assert texts
+    for backend in ("auto", "fasttext", "langid", "lingua_low"):
+        op = DetectLanguage(backend=backend)
+        found = op.process(pa.table({"text": texts}))["language"].to_pylist()
+        assert found.count("no") >= len(texts) - 1, (backend, found)
+    op = DetectLanguage(backend="lingua_low", candidates=["no", "da"])
+    assert op.process(pa.table({"text": texts[:1]}))["language"][0].as_py() == "no"

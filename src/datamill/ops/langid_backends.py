@@ -177,8 +177,8 @@ def lingua_classify(candidates: list[str] | None, low_accuracy: bool,
     if candidates:
         codes = []
         for code in candidates:
-            try:
-                codes.append(lingua.IsoCode639_1.from_str(code))
+            try:  # lingua calls Norwegian Bokmål "nb"; fastText and py3langid say "no"
+                codes.append(lingua.IsoCode639_1.from_str("nb" if code == "no" else code))
             except ValueError:
                 raise PipelineError(f"lingua does not know language {code!r}",
                                     operation=operation) from None
@@ -194,7 +194,8 @@ def lingua_classify(candidates: list[str] | None, low_accuracy: bool,
         if not values or values[0].value <= 0:
             return UNDETERMINED, 0.0
         top = values[0]
-        return top.language.iso_code_639_1.name.lower(), min(float(top.value), 1.0)
+        code = top.language.iso_code_639_1.name.lower()
+        return "no" if code == "nb" else code, min(float(top.value), 1.0)
 
     return lambda texts: [one(t) for t in texts]
 
