@@ -5,6 +5,8 @@ so row ids, resumes and caches do not depend on --workers."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,6 +65,12 @@ def test_one_file_is_cut_for_every_worker(tmp_path: Path) -> None:
     assert len(parts) >= 4
     assert len({p["worker"] for p in parts.values()}) == 2  # both workers ran units
     assert sum(p["rows_in"] for p in parts.values()) == ROWS
+    assert len(result.step("test_rendezvous")["workers"]) == 2  # in the manifest too
+    out = subprocess.run([sys.executable, "-m", "datamill.cli", "inspect", str(tmp_path / "w")],
+                         capture_output=True, text=True, timeout=120).stdout
+    units = result.step("test_rendezvous")["units"]
+    assert f"read_jsonl -> test_rendezvous: {units} partition(s) run by 2 worker process(es)" \
+        in out
 
     one = dm.Dataset.read(data).apply(Rendezvous, folder=str(tmp_path / "pids"))
     single = one.run(tmp_path / "w1", workers=1, progress=False)

@@ -110,6 +110,24 @@ def _why_recomputed(steps: Sequence[dict]) -> None:
         _table(["step", "because", "detail"], rows, title="why recomputed:")
 
 
+def _parallelism(steps: Sequence[dict]) -> None:
+    """Which worker processes ran the partitions of the row-wise passes, a line per pass."""
+    groups: list[tuple[tuple, list[str]]] = []
+    for s in steps:
+        if not s.get("workers"):
+            continue  # cached before workers were recorded, or a global step
+        key = (s.get("units"), len(s["workers"]))
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(s["name"])
+        else:
+            groups.append((key, [s["name"]]))
+    if groups:
+        print("\nparallelism:")
+    for (units, workers), names in groups:
+        print(_wrapped(f"  {' -> '.join(names)}: {units} partition(s) run by {workers} worker "
+                       f"process(es)", indent="    "))
+
+
 def _drop_reasons(steps: Sequence[dict]) -> None:
     """Rows dropped by each step, by reason: a table of their own, so that the summary
     stays narrow however many reasons a step has."""
@@ -473,6 +491,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             if s.get("counters"):
                 print(_wrapped(f"counters of {s['name']}: "
                                + ", ".join(f"{k}={v}" for k, v in s["counters"].items())))
+        _parallelism(ds["steps"])
     if dropped is not None:
         print(f"\ndropped rows: {sum(e['total'] for e in dropped.values())}")
         _row_tables(dropped, "dropped")

@@ -58,6 +58,8 @@ def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) ->
         "stores_index": stores_index(step),
         "stores_data": stores_data(step),
         "partitions": {str(p): s for p, s in sorted(partitions.items())},
+        "units": len(partitions),
+        "workers": sorted({s["worker"] for s in partitions.values() if s.get("worker")}),
     }
 
 
