@@ -117,3 +117,94 @@ def test_a_batch_of_one_tiny_text(text, monkeypatch) -> None:
     slow = featurize([text])  # (read before the text's start: a batch of "." crashed)
     assert fast.hash.tolist() == slow.hash.tolist()
     assert fast.length.tolist() == slow.length.tolist() == [len(text)] * (len(text) > 0)
+
+
+C4_EDGES = [
+    "", "\n", "\n\n\n", "a b c.\r\nd e f.\r\n", "a b c.\rd e f.\r", "x y z.\x0bq r s.\x0c",
+    "one two three.\x1cfour five six.\x1d\x1e",
+    "one two three.\x85four five six.\u2028seven eight nine.\u2029",
+    "\tone two three.\t\n\u00a0four five six.\u00a0", "\u3000one\u2003two three.\u3000",
+    "...\n!!!\n. . .\n\"'\n?",
+    "see this here [1].\nand this [edit] one.\n[citation needed] a b c.\n",
+    "word " + "x" * 1001 + " end.\nok ok ok.",
+    "Please enable JavaScript to see it.\nThis site uses cookies.\nRead our Privacy Policy today.",
+    "Lorem ipsum dolor sit amet.\nA line { with curly.\nLOREM IPSUM DOLOR.",
+    "a { b c javascript.\nx { y cookie policy z.",
+    "coo\u212aie policy is here.", "JAVASCR\u0130PT is here ok.", "a b c...\nd e f..\n",
+    "a b c]\n[1] x y z.\n x y z. [2]\n", "java[1]script here now.", "\x1fa b c.\x1f",
+    "a b\u2028c.", "a\u00a0b\u00a0c.", "\U0001F600 \U0001F600 x.", "word\u200bword word.",
+    "x y z.\r\n", "x y z.\x85", "a\r\n\r\nb c d.", "fine line here.\n" * 3,
+    "é è ê.\nПривет мир вот.\n東京 東京 東京。\n", "a [\u0661\u0662] b c.",
+    "[1]\n[edit].\n  [2] a b c."]
+C4_PIECES = ["a", "b", "cd", " ", "  ", "\t", "\n", "\r", "\r\n", ".", "...", "!", "?", "'", '"',
+             "[", "]", "[1]", "[edit]", "{", "\u00a0", "\u2028", "\x85", "\x0b", "\x1c", "\x1f",
+             "lorem ipsum", "javascript", "Cookie Policy", "\u212a", "\u0130", "é", "東京",
+             "x" * 12, "\u3000", "use cookies", "Terms of Use"]
+C4_ARGS = [{}, {"clean": True}, {"clean": True, "max_word_length": 10, "min_words_per_line": 2},
+           {"filter_no_terminal_punct": False, "min_words_per_line": -1,
+            "remove_citations": False},
+           {"clean": True, "filter_javascript": False, "filter_policy": False,
+            "max_word_length": 0},
+           {"clean": True, "filter_no_terminal_punct": False, "min_words_per_line": 0}]
+
+
+def _c4(texts: list[str], args: dict, cached: bool) -> dict:
+    from datamill.ops.quality import C4Stats, GopherQualityStats, tokenize
+
+    table = pa.table({"text": texts})
+    tokenize._CACHE.clear()
+    if cached:  # the documents' tokens at hand, as after the Gopher ops of the chain
+        GopherQualityStats().process(table)
+    out = C4Stats(**args).process(table)
+    return {k: np.asarray(v).tolist() for k, v in out.items()}
+
+
+@pytest.mark.parametrize("args", C4_ARGS)
+def test_c4_line_rules_are_the_same_with_and_without_kernels(texts, args, monkeypatch) -> None:
+    sample = texts + C4_EDGES
+    for cached in (False, True):
+        fast = _c4(sample, args, cached)
+        monkeypatch.setattr(kernels, "library", lambda: None)
+        slow = _c4(sample, args, cached)
+        monkeypatch.undo()
+        assert fast == slow
+    if args.get("max_word_length") != 0:  # (0: no line with a word is kept)
+        assert any(slow["c4_lorem_ipsum"]) and any(slow["c4_curly_bracket"])
+        assert max(slow["c4_lines_kept"]) > 0
+
+
+def test_c4_line_rules_equal_the_python_loop_on_random_texts(monkeypatch) -> None:
+    rng = random.Random(5)
+    sample = ["".join(rng.choice(C4_PIECES) for _ in range(rng.randint(0, 40)))
+              for _ in range(1500)]
+    for args in C4_ARGS:
+        fast = _c4(sample, args, True)
+        monkeypatch.setattr(kernels, "library", lambda: None)
+        slow = _c4(sample, args, True)
+        monkeypatch.undo()
+        assert fast == slow, args
+
+
+def test_c4_python_rules_follow_splitlines_and_strip() -> None:
+    """The twin itself, on the edge cases: lines as str.splitlines() cuts them, stripped as
+    str.strip() does, kept by the C4 rules."""
+    from datamill.ops.quality.c4 import C4StatsArgs
+    from datamill.ops.quality.c4_lines import python_rules
+
+    got = python_rules(C4_EDGES, None, C4StatsArgs())
+    assert got.n_lines.tolist() == [len(t.splitlines()) for t in C4_EDGES]
+    kept = {(C4_EDGES[d], line) for d, line in zip(got.doc.tolist(), got.lines)}
+    assert ("a b c.\r\nd e f.\r\n", "d e f.") in kept
+    assert ("one two three.\x85four five six.\u2028seven eight nine.\u2029",
+            "seven eight nine.") in kept
+    assert ("\u3000one\u2003two three.\u3000", "one\u2003two three.") in kept
+    assert ("see this here [1].\nand this [edit] one.\n[citation needed] a b c.\n",
+            "see this here .") in kept
+    assert not any("javascript" in line.lower() or "cookies" in line for _, line in kept)
+    assert not any(line.endswith("...") for _, line in kept)
+    assert ("a b c...\nd e f..\n", "d e f..") in kept
+    lorem = {C4_EDGES[i] for i in np.flatnonzero(got.lorem)}
+    assert lorem == {C4_EDGES[14]}
+    # the '{' of a line dropped for a policy phrase counts (datatrove's order), not after
+    # a javascript one
+    assert got.curly[15] and got.curly[14]

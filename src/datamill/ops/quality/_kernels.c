@@ -417,3 +417,212 @@ int rule_starts(const uint32_t *cp, const uint16_t *f, int64_t n, const uint32_t
     free(st);
     return 0;
 }
+
+/* --- C4's line rules (c4_lines.py) ---------------------------------------------------------- */
+/* Bytes of the whitespace character at p (Python's str.isspace(): what str.strip() and
+ * str.split() remove), 0 when it is not one. */
+static int space_len(const uint8_t *p, const uint8_t *end) {
+    uint8_t b = p[0];
+    if (b < 0x80) return b == ' ' || (b >= 0x09 && b <= 0x0d) || (b >= 0x1c && b <= 0x1f);
+    if (b == 0xC2) return end - p >= 2 && (p[1] == 0x85 || p[1] == 0xA0) ? 2 : 0;
+    if (end - p < 3) return 0;
+    if (b == 0xE1) return p[1] == 0x9A && p[2] == 0x80 ? 3 : 0;              /* U+1680 */
+    if (b == 0xE2 && p[1] == 0x80)                        /* U+2000-200A, 2028, 2029, 202F */
+        return (p[2] >= 0x80 && p[2] <= 0x8A) || p[2] == 0xA8 || p[2] == 0xA9 || p[2] == 0xAF
+               ? 3 : 0;
+    if (b == 0xE2 && p[1] == 0x81) return p[2] == 0x9F ? 3 : 0;              /* U+205F */
+    if (b == 0xE3) return p[1] == 0x80 && p[2] == 0x80 ? 3 : 0;              /* U+3000 */
+    return 0;
+}
+
+/* Bytes of the line break at p (Python's str.splitlines(): \n \r \r\n \v \f \x1c-\x1e \x85
+ * U+2028 U+2029), 0 when there is none. */
+static int break_len(const uint8_t *p, const uint8_t *end) {
+    uint8_t b = p[0];
+    if (b == '\r') return end - p >= 2 && p[1] == '\n' ? 2 : 1;
+    if (b == '\n' || b == 0x0b || b == 0x0c || (b >= 0x1c && b <= 0x1e)) return 1;
+    if (b == 0xC2) return end - p >= 2 && p[1] == 0x85 ? 2 : 0;
+    if (b == 0xE2) return end - p >= 3 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9) ? 3 : 0;
+    return 0;
+}
+
+/* The phrases the line rules look for: NUL-separated (an empty one ends the list). */
+#define MAX_PHRASES 63
+#define LOWERS_TO_ASCII (1ULL << 63)  /* first bytes of U+0130 and U+212A */
+typedef struct {
+    const char *word[MAX_PHRASES];
+    size_t len[MAX_PHRASES];
+    uint64_t first[256], second[256];  /* the phrases with this first / second byte */
+} phrases_t;
+
+static uint8_t ascii_lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? c | 0x20 : c; }
+
+static void phrases_read(phrases_t *t, const char *words) {
+    memset(t, 0, sizeof(*t));
+    int j = 0;
+    for (const char *w = words; *w && j < MAX_PHRASES; w += strlen(w) + 1, j++) {
+        t->word[j] = w;
+        t->len[j] = strlen(w);  /* (at least 2: c4_lines' caller checks) */
+        for (int c = 0; c < 256; c++) {
+            if (ascii_lower((uint8_t)c) == (uint8_t)w[0]) t->first[c] |= 1ULL << j;
+            if (ascii_lower((uint8_t)c) == (uint8_t)w[1]) t->second[c] |= 1ULL << j;
+        }
+    }
+    t->first[0xC4] |= LOWERS_TO_ASCII;  /* U+0130: C4 B0; U+212A: E2 84 AA */
+    t->second[0xB0] |= LOWERS_TO_ASCII;
+    t->first[0xE2] |= LOWERS_TO_ASCII;
+    t->second[0x84] |= LOWERS_TO_ASCII;
+}
+
+/* Whether bytes s..e, ASCII letters lowercased, contain one of the phrases, or hold a
+ * character whose lowercase holds ASCII (U+0130 and U+212A: only Python knows then). */
+static int must_ask(const uint8_t *s, const uint8_t *e, const phrases_t *t) {
+    for (const uint8_t *p = s; p + 1 < e; p++) {
+        uint64_t maybe = t->first[p[0]] & t->second[p[1]];  /* the first two bytes match */
+        if (__builtin_expect(!maybe, 1)) continue;
+        if (maybe & LOWERS_TO_ASCII) {
+            if (*p == 0xC4 || (e - p >= 3 && p[2] == 0xAA)) return 1;
+            maybe &= ~LOWERS_TO_ASCII;
+        }
+        while (maybe) {
+            int j = __builtin_ctzll(maybe);
+            maybe &= maybe - 1;
+            const char *w = t->word[j];
+            size_t n = t->len[j], k = 2;
+            if ((size_t)(e - p) < n) continue;
+            while (k < n && ascii_lower(p[k]) == (uint8_t)w[k]) k++;
+            if (k >= n) return 1;
+        }
+    }
+    return 0;
+}
+
+/* Characters (bytes that do not continue a UTF-8 sequence) in p..e. */
+static int64_t utf8_chars(const uint8_t *p, const uint8_t *e) {
+    int64_t n = 0;
+    for (; p < e; p++) n += (*p & 0xC0) != 0x80;
+    return n;
+}
+
+#define LOW_BYTES 0x2020202020202020ULL
+#define HIGH_BITS 0x8080808080808080ULL
+
+enum { C4_ASK = 1, C4_CURLY = 2 };  /* flags of a candidate line */
+
+/* C4's line rules over UTF-8 texts (text d: data[offsets[d]:offsets[d + 1]]), as
+ * c4_lines.python_rules applies them to each line of text.splitlines(), stripped:
+ * a line is dropped when (punct) it does not end in . ? ! " ' (or ] with citations to
+ * cut), when a word is longer than max_len characters (max_len -1: off), when it has fewer
+ * than min_words words (<= 0: off), and (punct, no citation to cut) when it ends in ']'
+ * or "...". Each other line is a candidate, written as 4 int64 (text, start and end of
+ * the stripped line in characters of its text, flags) to `lines` (room for `cap`); its
+ * flags say whether it holds '{' (C4_CURLY) and whether Python must finish its rules
+ * (C4_ASK: a '[' with cut_citations, an ASCII-case-insensitive `phrase` (NUL-separated,
+ * an empty one ends them; 63 at most, of 2 bytes or more), or a character whose lowercase is ASCII: U+0130
+ * and U+212A). Per text: its lines (`n_lines`) and whether every line break is one
+ * character and the text does not end in a break other than '\n' (`exact`). Returns the
+ * candidates' count, even past `cap`. */
+int64_t c4_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
+                 int64_t max_len, int64_t min_words, int punct, int cut_citations,
+                 const char *phrases, int64_t *n_lines, uint8_t *exact, int64_t *lines,
+                 int64_t cap) {
+    int64_t found = 0;
+    phrases_t table;
+    phrases_read(&table, phrases);
+    for (int64_t d = 0; d < n_texts; d++) {
+        const uint8_t *p = data + offsets[d], *end = data + offsets[d + 1];
+        const uint8_t *counted = p;  /* characters are counted up to here, lazily */
+        int64_t ch = 0, count = 0;
+        int two_char = 0, last_break = 0;  /* last_break: 0 none, 1 '\n', 2 another */
+        while (p < end) {
+            const uint8_t *ls = p;
+            int brk = 0;
+            while (p < end) {
+                if (end - p >= 8) {  /* 8 printable ASCII bytes at once */
+                    uint64_t x;
+                    memcpy(&x, p, 8);
+                    if (!(((x - LOW_BYTES) | x) & HIGH_BITS)) {
+                        p += 8;
+                        continue;
+                    }
+                }
+                uint8_t b = *p;
+                if ((b < 0x20 || b == 0xC2 || b == 0xE2) && (brk = break_len(p, end))) break;
+                p++;
+            }
+            const uint8_t *le = p;
+            last_break = 0;
+            if (brk) {
+                two_char |= brk == 2 && *p == '\r';
+                last_break = p[brk - 1] == '\n' ? 1 : 2;
+                p += brk;
+            }
+            count++;
+            /* strip */
+            const uint8_t *s = ls, *e = le;
+            int k;
+            while (s < e && (k = space_len(s, e))) s += k;
+            while (e > s) {
+                const uint8_t *q = e - 1;
+                while (q > s && (*q & 0xC0) == 0x80) q--;
+                if (space_len(q, e) != e - q) break;
+                e = q;
+            }
+            if (punct) {
+                if (s == e) continue;
+                uint8_t last = e[-1];
+                if (!(last == '.' || last == '?' || last == '!' || last == '"' || last == '\'' ||
+                      last == ']'))
+                    continue;
+            }
+            /* words: all of them when one may be too long, else the first min_words */
+            int long_words = max_len != -1 && e - s > max_len;
+            int64_t words = 0, longest = 0, run = 0;
+            for (const uint8_t *q = s; q < e;) {
+                uint8_t b = *q;
+                if (b > 0x20 && b < 0x80) {
+                    run++;
+                    q++;
+                    continue;
+                }
+                if (b <= 0x20 || b == 0xC2 || b == 0xE1 || b == 0xE2 || b == 0xE3) {
+                    if ((k = space_len(q, e))) {
+                        if (run) words++;
+                        if (run > longest) longest = run;
+                        run = 0;
+                        q += k;
+                        if (!long_words && words >= min_words) break;
+                        continue;
+                    }
+                }
+                run += (b & 0xC0) != 0x80;
+                q++;
+            }
+            if (run) words++;
+            if (run > longest) longest = run;
+            if (long_words && words > 0 && longest > max_len) continue;
+            int cite = cut_citations && memchr(s, '[', (size_t)(e - s)) != NULL;
+            if (punct && !cite && (e[-1] == ']' ||
+                                   (e - s >= 3 && e[-1] == '.' && e[-2] == '.' && e[-3] == '.')))
+                continue;
+            if (min_words > 0 && words < min_words) continue;
+            int ask = cite || must_ask(s, e, &table);
+            int curly = memchr(s, '{', (size_t)(e - s)) != NULL;
+            ch += utf8_chars(counted, s);
+            int64_t start = ch;
+            ch += utf8_chars(s, e);
+            counted = e;
+            if (found < cap) {
+                int64_t *out = lines + 4 * found;
+                out[0] = d;
+                out[1] = start;
+                out[2] = ch;
+                out[3] = (ask ? C4_ASK : 0) | (curly ? C4_CURLY : 0);
+            }
+            found++;
+        }
+        n_lines[d] = count;
+        exact[d] = offsets[d + 1] > offsets[d] && !two_char && last_break != 2;
+    }
+    return found;
+}

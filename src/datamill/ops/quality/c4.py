@@ -6,26 +6,19 @@ docs/quality.md."""
 from __future__ import annotations
 
 import re
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from ._base import FilterArgs, StatsArgs, StatsOperation, ThresholdFilter, below
+from .c4_lines import line_rules
 from .tokenize import get_tokenizer
 
-CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
-END_PUNCTUATION = (".", "?", "!", '"', "'")
-POLICY_SUBSTRINGS = ["terms of use", "privacy policy", "cookie policy", "uses cookies",
-                     "use of cookies", "use cookies"]
 DATA = Path(__file__).parent / "data"
 # words of a language's list that are common sub-words in languages written without spaces
 BADWORDS_ALLOWLIST = {"ja": {"sm", "グロ", "女の子"}, "zh": {"性"}}
 NO_SPACE_LANGUAGES = ("ja", "th", "zh")
-# last characters of a line that can end in terminal punctuation once citations are cut
-_MAY_END = frozenset(".?!\"']")
-_PHRASES = ("lorem ipsum", "javascript", *POLICY_SUBSTRINGS)  # what the line rules look for
 
 # cleaned text -> its word count, from the last batch c4_stats cleaned (fast tokenizer); lets
 # fineweb_stats skip tokenizing the same text again
@@ -73,84 +66,29 @@ class C4Stats(StatsOperation):
 
         a = self.args
         n = len(texts)
-        lines_total = np.zeros(n, np.int64)
-        lorem = np.zeros(n, bool)
-        curly = np.zeros(n, bool)
-        kept_lines: list[str] = []
-        kept_doc: list[int] = []
+        kept = line_rules(texts, column, a)
+        lines, doc, spans = kept.lines, kept.doc, kept.spans
         # with the documents' tokens at hand (fast tokenizer), a kept line's tokens are those
-        # of its span in the document: record (start, end) or -1 when the line changed
+        # of its span in the document
         doc_tok = cached_features(texts, "fast") if a.tokenizer == "fast" else None
-        spans: list[int] = []
-        max_len = a.max_word_length
-        cut_citations = a.remove_citations
-        punct = a.filter_no_terminal_punct
-        min_words = a.min_words_per_line
-        few_words = max(min_words - 1, 0)  # split only that far: fewer words are all we ask
-        mentions = _mentions(texts, column, cut_citations)
-        for i, text in enumerate(texts):
-            lines = text.splitlines()
-            lines_total[i] = len(lines)
-            # offsets are exact when every line break is one character
-            ends = list(accumulate(map(len, lines)))  # characters up to each line's end
-            exact = doc_tok is not None and (
-                (ends[-1] if ends else 0) + len(lines) - (not text.endswith("\n")) == len(text))
-            phrases = mentions[i]
-            for j, raw in enumerate(lines):
-                line = stripped = raw.strip()
-                if punct and line[-1:] not in _MAY_END:  # dropped for its end (most lines)
-                    continue
-                if max_len != -1 and len(line) > max_len and any(
-                        len(w) > max_len for w in line.split()):
-                    continue
-                changed = not exact
-                if cut_citations and "[" in line:
-                    cut = CITATION.sub("", line)
-                    changed |= cut != line
-                    line = cut
-                if punct and (not line.endswith(END_PUNCTUATION) or line.endswith("...")):
-                    continue
-                if min_words > 0 and len(stripped.split(None, few_words)) < min_words:
-                    continue  # (words before citations are removed)
-                if phrases:
-                    low = line.lower()
-                    if "lorem ipsum" in low:
-                        lorem[i] = True
-                    if a.filter_javascript and "javascript" in low:
-                        continue
-                    if "{" in line:
-                        curly[i] = True
-                    if a.filter_policy and any(p in low for p in POLICY_SUBSTRINGS):
-                        continue
-                elif "{" in line:
-                    curly[i] = True
-                kept_lines.append(line)
-                kept_doc.append(i)
-                if doc_tok is not None:
-                    if changed:
-                        spans += (-1, -1)
-                    else:
-                        # line j ends after j one-character breaks; skip its indent
-                        lo = ends[j] + j - len(raw.lstrip())
-                        spans += (lo, lo + len(line))
-        doc = np.array(kept_doc, dtype=np.int64)
         tok = get_tokenizer(a.tokenizer)
         sentences = np.zeros(n, np.int64)
-        if kept_lines:
+        if lines:
             if a.tokenizer == "fast":
-                per_line, line_words = _line_sentences(kept_lines, doc, spans, doc_tok, texts)
+                per_line, line_words = _line_sentences(lines, doc, spans, doc_tok, texts)
                 words = np.bincount(doc, weights=line_words, minlength=n).astype(np.int64)
             else:
-                per_line = tok.sentence_counts(kept_lines)
+                per_line = tok.sentence_counts(lines)
                 words = None
             sentences = np.bincount(doc, weights=per_line, minlength=n).astype(np.int64)
         else:
             words = np.zeros(n, np.int64) if a.tokenizer == "fast" else None
-        out = {"lines": lines_total, "lines_kept": np.bincount(doc, minlength=n),
-               "sentences": sentences, "lorem_ipsum": lorem, "curly_bracket": curly}
+        out = {"lines": kept.n_lines, "lines_kept": np.bincount(doc, minlength=n),
+               "sentences": sentences, "lorem_ipsum": kept.lorem,
+               "curly_bracket": kept.curly}
         if a.clean:
             bounds = np.searchsorted(doc, np.arange(n + 1))
-            cleaned = ["\n".join(kept_lines[bounds[i]:bounds[i + 1]]).strip() for i in range(n)]
+            cleaned = ["\n".join(lines[bounds[i]:bounds[i + 1]]).strip() for i in range(n)]
             out["__text__"] = np.array(cleaned, dtype=object)
             if words is not None:
                 CLEAN_WORD_COUNTS.update(zip(cleaned, words.tolist()))
@@ -165,24 +103,7 @@ class C4Stats(StatsOperation):
         return out
 
 
-def _mentions(texts: list[str], column: Any, cut_citations: bool) -> list[bool]:
-    """Which texts may have a line that mentions a phrase of the line rules: the text, its
-    citations cut, lowercased by Arrow (which lowercases to ASCII wherever Python does), holds
-    one. Lines of the others need no lowercasing."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if column is None:
-        column = pa.array(texts, pa.string())
-    if cut_citations:  # as CITATION (Python's \d is Unicode's Nd)
-        column = pc.replace_substring_regex(
-            column, r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]", "")
-    found = pc.match_substring_regex(pc.utf8_lower(column),
-                                     "|".join(re.escape(p) for p in _PHRASES))
-    return found.fill_null(False).to_pylist()
-
-
-def _line_sentences(lines: list[str], doc: Any, spans: list[int], doc_tok: Any,
+def _line_sentences(lines: list[str], doc: Any, spans: Any, doc_tok: Any,
                     texts: list[str]) -> tuple[Any, Any]:
     """Sentences and tokens of each kept line (fast tokenizer). Lines with a span (character
     offsets in document `doc`) take their tokens from `doc_tok`, the documents' tokens: a
@@ -195,7 +116,7 @@ def _line_sentences(lines: list[str], doc: Any, spans: list[int], doc_tok: Any,
     if doc_tok is None:
         features = featurize(lines)
         return sentence_counts(features), features.counts
-    span = np.array(spans, dtype=np.int64).reshape(-1, 2)
+    span = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
     own = span[:, 0] >= 0
     per_line = np.zeros(len(lines), np.int64)
     words = np.zeros(len(lines), np.int64)

@@ -35,6 +35,10 @@ def library() -> Any:
             lib.rule_starts.argtypes = [p, p, ctypes.c_int64, p, p, p, p, ctypes.c_int64,
                                         p, p, p, p]
             lib.rule_starts.restype = ctypes.c_int
+            i64 = ctypes.c_int64
+            lib.c4_lines.argtypes = [p, p, i64, i64, i64, ctypes.c_int, ctypes.c_int,
+                                     ctypes.c_char_p, p, p, p, i64]
+            lib.c4_lines.restype = i64
             return lib
     return None
 
@@ -144,3 +148,33 @@ def rule_starts(cp: Any, flags: Any, words: tuple[Any, Any, Any]) -> tuple | Non
         if max(n_units, n_cannot) <= cap:
             return start, units[:n_units], cannot[:n_cannot]
         cap = max(n_units, n_cannot)
+
+
+def c4_lines(data: Any, offsets: Any, max_len: int, min_words: int, punct: bool,
+             cut_citations: bool, phrases: tuple[str, ...]) -> tuple | None:
+    """C4's line rules over UTF-8 texts, in C: (lines per text, exact per text, candidate
+    lines as rows of (text, start, end, flags)); see _kernels.c's c4_lines. None without
+    kernels. `data`: uint8; `offsets`: int64, text i at offsets[i]:offsets[i + 1]."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    encoded = [p.encode() for p in phrases]
+    if len(encoded) > 63 or any(len(p) < 2 or b"\0" in p for p in encoded):
+        raise ValueError("c4_lines: at most 63 phrases, of 2 bytes or more, without NUL")
+    words = b"".join(p + b"\0" for p in encoded) + b"\0"
+    n = len(offsets) - 1
+    n_lines = np.zeros(n, np.int64)
+    exact = np.zeros(n, np.uint8)
+    cap = 16 * n + 64  # candidates are a few per text: a second call when more
+    while True:
+        lines = np.empty((cap, 4), np.int64)
+        found = lib.c4_lines(_ptr(data), _ptr(offsets), n, max_len, min_words, int(punct),
+                             int(cut_citations), words, _ptr(n_lines), _ptr(exact),
+                             _ptr(lines), cap)
+        if found <= cap:
+            return n_lines, exact.view(bool), lines[:found]
+        cap = found
