@@ -1,6 +1,7 @@
 """Main-text extraction quality and CPU cost: `extract_html` against plain `trafilatura.extract`.
 
-    python benchmarks/html_extraction.py [--pages 400] [--repeat 3] [--profile]
+    python benchmarks/html_extraction.py [--pages 400] [--repeat 3] [--main-dir DIR ...]
+        [--profile | --profile-only] [--name NAME]
 
 The corpus is built from the running interpreter (tests/html_corpus.py): a documentation
 site of help-topic articles, module reference pages, module indexes and tables of contents
@@ -171,12 +172,19 @@ def main() -> None:
     parser.add_argument("--main-pages", type=int, default=300)
     parser.add_argument("--profile", action="store_true",
                         help="cProfile both sides once, into results/<name>.profile.txt")
+    parser.add_argument("--profile-only", action="store_true",
+                        help="only the profile, on the marked set")
     args = parser.parse_args()
 
     from tests.html_corpus import corpus
 
-    shutil.rmtree(DATA, ignore_errors=True)
     run = sides()
+    if args.profile_only:
+        out = HERE / "results" / f"{args.name}.profile.txt"
+        out.write_text(profile(run, [p.html for p in corpus(args.pages, args.seed)]))
+        print(f"profile: {out}")
+        return
+    shutil.rmtree(DATA, ignore_errors=True)
     sets = {"marked": corpus(args.pages, args.seed),
             "unmarked": corpus(args.pages, args.seed, unmarked=True)}
     if args.main_dir:

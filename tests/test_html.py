@@ -156,8 +156,9 @@ def test_fallbacks_and_date_search_run_only_where_needed(monkeypatch):
     real = trafilatura.bare_extraction
 
     def counting(*args, **kwargs):
-        calls["fast" if kwargs.get("fast") else "cascade"] += 1
-        assert not kwargs.get("with_metadata")
+        options = kwargs["options"]  # built once per worker, one for each kind of pass
+        calls["fast" if options.fast else "cascade"] += 1
+        assert not options.with_metadata
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trafilatura, "bare_extraction", counting)
@@ -176,7 +177,8 @@ def test_fallbacks_and_date_search_run_only_where_needed(monkeypatch):
     # unless fast=True
     short = type("Doc", (), {"text": "Short."})()
     monkeypatch.setattr(trafilatura, "bare_extraction", lambda *a, **k: (
-        calls.__setitem__("cascade", calls["cascade"] + 1) if not k["fast"] else None) or short)
+        calls.__setitem__("cascade", calls["cascade"] + 1) if not k["options"].fast else None)
+        or short)
     calls["cascade"] = 0
     prose = f"<html><body><article>{'<p>A sentence of prose here.</p>' * 30}</article></body>"
     assert Extractor(ExtractionArgs(), "extract_html")(prose)["text"] == "Short."

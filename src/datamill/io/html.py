@@ -60,6 +60,7 @@ class Extractor:
     def __init__(self, args: ExtractionArgs, operation: str,
                  fields: tuple[str, ...] = ("title",)):
         trafilatura = require("trafilatura", "html", operation)
+        from trafilatura.settings import Extractor as Options
         from trafilatura.utils import load_html
 
         self._load = load_html
@@ -67,11 +68,11 @@ class Extractor:
         self._fields = set(fields)
         self._fallbacks = not args.fast
         self._tables, self._links = args.include_tables, args.include_links
-        self._options = {
-            "favor_precision": args.favor == "precision",
-            "favor_recall": args.favor == "recall",
-            "include_tables": args.include_tables, "include_links": args.include_links,
-            "include_comments": args.include_comments, "with_metadata": False}
+        # built once (trafilatura builds them per call otherwise): the main pass, the cascade
+        self._options = {fast: Options(
+            output_format="python", fast=fast, precision=args.favor == "precision",
+            recall=args.favor == "recall", tables=args.include_tables,
+            links=args.include_links, comments=args.include_comments) for fast in (True, False)}
 
     def __call__(self, content: str | bytes | None) -> dict | None:
         """{'text', 'language', and the wanted fields} of a page; None when there is nothing
@@ -98,7 +99,7 @@ class Extractor:
         return found
 
     def _run(self, tree: Any, fast: bool) -> str:
-        doc = self._extract(tree, fast=fast, **self._options)
+        doc = self._extract(tree, options=self._options[fast])
         return doc.text.strip() if doc is not None and doc.text else ""
 
     def _text(self, tree: Any, container: Any) -> str:
