@@ -183,7 +183,8 @@ def prune(tree: Any) -> Any:
     """Remove boilerplate from `tree` in place; return the main container (when no element
     marks it, the deepest element holding nearly all of the text left)."""
     container = main_container(tree)
-    doomed = _furniture(tree, container) + _widgets(tree, container)
+    scope = tree if container.tag == "body" else container  # the rest goes with `isolate`
+    doomed = _furniture(scope, container) + _widgets(scope, container)
     protected = set(container.iterancestors()) | {container}
     total = text_length(container)
     for element in doomed:
