@@ -124,8 +124,8 @@ def _parallelism(steps: Sequence[dict]) -> None:
     if groups:
         print("\nparallelism:")
     for (units, workers), names in groups:
-        print(_wrapped(f"  {' -> '.join(names)}: {units} partition(s) run by {workers} worker "
-                       f"process(es)", indent="    "))
+        print(_wrapped(f"  {' -> '.join(names)}: {units} partition{'s' * (units != 1)} run "
+                       f"by {workers} worker process{'es' * (workers != 1)}", indent="    "))
 
 
 def _drop_reasons(steps: Sequence[dict]) -> None:
@@ -475,7 +475,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     run = [f"{k}={manifest[k]}"
            for k in ("run_id", "started", "wall_seconds", "executor", "workers") if k in manifest]
-    print(f"run: {' '.join(run) or '(unknown)'}")
+    print(_wrapped(f"run: {' '.join(run) or '(unknown)'}"))
     for ds in manifest.get("datasets", []):
         print()
         _table(["step", "operation", "kind", "rows in", "rows out", "dropped", "errors",
