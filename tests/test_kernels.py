@@ -193,7 +193,7 @@ def test_c4_python_rules_follow_splitlines_and_strip() -> None:
 
     got = python_rules(C4_EDGES, None, C4StatsArgs())
     assert got.n_lines.tolist() == [len(t.splitlines()) for t in C4_EDGES]
-    kept = {(C4_EDGES[d], line) for d, line in zip(got.doc.tolist(), got.lines)}
+    kept = {(C4_EDGES[d], line) for d, line in zip(got.doc.tolist(), got.lines())}
     assert ("a b c.\r\nd e f.\r\n", "d e f.") in kept
     assert ("one two three.\x85four five six.\u2028seven eight nine.\u2029",
             "seven eight nine.") in kept

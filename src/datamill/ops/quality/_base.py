@@ -36,7 +36,6 @@ class StatsOperation(MapOperation):
 
     def compute(self, column: Any) -> dict[str, Any]:
         """Stats of a text column (Arrow), in slices of bounded size; nulls count as ''."""
-        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -56,7 +55,7 @@ class StatsOperation(MapOperation):
             start = stop
             if start >= len(texts):
                 break
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return {k: _concat([p[k] for p in parts]) for k in parts[0]}
 
     def setup(self) -> None:
         from .tokenize import get_tokenizer
@@ -68,6 +67,20 @@ class StatsOperation(MapOperation):
     def process(self, batch: Any) -> Any:
         values = self.compute(batch.column(self.args.column))
         return {self.args.prefix + k: v for k, v in values.items()}
+
+
+def _concat(values: list[Any]) -> Any:
+    """The slices' values of one stat, one after the other: numpy arrays, or Arrow arrays
+    (kept as Arrow)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if not any(isinstance(v, pa.Array) for v in values):
+        return np.concatenate(values)
+    if len(values) == 1:
+        return values[0]
+    arrays = [v if isinstance(v, pa.Array) else pa.array(v) for v in values]
+    return pa.concat_arrays([a.cast(arrays[0].type) for a in arrays])
 
 
 class FilterArgs(Arguments):

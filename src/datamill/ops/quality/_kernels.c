@@ -514,8 +514,9 @@ enum { C4_ASK = 1, C4_CURLY = 2 };  /* flags of a candidate line */
  * a line is dropped when (punct) it does not end in . ? ! " ' (or ] with citations to
  * cut), when a word is longer than max_len characters (max_len -1: off), when it has fewer
  * than min_words words (<= 0: off), and (punct, no citation to cut) when it ends in ']'
- * or "...". Each other line is a candidate, written as 4 int64 (text, start and end of
- * the stripped line in characters of its text, flags) to `lines` (room for `cap`); its
+ * or "...". Each other line is a candidate, written as 6 int64 (text, start and end of
+ * the stripped line in characters of its text, then in bytes of `data`, flags) to
+ * `lines` (room for `cap`); its
  * flags say whether it holds '{' (C4_CURLY) and whether Python must finish its rules
  * (C4_ASK: a '[' with cut_citations, an ASCII-case-insensitive `phrase` (NUL-separated,
  * an empty one ends them; 63 at most, of 2 bytes or more), or a character whose lowercase is ASCII: U+0130
@@ -613,11 +614,13 @@ int64_t c4_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
             ch += utf8_chars(s, e);
             counted = e;
             if (found < cap) {
-                int64_t *out = lines + 4 * found;
+                int64_t *out = lines + 6 * found;
                 out[0] = d;
                 out[1] = start;
                 out[2] = ch;
-                out[3] = (ask ? C4_ASK : 0) | (curly ? C4_CURLY : 0);
+                out[3] = s - data;
+                out[4] = e - data;
+                out[5] = (ask ? C4_ASK : 0) | (curly ? C4_CURLY : 0);
             }
             found++;
         }
@@ -625,4 +628,64 @@ int64_t c4_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
         exact[d] = offsets[d + 1] > offsets[d] && !two_char && last_break != 2;
     }
     return found;
+}
+
+/* Per text, its kept lines joined by '\n' and stripped of whitespace at both ends (what
+ * "\n".join(lines).strip() makes): line i is rows[4i:4i+4] = (text, source, start, end),
+ * bytes start..end of `data` (source 0) or `side` (source 1), texts in order. Writes the
+ * n_texts results one after the other to `out` and their bounds to `out_offsets`. */
+void join_lines(const uint8_t *data, const uint8_t *side, const int64_t *rows, int64_t n_rows,
+                int64_t n_texts, uint8_t *out, int64_t *out_offsets) {
+    int64_t w = 0, r = 0;
+    out_offsets[0] = 0;
+    for (int64_t d = 0; d < n_texts; d++) {
+        int64_t lo = w;
+        for (int first = 1; r < n_rows && rows[4 * r] == d; r++, first = 0) {
+            const int64_t *row = rows + 4 * r;
+            if (!first) out[w++] = '\n';
+            memcpy(out + w, (row[1] ? side : data) + row[2], (size_t)(row[3] - row[2]));
+            w += row[3] - row[2];
+        }
+        const uint8_t *s = out + lo, *e = out + w;
+        int k;
+        while (s < e && (k = space_len(s, e))) s += k;
+        while (e > s) {
+            const uint8_t *q = e - 1;
+            while (q > s && (*q & 0xC0) == 0x80) q--;
+            if (space_len(q, e) != e - q) break;
+            e = q;
+        }
+        memmove(out + lo, s, (size_t)(e - s));
+        w = lo + (e - s);
+        out_offsets[d + 1] = w;
+    }
+}
+
+/* Sentences and tokens of each line, from its document's tokens (c4._line_sentences): the
+ * tokens of document doc[i] (tokens tok_offsets[d]..tok_offsets[d + 1], sorted by `start`,
+ * their character offset in it) that start in lo[i]..hi[i]; a sentence starts at a token
+ * that is neither punctuation nor an end mark when an end mark came since the line's start
+ * or the last such token; a line counts at least one. */
+void span_sentences(const int64_t *start, const uint8_t *punct, const uint8_t *sent_end,
+                    const int64_t *tok_offsets, const int64_t *doc, const int64_t *lo,
+                    const int64_t *hi, int64_t n_lines, int64_t *sentences, int64_t *words) {
+    for (int64_t i = 0; i < n_lines; i++) {
+        int64_t a = tok_offsets[doc[i]], b = tok_offsets[doc[i] + 1];
+        while (a < b) {  /* the first token starting at lo[i] or later */
+            int64_t m = a + (b - a) / 2;
+            if (start[m] < lo[i]) a = m + 1;
+            else b = m;
+        }
+        int64_t t = a, end = tok_offsets[doc[i] + 1], count = 1;
+        int ended = 0;
+        for (; t < end && start[t] < hi[i]; t++) {
+            if (sent_end[t]) ended = 1;
+            else if (!punct[t]) {
+                count += ended;
+                ended = 0;
+            }
+        }
+        sentences[i] = count;
+        words[i] = t - a;
+    }
 }

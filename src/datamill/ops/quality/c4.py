@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from ._base import FilterArgs, StatsArgs, StatsOperation, ThresholdFilter, below
-from .c4_lines import line_rules
+from .c4_lines import KeptLines, line_rules
 from .tokenize import get_tokenizer
 
 DATA = Path(__file__).parent / "data"
@@ -67,31 +67,27 @@ class C4Stats(StatsOperation):
         a = self.args
         n = len(texts)
         kept = line_rules(texts, column, a)
-        lines, doc, spans = kept.lines, kept.doc, kept.spans
+        doc = kept.doc
         # with the documents' tokens at hand (fast tokenizer), a kept line's tokens are those
         # of its span in the document
         doc_tok = cached_features(texts, "fast") if a.tokenizer == "fast" else None
-        tok = get_tokenizer(a.tokenizer)
         sentences = np.zeros(n, np.int64)
-        if lines:
+        words = np.zeros(n, np.int64) if a.tokenizer == "fast" else None
+        if len(doc):
             if a.tokenizer == "fast":
-                per_line, line_words = _line_sentences(lines, doc, spans, doc_tok, texts)
+                per_line, line_words = _line_sentences(kept, doc_tok)
                 words = np.bincount(doc, weights=line_words, minlength=n).astype(np.int64)
             else:
-                per_line = tok.sentence_counts(lines)
-                words = None
+                per_line = get_tokenizer(a.tokenizer).sentence_counts(kept.lines())
             sentences = np.bincount(doc, weights=per_line, minlength=n).astype(np.int64)
-        else:
-            words = np.zeros(n, np.int64) if a.tokenizer == "fast" else None
         out = {"lines": kept.n_lines, "lines_kept": np.bincount(doc, minlength=n),
                "sentences": sentences, "lorem_ipsum": kept.lorem,
                "curly_bracket": kept.curly}
         if a.clean:
-            bounds = np.searchsorted(doc, np.arange(n + 1))
-            cleaned = ["\n".join(lines[bounds[i]:bounds[i + 1]]).strip() for i in range(n)]
-            out["__text__"] = np.array(cleaned, dtype=object)
+            cleaned = out["__text__"] = kept.cleaned()
             if words is not None:
-                CLEAN_WORD_COUNTS.update(zip(cleaned, words.tolist()))
+                strings = cleaned.to_pylist() if hasattr(cleaned, "to_pylist") else cleaned
+                CLEAN_WORD_COUNTS.update(zip(strings, words.tolist()))
         return out
 
     def process(self, batch: Any) -> Any:
@@ -99,48 +95,61 @@ class C4Stats(StatsOperation):
         values = self.compute(batch.column(self.args.column))
         out = {self.args.prefix + k: v for k, v in values.items() if k != "__text__"}
         if self.args.clean:
-            out[self.args.column] = list(values["__text__"])
+            text = values["__text__"]
+            out[self.args.column] = text if hasattr(text, "to_pylist") else list(text)
         return out
 
 
-def _line_sentences(lines: list[str], doc: Any, spans: Any, doc_tok: Any,
-                    texts: list[str]) -> tuple[Any, Any]:
+def _line_sentences(kept: KeptLines, doc_tok: Any) -> tuple[Any, Any]:
     """Sentences and tokens of each kept line (fast tokenizer). Lines with a span (character
-    offsets in document `doc`) take their tokens from `doc_tok`, the documents' tokens: a
+    offsets in their document) take their tokens from `doc_tok`, the documents' tokens: a
     token never crosses a line break, so they are the line's own. Other lines, and all of them
     without `doc_tok`, are tokenized here."""
     import numpy as np
 
-    from .tokenize import Tokens, featurize, sentence_counts
+    from . import kernels
+    from .tokenize import featurize, sentence_counts
 
     if doc_tok is None:
-        features = featurize(lines)
+        features = featurize(kept.lines())
         return sentence_counts(features), features.counts
-    span = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    doc, span = kept.doc, kept.spans
     own = span[:, 0] >= 0
-    per_line = np.zeros(len(lines), np.int64)
-    words = np.zeros(len(lines), np.int64)
+    per_line = np.zeros(len(doc), np.int64)
+    words = np.zeros(len(doc), np.int64)
     if own.any():
-        base = np.zeros(len(texts) + 1, np.int64)
-        np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1, out=base[1:])
-        where = doc_tok.start + np.repeat(base[:-1], doc_tok.counts)  # sorted
-        lo = np.searchsorted(where, base[doc[own]] + span[own, 0])
-        hi = np.searchsorted(where, base[doc[own]] + span[own, 1])
-        counts = hi - lo
-        offsets = np.zeros(len(counts) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        index = np.repeat(lo - offsets[:-1], counts) + np.arange(offsets[-1])
-        # only what sentence_counts reads
-        line_tok = Tokens(offsets=offsets, **{k: getattr(doc_tok, k)[index]
-                                              for k in ("length", "punct", "sent_end")})
-        per_line[own] = sentence_counts(line_tok)
-        words[own] = counts
+        found = kernels.span_sentences(doc_tok, doc[own], span[own, 0], span[own, 1])
+        if found is None:
+            found = _span_sentences(doc_tok, doc[own], span[own], kept.texts)
+        per_line[own], words[own] = found
     if not own.all():
         rest = np.flatnonzero(~own)
-        features = featurize([lines[i] for i in rest.tolist()])
+        features = featurize([kept.line(i) for i in rest.tolist()])
         per_line[rest] = sentence_counts(features)
         words[rest] = features.counts
     return per_line, words
+
+
+def _span_sentences(doc_tok: Any, doc: Any, span: Any, texts: list[str]) -> tuple[Any, Any]:
+    """Sentences and tokens of each span (start, end characters of document doc[i]): the
+    numpy twin of kernels.span_sentences."""
+    import numpy as np
+
+    from .tokenize import Tokens, sentence_counts
+
+    base = np.zeros(len(texts) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1, out=base[1:])
+    where = doc_tok.start + np.repeat(base[:-1], doc_tok.counts)  # sorted
+    lo = np.searchsorted(where, base[doc] + span[:, 0])
+    hi = np.searchsorted(where, base[doc] + span[:, 1])
+    counts = hi - lo
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    index = np.repeat(lo - offsets[:-1], counts) + np.arange(offsets[-1])
+    # only what sentence_counts reads
+    line_tok = Tokens(offsets=offsets, **{k: getattr(doc_tok, k)[index]
+                                          for k in ("length", "punct", "sent_end")})
+    return sentence_counts(line_tok), counts
 
 
 class C4FilterArgs(FilterArgs):

@@ -14,7 +14,8 @@ from typing import Any
 
 @cache
 def library() -> Any:
-    """The loaded kernels library, or None."""
+    """The loaded kernels library, or None (also for a library built from an older
+    _kernels.c that lacks a kernel: rebuild with `python setup.py build_ext --inplace`)."""
     if os.environ.get("DATAMILL_NO_KERNELS"):
         return None
     here = Path(__file__).parent
@@ -22,25 +23,37 @@ def library() -> Any:
         path = here / f"_kernels{suffix}"
         if path.is_file():
             lib = ctypes.CDLL(str(path))
-            p = ctypes.c_void_p
-            lib.ngram_repetition.argtypes = [p, p, p, ctypes.c_int64, p, ctypes.c_int64, p,
-                                             ctypes.c_int64, p, p]
-            lib.ngram_repetition.restype = ctypes.c_int
-            lib.part_duplicates.argtypes = [p, p, p, p, ctypes.c_int64, p, p]
-            lib.part_duplicates.restype = ctypes.c_int
-            lib.token_hashes.argtypes = [p, p, p, ctypes.c_int64, p]
-            lib.token_hashes.restype = None
-            lib.token_bits.argtypes = [p, p, p, p, ctypes.c_int64, p]
-            lib.token_bits.restype = None
-            lib.rule_starts.argtypes = [p, p, ctypes.c_int64, p, p, p, p, ctypes.c_int64,
-                                        p, p, p, p]
-            lib.rule_starts.restype = ctypes.c_int
-            i64 = ctypes.c_int64
-            lib.c4_lines.argtypes = [p, p, i64, i64, i64, ctypes.c_int, ctypes.c_int,
-                                     ctypes.c_char_p, p, p, p, i64]
-            lib.c4_lines.restype = i64
+            try:
+                _declare(lib)
+            except AttributeError:  # built from an older _kernels.c
+                return None
             return lib
     return None
+
+
+def _declare(lib: Any) -> None:
+    """The kernels' argument and result types."""
+    p = ctypes.c_void_p
+    lib.ngram_repetition.argtypes = [p, p, p, ctypes.c_int64, p, ctypes.c_int64, p,
+                                     ctypes.c_int64, p, p]
+    lib.ngram_repetition.restype = ctypes.c_int
+    lib.part_duplicates.argtypes = [p, p, p, p, ctypes.c_int64, p, p]
+    lib.part_duplicates.restype = ctypes.c_int
+    lib.token_hashes.argtypes = [p, p, p, ctypes.c_int64, p]
+    lib.token_hashes.restype = None
+    lib.token_bits.argtypes = [p, p, p, p, ctypes.c_int64, p]
+    lib.token_bits.restype = None
+    lib.rule_starts.argtypes = [p, p, ctypes.c_int64, p, p, p, p, ctypes.c_int64,
+                                p, p, p, p]
+    lib.rule_starts.restype = ctypes.c_int
+    i64 = ctypes.c_int64
+    lib.c4_lines.argtypes = [p, p, i64, i64, i64, ctypes.c_int, ctypes.c_int,
+                             ctypes.c_char_p, p, p, p, i64]
+    lib.c4_lines.restype = i64
+    lib.join_lines.argtypes = [p, p, p, i64, i64, p, p]
+    lib.join_lines.restype = None
+    lib.span_sentences.argtypes = [p, p, p, p, p, p, p, i64, p, p]
+    lib.span_sentences.restype = None
 
 
 def _ptr(a: Any) -> int:
@@ -153,7 +166,8 @@ def rule_starts(cp: Any, flags: Any, words: tuple[Any, Any, Any]) -> tuple | Non
 def c4_lines(data: Any, offsets: Any, max_len: int, min_words: int, punct: bool,
              cut_citations: bool, phrases: tuple[str, ...]) -> tuple | None:
     """C4's line rules over UTF-8 texts, in C: (lines per text, exact per text, candidate
-    lines as rows of (text, start, end, flags)); see _kernels.c's c4_lines. None without
+    lines as rows of (text, start, end, byte start, byte end, flags)); see _kernels.c's
+    c4_lines. None without
     kernels. `data`: uint8; `offsets`: int64, text i at offsets[i]:offsets[i + 1]."""
     import numpy as np
 
@@ -171,10 +185,50 @@ def c4_lines(data: Any, offsets: Any, max_len: int, min_words: int, punct: bool,
     exact = np.zeros(n, np.uint8)
     cap = 16 * n + 64  # candidates are a few per text: a second call when more
     while True:
-        lines = np.empty((cap, 4), np.int64)
+        lines = np.empty((cap, 6), np.int64)
         found = lib.c4_lines(_ptr(data), _ptr(offsets), n, max_len, min_words, int(punct),
                              int(cut_citations), words, _ptr(n_lines), _ptr(exact),
                              _ptr(lines), cap)
         if found <= cap:
             return n_lines, exact.view(bool), lines[:found]
         cap = found
+
+
+def join_lines(data: Any, side: Any, rows: Any, n_texts: int) -> tuple[Any, Any] | None:
+    """Per text, its lines joined by newlines and stripped, in C: (UTF-8 bytes, int64
+    offsets); None without kernels. `rows`: per line (text, source, byte start, byte end),
+    in text order, bytes of `data` (source 0) or `side` (source 1)."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    side = np.ascontiguousarray(side, dtype=np.uint8)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    size = int((rows[:, 3] - rows[:, 2]).sum()) + len(rows)
+    out = np.empty(max(size, 1), np.uint8)
+    offsets = np.empty(n_texts + 1, np.int64)
+    lib.join_lines(_ptr(data), _ptr(side), _ptr(rows), len(rows), n_texts, _ptr(out),
+                   _ptr(offsets))
+    return out[:offsets[-1]], offsets
+
+
+def span_sentences(tokens: Any, doc: Any, lo: Any, hi: Any) -> tuple[Any, Any] | None:
+    """Sentences and tokens of each line (the tokens of document doc[i] starting in
+    lo[i]..hi[i]), in C; None without kernels."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    start = np.ascontiguousarray(tokens.start, dtype=np.int64)
+    punct = np.ascontiguousarray(tokens.punct, dtype=bool).view(np.uint8)
+    sent_end = np.ascontiguousarray(tokens.sent_end, dtype=bool).view(np.uint8)
+    offsets = np.ascontiguousarray(tokens.offsets, dtype=np.int64)
+    doc, lo, hi = (np.ascontiguousarray(a, dtype=np.int64) for a in (doc, lo, hi))
+    sentences = np.empty(len(doc), np.int64)
+    words = np.empty(len(doc), np.int64)
+    lib.span_sentences(_ptr(start), _ptr(punct), _ptr(sent_end), _ptr(offsets), _ptr(doc),
+                       _ptr(lo), _ptr(hi), len(doc), _ptr(sentences), _ptr(words))
+    return sentences, words
