@@ -420,7 +420,8 @@ def main() -> None:
     jsonl = args.pipeline == "jsonl"
     if jsonl:
         generate_jsonl(args.docs)
-        base_variant, name = "polars", "overhead_jsonl"
+        base_variant = "polars"
+        name = "overhead_jsonl" + ("" if args.regex == "polars" else f"_{args.regex}")
         variants = ["polars", f"datamill_w{args.workers}"]
         size_args = ["--pipeline", "jsonl", "--docs", str(args.docs), "--regex", args.regex]
         title = (f"JSONL -> text_length_filter -> word count -> Parquet: {args.docs:,} docs "

@@ -203,7 +203,7 @@ def _powers(n: int) -> tuple:
     import numpy as np
 
     if not _POWERS or len(_POWERS[0]) < n:
-        size = max(n, PIECE_CHARS) + 2
+        size = 1 << max(int(n + 1).bit_length(), 16)  # grown in powers of two, as needed
         with np.errstate(over="ignore"):
             pw = np.cumprod(np.full(size, _R, dtype=np.uint64))
             inv = np.cumprod(np.full(size, pow(_R, -1, 1 << 64), dtype=np.uint64))
