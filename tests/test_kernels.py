@@ -208,3 +208,29 @@ def test_c4_python_rules_follow_splitlines_and_strip() -> None:
     # the '{' of a line dropped for a policy phrase counts (datatrove's order), not after
     # a javascript one
     assert got.curly[15] and got.curly[14]
+
+
+FINEWEB_EDGES = ["", "\n", "a", " \n\t\n\u3000\n", "x.\nx.\nx.\n", "dup line\r\ndup line\r\n",
+                 "end。\nend!\nend\u2049\nend\U00011047\nend \nend.\u00a0",
+                 "é" * 40 + "\n" + "é" * 20,
+                 "same\n same\nsame \nsame\n", "\x85\n\u2028\nq\x1cq\n", "a\n\n\nb\n\n\nb"]
+
+
+@pytest.mark.parametrize("args", [{}, {"stop_chars": ".x\u00e9", "short_line_length": 3}])
+def test_fineweb_line_counts_are_the_same_with_and_without_kernels(texts, args,
+                                                                   monkeypatch) -> None:
+    from datamill.ops.quality import FineWebStats
+
+    rng = random.Random(9)
+    pieces = ["a", "b", ".", "!", "。", " ", "\t", "\n", "\n\n", "\r\n", "\u00a0", "\u3000",
+              "x" * 31, "dup.\n", "é", "\x85"]
+    sample = texts + C4_EDGES + FINEWEB_EDGES + [
+        "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(1000)]
+    table = pa.table({"text": sample})
+    fast = FineWebStats(**args).process(table)
+    monkeypatch.setattr(kernels, "library", lambda: None)
+    slow = FineWebStats(**args).process(table)
+    for name in slow:
+        np.testing.assert_array_equal(np.asarray(fast[name]), np.asarray(slow[name]),
+                                      err_msg=name)
+    assert (slow["fineweb_char_dup_ratio"] > 0).any()

@@ -689,3 +689,113 @@ void span_sentences(const int64_t *start, const uint8_t *punct, const uint8_t *s
         words[i] = t - a;
     }
 }
+
+/* --- FineWeb's line statistics (fineweb.py) ------------------------------------------------ */
+/* The code point of the UTF-8 character that ends at e (after s). */
+static uint32_t last_code_point(const uint8_t *s, const uint8_t *e) {
+    const uint8_t *q = e - 1;
+    while (q > s && (*q & 0xC0) == 0x80) q--;
+    uint32_t c = *q;
+    int n = (int)(e - q);
+    if (n == 1) return c;
+    c &= n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07;
+    for (q++; q < e; q++) c = (c << 6) | (*q & 0x3F);
+    return c;
+}
+
+static int in_sorted(const uint32_t *set, int64_t n, uint32_t c) {
+    int64_t a = 0, b = n;
+    while (a < b) {
+        int64_t m = a + (b - a) / 2;
+        if (set[m] < c) a = m + 1;
+        else b = m;
+    }
+    return a < n && set[a] == c;
+}
+
+/* Per UTF-8 text (text d: data[offsets[d]:offsets[d + 1]]), over its lines split at '\n'
+ * that hold a character other than whitespace (str.isspace()): their count (`lines`), how
+ * many end in a character of `stop` (sorted code points; the line's own last character,
+ * before any stripping), how many have at most `short_len` characters, and the characters
+ * of those equal to an earlier one of the text (`dup_chars`); and the text's '\n' count.
+ * Returns 0, or -1 out of memory. */
+int fineweb_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
+                  const uint32_t *stop, int64_t n_stop, int64_t short_len, int64_t *lines,
+                  int64_t *punct, int64_t *shorts, int64_t *dup_chars, int64_t *newlines) {
+    int64_t room = 0, capacity = 0;
+    int64_t *ls = NULL, *le = NULL;
+    uint64_t *h = NULL;
+    table_t tab = {NULL, NULL, 0, 0};
+    for (int64_t d = 0; d < n_texts; d++) {
+        const uint8_t *p = data + offsets[d], *end = data + offsets[d + 1];
+        int64_t breaks = 0;
+        for (const uint8_t *q = p; q < end; q++) breaks += *q == '\n';
+        newlines[d] = breaks;
+        if (breaks + 1 > room) {  /* room for every line's bounds and hash */
+            room = 2 * (breaks + 1);
+            free(ls);
+            free(le);
+            free(h);
+            ls = malloc(sizeof(int64_t) * room);
+            le = malloc(sizeof(int64_t) * room);
+            h = malloc(sizeof(uint64_t) * room);
+            if (!ls || !le || !h) goto fail;
+        }
+        int64_t m = 0, n_punct = 0, n_short = 0;
+        while (p <= end) {
+            const uint8_t *e = memchr(p, '\n', (size_t)(end - p));
+            if (!e) e = end;
+            const uint8_t *s = p;
+            int k;
+            while (s < e && (k = space_len(s, e))) s += k;
+            if (s < e) {  /* not blank */
+                ls[m] = p - data;
+                le[m] = e - data;
+                m++;
+                n_punct += in_sorted(stop, n_stop, last_code_point(p, e));
+                n_short += utf8_chars(p, e) <= short_len;
+            }
+            p = e + 1;
+        }
+        lines[d] = m;
+        punct[d] = n_punct;
+        shorts[d] = n_short;
+        dup_chars[d] = 0;
+        if (m < 2) continue;
+        if (table_reserve(&tab, m, &capacity)) goto fail;
+        int64_t chars = 0;
+        for (int64_t i = 0; i < m; i++) {
+            const uint8_t *a = data + ls[i];
+            int64_t size = le[i] - ls[i];
+            uint64_t x = 0xcbf29ce484222325ULL ^ (uint64_t)size;  /* FNV-1a over the bytes */
+            for (int64_t b = 0; b < size; b++) x = (x ^ a[b]) * 0x100000001B3ULL;
+            h[i] = x;
+            uint64_t slot = (x * SPREAD) >> tab.shift;
+            int found = 0;
+            while (tab.first[slot] >= 0) {
+                int64_t j = tab.first[slot];
+                if (h[j] == x && le[j] - ls[j] == size && memcmp(data + ls[j], a, (size_t)size) == 0) {
+                    found = 1;
+                    break;
+                }
+                slot = (slot + 1) & tab.mask;
+            }
+            if (found) chars += utf8_chars(a, a + size);
+            else tab.first[slot] = i;
+        }
+        dup_chars[d] = chars;
+    }
+    free(ls);
+    free(le);
+    free(h);
+    free(tab.first);
+    free(tab.count);
+    return 0;
+fail:
+    free(ls);
+    free(le);
+    free(h);
+    free(tab.first);
+    free(tab.count);
+    return -1;
+}

@@ -42,38 +42,65 @@ class FineWebStats(StatsOperation):
         stop = frozenset(self.args.stop_chars) if self.args.stop_chars is not None else \
             TERMINAL_PUNCTUATION  # single characters: a line ends in one if its last is one
         short = self.args.short_line_length
-        n_lines = np.zeros(n, np.int64)
-        punct = np.zeros(n, np.int64)
-        shorts = np.zeros(n, np.int64)
-        dup_chars = np.zeros(n, np.int64)
-        newlines = np.zeros(n, np.int64)
-        chars = np.zeros(n, np.int64)
-        for i, text in enumerate(texts):
-            lines = [ln for ln in text.split("\n") if ln.strip()]
-            n_lines[i] = len(lines)
-            punct[i] = sum(1 for ln in lines if ln[-1] in stop)
-            shorts[i] = sum(1 for ln in lines if len(ln) <= short)
-            seen: set = set()
-            d = 0
-            for ln in lines:
-                if ln in seen:
-                    d += len(ln)
-                else:
-                    seen.add(ln)
-            dup_chars[i] = d
-            newlines[i] = text.count("\n")
-            chars[i] = len(text) - newlines[i]
+        counts = _compiled_counts(texts, column, stop, short) or _line_counts(texts, stop, short)
+        n_lines, punct, shorts = counts["lines"], counts["punct"], counts["shorts"]
+        dup_chars, newlines = counts["dup_chars"], counts["newlines"]
+        chars = np.fromiter(map(len, texts), np.int64, n) - newlines
         words = None
         if self.args.tokenizer == "fast" and CLEAN_WORD_COUNTS:
-            counts = [CLEAN_WORD_COUNTS.get(t) for t in texts]
-            if all(c is not None for c in counts):
-                words = np.array(counts, dtype=np.int64)
+            known = [CLEAN_WORD_COUNTS.get(t) for t in texts]
+            if all(c is not None for c in known):
+                words = np.array(known, dtype=np.int64)
         if words is None:
             words = features_of(texts, self.args.tokenizer).counts
         return {"lines": n_lines, "line_punct_ratio": ratio(punct, n_lines),
                 "short_line_ratio": ratio(shorts, n_lines),
                 "char_dup_ratio": ratio(dup_chars, chars), "list_ratio": ratio(newlines, words),
                 "words": words}
+
+
+def _line_counts(texts: list[str], stop: frozenset, short: int) -> dict[str, Any]:
+    """Per text, over its non-blank lines (split at '\\n'): their count, those ending in a
+    `stop` character, those of at most `short` characters, the characters of those equal
+    to an earlier one; and its '\\n' count. The twin of kernels.fineweb_lines."""
+    import numpy as np
+
+    n = len(texts)
+    out = {k: np.zeros(n, np.int64) for k in ("lines", "punct", "shorts", "dup_chars",
+                                              "newlines")}
+    for i, text in enumerate(texts):
+        lines = [ln for ln in text.split("\n") if ln.strip()]
+        out["lines"][i] = len(lines)
+        out["punct"][i] = sum(1 for ln in lines if ln[-1] in stop)
+        out["shorts"][i] = sum(1 for ln in lines if len(ln) <= short)
+        seen: set = set()
+        d = 0
+        for ln in lines:
+            if ln in seen:
+                d += len(ln)
+            else:
+                seen.add(ln)
+        out["dup_chars"][i] = d
+        out["newlines"][i] = text.count("\n")
+    return out
+
+
+def _compiled_counts(texts: list[str], column: Any, stop: frozenset,
+                     short: int) -> dict[str, Any] | None:
+    """`_line_counts` in C over the UTF-8 bytes; None without kernels."""
+    import pyarrow as pa
+
+    from . import kernels
+    from .gopher import _utf8
+
+    if kernels.library() is None:
+        return None
+    if column is None:
+        try:
+            column = pa.array(texts, pa.string())
+        except (pa.ArrowException, UnicodeEncodeError):  # lone surrogates
+            return None
+    return kernels.fineweb_lines(*_utf8(column), stop, short)
 
 
 class FineWebFilterArgs(FilterArgs):

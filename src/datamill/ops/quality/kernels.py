@@ -54,6 +54,8 @@ def _declare(lib: Any) -> None:
     lib.join_lines.restype = None
     lib.span_sentences.argtypes = [p, p, p, p, p, p, p, i64, p, p]
     lib.span_sentences.restype = None
+    lib.fineweb_lines.argtypes = [p, p, i64, p, i64, i64, p, p, p, p, p]
+    lib.fineweb_lines.restype = ctypes.c_int
 
 
 def _ptr(a: Any) -> int:
@@ -232,3 +234,24 @@ def span_sentences(tokens: Any, doc: Any, lo: Any, hi: Any) -> tuple[Any, Any] |
     lib.span_sentences(_ptr(start), _ptr(punct), _ptr(sent_end), _ptr(offsets), _ptr(doc),
                        _ptr(lo), _ptr(hi), len(doc), _ptr(sentences), _ptr(words))
     return sentences, words
+
+
+def fineweb_lines(data: Any, offsets: Any, stop: Any, short_len: int) -> dict | None:
+    """FineWeb's per-text line counts over UTF-8 texts, in C (see _kernels.c's
+    fineweb_lines): lines, punct, shorts, dup_chars, newlines; None without kernels.
+    `stop`: the characters that end a finished line."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    codes = np.array(sorted(map(ord, stop)), dtype=np.uint32)
+    n = len(offsets) - 1
+    out = {k: np.zeros(n, np.int64) for k in ("lines", "punct", "shorts", "dup_chars",
+                                              "newlines")}
+    if lib.fineweb_lines(_ptr(data), _ptr(offsets), n, _ptr(codes), len(codes), short_len,
+                         *(_ptr(v) for v in out.values())):
+        raise MemoryError("fineweb_lines: out of memory")
+    return out
