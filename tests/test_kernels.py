@@ -234,3 +234,24 @@ def test_fineweb_line_counts_are_the_same_with_and_without_kernels(texts, args,
         np.testing.assert_array_equal(np.asarray(fast[name]), np.asarray(slow[name]),
                                       err_msg=name)
     assert (slow["fineweb_char_dup_ratio"] > 0).any()
+
+
+def test_gopher_quality_line_counts_are_the_same_with_and_without_kernels(texts,
+                                                                          monkeypatch) -> None:
+    from datamill.ops.quality import GopherQualityStats
+
+    rng = random.Random(13)
+    pieces = ["a", "b", "#", ".", "..", "...", "…", "-", "•", " ", "\t", "\x1f", "\u00a0",
+              "\u2003", "\u3000", "\u202f", "\n", "\n\n", "\r\n", "\x85", "\u2028", "\x0b",
+              " " * 9, "\u00a0" * 5, "- item", "• item", "end...", "end…"]
+    sample = texts + C4_EDGES + FINEWEB_EDGES + [
+        "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    table = pa.table({"text": sample})
+    fast = GopherQualityStats().process(table)
+    monkeypatch.setattr(kernels, "library", lambda: None)
+    slow = GopherQualityStats().process(table)
+    for name in slow:
+        np.testing.assert_array_equal(np.asarray(fast[name]), np.asarray(slow[name]),
+                                      err_msg=name)
+    assert (slow["gopher_bullet_lines_ratio"] > 0).any()
+    assert (slow["gopher_ellipsis_lines_ratio"] > 0).any()

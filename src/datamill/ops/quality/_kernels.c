@@ -799,3 +799,99 @@ fail:
     free(tab.count);
     return -1;
 }
+
+/* --- Gopher quality's byte counts (gopher._byte_counts and gopher._line_counts) ------------ */
+/* Bytes of the space of the RE2 pattern's set (tab, 0x1f, space, U+00A0, U+1680,
+ * U+2000-U+200A, U+202F, U+205F, U+3000) starting at p (before p with `back`), within
+ * lo..hi; 0 where there is none. */
+static int re2_space(const uint8_t *p, const uint8_t *lo, const uint8_t *hi, int back) {
+    if (back) {
+        if (p - lo < 1) return 0;
+        uint8_t b = p[-1];
+        if (b == ' ' || b == '\t' || b == 0x1F) return 1;
+        if (p - lo >= 2 && b == 0xA0 && p[-2] == 0xC2) return 2;
+        if (p - lo < 3) return 0;
+        p -= 3;
+    } else {
+        if (hi - p < 1) return 0;
+        uint8_t b = p[0];
+        if (b == ' ' || b == '\t' || b == 0x1F) return 1;
+        if (hi - p >= 2 && b == 0xC2 && p[1] == 0xA0) return 2;
+        if (hi - p < 3) return 0;
+    }
+    uint8_t a = p[0], m = p[1], l = p[2];
+    return (a == 0xE2 && m == 0x80 && ((l >= 0x80 && l <= 0x8A) || l == 0xAF)) ||
+           (a == 0xE2 && m == 0x81 && l == 0x9F) || (a == 0xE1 && m == 0x9A && l == 0x80) ||
+           (a == 0xE3 && m == 0x80 && l == 0x80) ? 3 : 0;
+}
+
+/* Per UTF-8 text, as gopher._byte_counts and gopher._line_counts count them: '#'
+ * (`hashes`), ellipses (each run of '.' holds length / 3, plus each U+2026), '\n'
+ * (`breaks`), whether it ends in '\n' (`ends_nl`); over its lines cut at '\n' (a line
+ * starts at the text's start and after each '\n' but the last byte's): lines whose first
+ * byte after spaces is '-' or starts U+2022 (`bullets`), lines ending in "..." or U+2026
+ * before spaces (`ellipsis_lines`); whether a line starts or ends with more than `steps`
+ * spaces (`unsure`: counted elsewhere) and whether the text holds another line break
+ * (`exotic`: \r \v \f \x1c-\x1e U+0085 U+2028 U+2029). */
+void gopher_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts, int64_t steps,
+                  int64_t *hashes, int64_t *ellipses, int64_t *breaks, uint8_t *ends_nl,
+                  int64_t *bullets, int64_t *ellipsis_lines, uint8_t *unsure,
+                  uint8_t *exotic) {
+    for (int64_t d = 0; d < n_texts; d++) {
+        const uint8_t *lo = data + offsets[d], *hi = data + offsets[d + 1];
+        int64_t n_hash = 0, n_ell = 0, n_nl = 0, n_bullet = 0, n_ell_lines = 0, run = 0;
+        int odd = 0, deep = 0;
+        for (const uint8_t *p = lo; p < hi; p++) {
+            uint8_t b = *p;
+            if (b == '.') {
+                run++;
+                continue;
+            }
+            n_ell += run / 3;
+            run = 0;
+            if (b == '#') n_hash++;
+            else if (b == '\n') n_nl++;
+            else if (b < 0x20) odd |= (b >= 0x0B && b <= 0x0D) || (b >= 0x1C && b <= 0x1E);
+            else if (b == 0xC2) odd |= hi - p >= 2 && p[1] == 0x85;
+            else if (b == 0xE2 && hi - p >= 3 && p[1] == 0x80) {
+                n_ell += p[2] == 0xA6;
+                odd |= p[2] == 0xA8 || p[2] == 0xA9;
+            }
+        }
+        n_ell += run / 3;
+        /* lines */
+        const uint8_t *s = lo;
+        while (s < hi) {
+            const uint8_t *e = memchr(s, '\n', (size_t)(hi - s));
+            const uint8_t *line_end = e ? e : hi;
+            const uint8_t *at = s;
+            int k, moved = 0;
+            while (moved <= steps && (k = re2_space(at, lo, hi, 0))) {
+                at += k;
+                moved++;
+            }
+            deep |= moved > steps;
+            n_bullet += at < hi && (*at == '-' || (hi - at >= 3 && at[0] == 0xE2 &&
+                                                   at[1] == 0x80 && at[2] == 0xA2));
+            at = line_end;
+            moved = 0;
+            while (moved <= steps && (k = re2_space(at, lo, hi, 1))) {
+                at -= k;
+                moved++;
+            }
+            deep |= moved > steps;
+            n_ell_lines += at - 3 >= lo && ((at[-3] == '.' && at[-2] == '.' && at[-1] == '.') ||
+                                            (at[-3] == 0xE2 && at[-2] == 0x80 && at[-1] == 0xA6));
+            if (!e) break;
+            s = e + 1;
+        }
+        hashes[d] = n_hash;
+        ellipses[d] = n_ell;
+        breaks[d] = n_nl;
+        ends_nl[d] = hi > lo && hi[-1] == '\n';
+        bullets[d] = n_bullet;
+        ellipsis_lines[d] = n_ell_lines;
+        unsure[d] = (uint8_t)deep;
+        exotic[d] = (uint8_t)odd;
+    }
+}

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
+from . import kernels
 from ._base import (
     FilterArgs,
     StatsArgs,
@@ -73,10 +74,12 @@ class GopherQualityStats(StatsOperation):
         if column is None:
             column = pa.array(texts, pa.string())
         data, offsets = _utf8(column)
-        hashes, ellipses, breaks, ends_nl = _byte_counts(data, offsets)
         # lines as str.splitlines() sees them, counted over the UTF-8 bytes (\n only); rows
         # with other line breaks are counted in Python
-        bullets, ellipsis_lines, unsure, exotic = _line_counts(data, offsets)
+        found = kernels.gopher_lines(data, offsets, LINE_SPACE_STEPS)
+        if found is None:
+            found = _byte_counts(data, offsets), _line_counts(data, offsets)
+        (hashes, ellipses, breaks, ends_nl), (bullets, ellipsis_lines, unsure, exotic) = found
         if unsure.any():  # a line with more leading or trailing spaces: RE2 counts them
             rows = np.flatnonzero(unsure)
             some = column.take(pa.array(rows))
@@ -206,7 +209,11 @@ def _space_width(data: Any, at: Any, before: bool) -> Any:
     return np.where(one, 1, np.where(two, 2, np.where(three, 3, 0)))
 
 
-def _line_counts(data: Any, offsets: Any, steps: int = 8) -> tuple[Any, Any, Any, Any]:
+LINE_SPACE_STEPS = 8  # spaces skipped around a line's bullet / ellipsis before RE2 counts
+
+
+def _line_counts(data: Any, offsets: Any,
+                 steps: int = LINE_SPACE_STEPS) -> tuple[Any, Any, Any, Any]:
     """Per text: lines starting with '•' or '-' after spaces, lines ending with '...' or '…'
     before spaces (lines cut at '\n' only), which texts have a line with more than `steps`
     such spaces (counted elsewhere), and which have a line break other than '\n'."""

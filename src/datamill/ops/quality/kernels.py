@@ -56,6 +56,8 @@ def _declare(lib: Any) -> None:
     lib.span_sentences.restype = None
     lib.fineweb_lines.argtypes = [p, p, i64, p, i64, i64, p, p, p, p, p]
     lib.fineweb_lines.restype = ctypes.c_int
+    lib.gopher_lines.argtypes = [p, p, i64, i64, p, p, p, p, p, p, p, p]
+    lib.gopher_lines.restype = None
 
 
 def _ptr(a: Any) -> int:
@@ -255,3 +257,23 @@ def fineweb_lines(data: Any, offsets: Any, stop: Any, short_len: int) -> dict | 
                          *(_ptr(v) for v in out.values())):
         raise MemoryError("fineweb_lines: out of memory")
     return out
+
+
+def gopher_lines(data: Any, offsets: Any, steps: int) -> tuple | None:
+    """gopher._byte_counts and gopher._line_counts in one C pass: (hashes, ellipses,
+    breaks, ends_nl), (bullets, ellipsis_lines, unsure, exotic); None without kernels."""
+    import numpy as np
+
+    lib = library()
+    if lib is None:
+        return None
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    n = len(offsets) - 1
+    counts = [np.zeros(n, np.int64) for _ in range(3)]
+    ends_nl = np.zeros(n, bool)
+    lines = [np.zeros(n, np.int64) for _ in range(2)]
+    flags = [np.zeros(n, bool) for _ in range(2)]
+    lib.gopher_lines(_ptr(data), _ptr(offsets), n, steps, *map(_ptr, counts), _ptr(ends_nl),
+                     *map(_ptr, lines), *map(_ptr, flags))
+    return (*counts, ends_nl), (*lines, *flags)
