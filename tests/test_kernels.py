@@ -255,3 +255,17 @@ def test_gopher_quality_line_counts_are_the_same_with_and_without_kernels(texts,
                                       err_msg=name)
     assert (slow["gopher_bullet_lines_ratio"] > 0).any()
     assert (slow["gopher_ellipsis_lines_ratio"] > 0).any()
+
+
+def test_a_library_built_from_older_sources_warns_and_falls_back(monkeypatch) -> None:
+    class Old:  # a build without the newer kernels
+        ngram_repetition = part_duplicates = token_hashes = token_bits = rule_starts = \
+            type("Fn", (), {})()
+
+    monkeypatch.setattr(kernels.ctypes, "CDLL", lambda path: Old())
+    kernels.library.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="older _kernels.c"):
+            assert kernels.library() is None
+    finally:
+        kernels.library.cache_clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
 from functools import cache
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
@@ -25,7 +26,10 @@ def library() -> Any:
             lib = ctypes.CDLL(str(path))
             try:
                 _declare(lib)
-            except AttributeError:  # built from an older _kernels.c
+            except AttributeError as exc:  # built from an older _kernels.c
+                warnings.warn(f"{path.name} was built from an older _kernels.c ({exc}); "
+                              "using the slower numpy twins: rebuild with `python setup.py "
+                              "build_ext --inplace`", RuntimeWarning, stacklevel=2)
                 return None
             return lib
     return None
