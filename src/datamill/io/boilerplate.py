@@ -1,6 +1,8 @@
 """Boilerplate removal before trafilatura, and the text of link-list pages it drops.
 
-`prune(tree)` removes, in place, what is site furniture by its markup or by its shape:
+`prune(tree)` removes, in place, what is site furniture by its markup or by its shape, inside
+the main container (`main_container`; everything outside it goes with `isolate`), or in the
+whole page when no element marks the main content:
 
 - by tag: `nav`, `aside`, `form`, `button`, `input`, `select`, `textarea`, `iframe`, and a
   `header` or `footer` outside the article;
@@ -11,10 +13,10 @@
   spaces, `-` and `_`, so `header` does not match `subheader` nor `ad` match `load`);
 - by shape: a small box holding an e-mail field or buttons (a sign-up or feedback widget), a
   small box labelled "Advertisement" or "Sponsored", and a list of links only, under a
-  heading such as "Related articles" or "Read next".
+  heading such as "Related articles" or "Read next"; a breadcrumb trail.
 
-Nothing that holds the main container (`main_container`) is removed, nothing inside it on a
-header or footer rule, and nothing inside it that holds most of its text (a page wrapped in
+Nothing that holds the main container is removed, nothing inside it on a header or footer
+rule (`OUTER_ONLY`), and nothing inside it that holds most of its text (a page wrapped in
 one <form>, a content block whose class happens to say "top"). `render(container)` gives a
 container's text one block per line, list items as "- item", for the pages trafilatura
 under-extracts: those made mostly of links.
