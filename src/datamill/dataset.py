@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .cache import KeyParts, digest, key_parts
 from .errors import ArgumentError, PipelineError, SchemaError, did_you_mean
 from .operation import OnError, Operation, ensure_no_collision
-from .schema import is_compatible, type_name
+from .schema import is_compatible, is_image, type_name
 
 ID = "_id"
 PARENT_ID = "_parent_id"
@@ -315,9 +315,11 @@ class LazyDataset:
             actual = schema[col]
             if not is_compatible(actual, expected):
                 producer = self._step.columns[col].step
+                hint = ("; mark its bytes as images with .apply(\"as_images\", "
+                        f"columns=[{col!r}])" if is_image(expected) else "")
                 raise SchemaError(
                     f"column {col!r} has type {type_name(actual)} (produced by step "
-                    f"{producer!r}), but the operation consumes {type_name(expected)}",
+                    f"{producer!r}), but the operation consumes {type_name(expected)}{hint}",
                     step=name, operation=op.name)
 
 

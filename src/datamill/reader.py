@@ -61,6 +61,8 @@ def read_step_file(workdir: Workdir, step: Step, partition: int, columns: list[s
     checksum): a damaged or unreadable file raises CorruptFileError."""
     import pyarrow.parquet as pq
 
+    from . import image_type  # noqa: F401  (registers the image type for reading)
+
     path = workdir.step_dir(step.key) / part_name("part", partition)
     check_step_file(workdir, step.key, step.name, partition, path)
     try:

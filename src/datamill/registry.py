@@ -24,6 +24,7 @@ _BUILTIN_MODULES = (
     "datamill.ops.minhash", "datamill.ops.semantic_dedup",
     "datamill.ops.langid", "datamill.ops.decontaminate",
     "datamill.ops.quality",
+    "datamill.ops.image.mark",
 )
 
 

@@ -140,6 +140,8 @@ def quarantined_rows(workdir: str | Path, step_name: str | None = None,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from . import image_type  # noqa: F401  (registers the image type for reading)
+
     wd = Workdir(workdir)
     files = list(_files(wd, "quarantine", step_name))
     if isinstance(columns, list):
@@ -172,6 +174,8 @@ def set_aside_count(workdir: str | Path, kind: str, step_name: str | None = None
     read from the files' footers."""
     import pyarrow.parquet as pq
 
+    from . import image_type  # noqa: F401  (registers the image type for reading)
+
     wd = Workdir(workdir)
     return sum(pq.read_metadata(f).num_rows for _s, _p, f in _files(wd, kind, step_name))
 
@@ -180,6 +184,8 @@ def steps_with(workdir: str | Path, kind: str, step_name: str | None = None) -> 
     """The last run's steps (or the one named) that dropped (`kind` "dropped") or
     quarantined ("quarantine") rows."""
     import pyarrow.parquet as pq
+
+    from . import image_type  # noqa: F401  (registers the image type for reading)
 
     wd = Workdir(workdir)
     names = [s["name"] for s, _p, f in _files(wd, kind, step_name)
@@ -195,6 +201,8 @@ def dropped_rows(workdir: str | Path, step_name: str | None = None, *,
     `limit` rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from . import image_type  # noqa: F401  (registers the image type for reading)
 
     wd = Workdir(workdir)
     steps = _Steps(wd)
@@ -230,6 +238,8 @@ def duplicates(workdir: str | Path, row_id: int, step_name: str | None = None, *
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from . import image_type  # noqa: F401  (registers the image type for reading)
+
     wd = Workdir(workdir)
     steps = _Steps(wd)
     if columns:
@@ -256,6 +266,8 @@ def duplicates(workdir: str | Path, row_id: int, step_name: str | None = None, *
 def dedup_steps(workdir: str | Path, step_name: str | None = None) -> list[str]:
     """Names of the last run's steps that record duplicate clusters."""
     import pyarrow.parquet as pq
+
+    from . import image_type  # noqa: F401  (registers the image type for reading)
 
     wd = Workdir(workdir)
     names = [s["name"] for s, _p, f in _files(wd, "dropped", step_name)

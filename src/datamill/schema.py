@@ -47,6 +47,10 @@ def to_arrow_type(spec: TypeLike):
     name = _ALIASES.get(text, text)
     if name == ANY:
         return ANY
+    if name in ("image", "image<binary>", "image<large_binary>"):
+        from .image_type import ImageType
+
+        return ImageType(pa.large_binary() if "large" in name else pa.binary())
     if name.startswith(("list<", "large_list<")) and ">" in name:
         outer, rest = name.split("<", 1)
         inner, _, size = rest.rpartition(">")
@@ -73,16 +77,28 @@ def type_name(t) -> str:
     return "any" if t == ANY else str(t)
 
 
+def is_image(t) -> bool:
+    """Is `t` the image column type (encoded image bytes, see datamill.image_type)?"""
+    return getattr(t, "extension_name", None) == "datamill.image"
+
+
 def is_compatible(actual, expected) -> bool:
     """Can a column of type `actual` be consumed where `expected` is declared?
 
     Exact matches pass, the wildcard passes, and the string/large_string and
     binary/large_binary pairs are treated as one type (they differ only in offset width).
+    An image column is consumed where binary is declared; a plain binary column is not an image.
     """
     import pyarrow as pa
 
     if expected == ANY or actual == expected:
         return True
+    if is_image(expected):
+        return is_image(actual)
+    if is_image(actual):
+        actual = actual.storage_type
+        if actual == expected:
+            return True
     same = [
         (pa.string(), pa.large_string()),
         (pa.binary(), pa.large_binary()),

@@ -147,6 +147,8 @@ def write_bucketed(path: Path, table: Any, key: str, buckets: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from .. import image_type  # noqa: F401  (registers the image type for reading)
+
     if not table.num_rows:
         return
     bucket = node_buckets(table.column(key).to_numpy(), buckets)
@@ -165,6 +167,8 @@ def write_bucketed(path: Path, table: Any, key: str, buckets: int) -> None:
 def read_buckets(path: Path, wanted: set[int]) -> Any | None:
     """The rows of `path` (written by write_bucketed) in the buckets `wanted`, or None."""
     import pyarrow.parquet as pq
+
+    from .. import image_type  # noqa: F401  (registers the image type for reading)
 
     reader = pq.ParquetFile(path)
     present = json.loads(reader.schema_arrow.metadata[BUCKETS.encode()])

@@ -157,6 +157,8 @@ def reduce_bucket(workdir: Workdir, step: Step, bucket: int, buckets: int) -> di
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from .. import image_type  # noqa: F401  (registers the image type for reading)
+
     root = shuffle_dir(workdir, step)
     final = root / f"reduce-{bucket:05d}"
     if step.op.resolves == COMPONENTS and (final / REDUCED).exists():
@@ -194,6 +196,8 @@ def reduce_bucket(workdir: Workdir, step: Step, bucket: int, buckets: int) -> di
 def reduced_tables(workdir: Workdir, step: Step) -> Iterator[Any]:
     """Every bucket's reduce output, in bucket order, one row group at a time."""
     import pyarrow.parquet as pq
+
+    from .. import image_type  # noqa: F401  (registers the image type for reading)
 
     for path in sorted(shuffle_dir(workdir, step).glob(f"reduce-*/{REDUCED}")):
         reader = pq.ParquetFile(path)
@@ -259,6 +263,8 @@ def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from .. import image_type  # noqa: F401  (registers the image type for reading)
 
     start = time.perf_counter()
     op = step.op

@@ -33,6 +33,8 @@ class ReadParquet(FileSource):
     def _metadata(self, path: str) -> Any:
         import pyarrow.parquet as pq
 
+        from .. import image_type  # noqa: F401  (registers the image type for reading)
+
         try:
             with open_file(path) as fh:
                 return pq.ParquetFile(fh).metadata
@@ -94,6 +96,8 @@ class ReadParquet(FileSource):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from .. import image_type  # noqa: F401  (registers the image type for reading)
+
         schema = self.arrow_schema()
         wanted = [c for c in (columns or schema.names) if c != "_id"]
         target = pa.schema([schema.field(c) for c in wanted])
@@ -150,6 +154,8 @@ class _BufferedWriter:
 
     def __init__(self, fh: Any, schema: Any, compression: str, max_bytes: int):
         import pyarrow.parquet as pq
+
+        from .. import image_type  # noqa: F401  (registers the image type for reading)
 
         self.writer = pq.ParquetWriter(fh, schema, compression=compression)
         self.max_bytes = max_bytes
