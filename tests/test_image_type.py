@@ -61,3 +61,21 @@ def test_as_images_refuses_a_text_column(tmp_path):
     pq.write_table(pa.table({"image": ["not bytes"]}), tmp_path / "in.parquet")
     with pytest.raises(SchemaError, match="consumes binary"):
         Dataset.read(str(tmp_path / "in.parquet")).apply("as_images")
+
+
+def test_sniff_format_reads_the_bytes_not_the_name():
+    from io import BytesIO
+
+    from PIL import Image
+
+    from datamill.image_type import sniff_format
+
+    for fmt, pil in [("jpeg", "JPEG"), ("png", "PNG"), ("gif", "GIF"), ("webp", "WEBP"),
+                     ("tiff", "TIFF"), ("bmp", "BMP")]:
+        buf = BytesIO()
+        Image.new("RGB", (4, 3), "red").save(buf, pil)
+        assert sniff_format(buf.getvalue()) == fmt
+    assert sniff_format(b'<?xml version="1.0"?>\n<svg xmlns="x"><script/></svg>') == "svg"
+    assert sniff_format(b"<!DOCTYPE html><html><body>404</body></html>") == "html"
+    assert sniff_format(b"just some text named .jpg") is None
+    assert sniff_format(b"") is None and sniff_format(None) is None

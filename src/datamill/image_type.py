@@ -64,3 +64,39 @@ def storage(values):
     if isinstance(values, pa.ExtensionArray):
         return values.storage
     return values
+
+
+# (format, magic bytes at offset 0); WebP, HEIC and AVIF are checked below
+_MAGIC = (
+    ("jpeg", b"\xff\xd8\xff"),
+    ("png", b"\x89PNG\r\n\x1a\n"),
+    ("gif", b"GIF87a"), ("gif", b"GIF89a"),
+    ("tiff", b"II*\x00"), ("tiff", b"MM\x00*"),
+    ("bmp", b"BM"),
+    ("ico", b"\x00\x00\x01\x00"),
+)
+_HEIF_BRANDS = {b"heic": "heic", b"heix": "heic", b"hevc": "heic", b"heim": "heic",
+                b"heis": "heic", b"mif1": "heif", b"msf1": "heif", b"avif": "avif",
+                b"avis": "avif"}
+
+
+def sniff_format(data: bytes | None) -> str | None:
+    """The image format of encoded bytes from their first bytes, never from a name or header:
+    jpeg, png, gif, tiff, bmp, ico, webp, heic, heif, avif; "svg" and "html" for markup that is
+    not a raster image (to be refused); None when unknown."""
+    if not data:
+        return None
+    head = bytes(data[:64])
+    for fmt, magic in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp":
+        return _HEIF_BRANDS.get(head[8:12])
+    text = bytes(data[:1024]).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
+        return "svg"
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "html"
+    return None
