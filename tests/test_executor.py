@@ -116,6 +116,62 @@ def test_filter_reasons_recorded(tmp_path, docs):
     assert set(dropped["_reason"].to_pylist()) == {"odd", "too_few_words"}
 
 
+class HalfOrFail(FilterOperation):
+    """Keeps even `n` and gives them `half`; raises on n == 7 (a row error)."""
+
+    name = "test_half_or_fail"
+    consumes = {"n": "int64"}
+    produces = {"half": "int64"}
+
+    def process(self, batch):
+        n = batch["n"].to_numpy()
+        if 7 in n:
+            raise ValueError("seven")
+        return n % 2 == 0, ["odd" if v % 2 else None for v in n], {"half": n // 2}
+
+
+class Twice(MapOperation):
+    """`twice` = 2 * `half`."""
+
+    name = "test_twice"
+    consumes = {"half": "int64"}
+    produces = {"twice": "int64"}
+
+    def process(self, batch):
+        return {"twice": pc.multiply(batch["half"], 2)}
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_filter_that_produces_columns(tmp_path, on_error):
+    rows = [{"n": i} for i in range(20) if on_error == "skip" or i != 7]
+    write_jsonl(tmp_path / "in.jsonl", rows)
+    ds = dm.Dataset.read(str(tmp_path / "in.jsonl")).apply(HalfOrFail, on_error=on_error)
+    result = ds.apply(Twice).run(tmp_path / "w", workers=1, progress=False)
+    table = ds.apply(Twice).collect(tmp_path / "w", progress=False)  # from the cache
+    evens = [i for i in range(20) if i % 2 == 0]
+    assert table["n"].to_pylist() == evens
+    assert table["half"].to_pylist() == [i // 2 for i in evens]
+    assert table["twice"].to_pylist() == evens
+    step = result.step("test_half_or_fail")
+    assert step["dropped"] == {"odd": 9}  # 7 is an error (skip) or not in the input
+    assert step["errors"] == (1 if on_error == "skip" else 0)
+
+
+def test_filter_that_produces_columns_must_return_them(tmp_path):
+    class Forgets(FilterOperation):
+        name = "test_forgets_columns"
+        consumes = {"n": "int64"}
+        produces = {"half": "int64"}
+
+        def process(self, batch):
+            return batch["n"].to_numpy() > 0, "nonpositive"
+
+    write_jsonl(tmp_path / "in.jsonl", [{"n": 1}, {"n": 2}])
+    ds = dm.Dataset.read(str(tmp_path / "in.jsonl")).apply(Forgets)
+    with pytest.raises(OperationError, match="must return \\(mask, reasons, columns\\)"):
+        ds.collect(tmp_path / "w", progress=False)
+
+
 def test_setup_runs_once_per_worker(tmp_path):
     ds = _many_partitions(tmp_path).apply(SetupCounter)
     table = ds.collect(tmp_path / "w", workers=2, progress=False)

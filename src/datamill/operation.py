@@ -160,7 +160,10 @@ class MapOperation(Operation):
 
 class FilterOperation(Operation):
     """Keeps or drops rows. `process(batch)` returns a boolean mask (True keeps), or
-    `(mask, reasons)` where `reasons` is one string or one string per row."""
+    `(mask, reasons)` where `reasons` is one string or one string per row. A filter that
+    declares `produces` (say, what it fetched for the rows it keeps) returns
+    `(mask, reasons, columns)`, each column one value per input row; the values of dropped
+    rows are discarded."""
 
     kind = "filter"
     default_reason: ClassVar[str] = ""

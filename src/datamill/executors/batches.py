@@ -80,13 +80,15 @@ def produced_table(step: Step, result: Any, rows: int | None):
 
 
 def filter_result(step: Step, result: Any, rows: int):
-    """Normalize a filter's result into (keep mask as numpy bool, reasons or None, produced)."""
+    """Normalize a filter's result into (keep mask as numpy bool, reasons: one string or one
+    per row). A filter that declares `produces` returns `(mask, reasons, columns)`, with
+    `columns` one value per input row (see `filter_columns`)."""
     import numpy as np
     import pyarrow as pa
 
     reasons: Any = None
     if isinstance(result, tuple):
-        result, reasons = result
+        result, reasons = result[:2]
     if isinstance(result, (pa.Array, pa.ChunkedArray)):
         mask = result.fill_null(False).to_numpy(zero_copy_only=False)
     else:
@@ -102,3 +104,16 @@ def filter_result(step: Step, result: Any, rows: int):
     else:
         reasons = list(reasons)
     return mask, reasons
+
+
+def filter_columns(step: Step, result: Any, rows: int):
+    """The produced columns of a filter that declares `produces`, as a Table of `rows` rows
+    (one value per input row; the engine keeps those of the kept rows); None otherwise."""
+    if not step.produced:
+        return None
+    if not (isinstance(result, tuple) and len(result) == 3):
+        raise OperationError(
+            f"filter {step.op.name!r} declares produced column(s) {list(step.produced)}; it "
+            "must return (mask, reasons, columns) with one value per row in each column",
+            step=step.name)
+    return produced_table(step, result[2], rows)

@@ -24,7 +24,7 @@ from ..storage import (
     committed_files,
     part_name,
 )
-from .batches import PARENT_INDEX, filter_result, produced_table, to_format
+from .batches import PARENT_INDEX, filter_columns, filter_result, produced_table, to_format
 from .workers import prepared
 
 BATCH_ROWS = 65_536
@@ -281,12 +281,17 @@ def _merge_row_results(step: Step, results: list[Any]) -> Any:
     import pyarrow as pa
 
     if step.kind == "filter":
-        masks, reasons = [], []
+        masks, reasons, columns = [], [], []
         for r in results:
             m, why = filter_result(step, r, 1)
             masks.append(m)
             reasons.append(why if isinstance(why, str) else why[0])
-        return (np.concatenate(masks) if masks else np.zeros(0, bool)), reasons
+            columns.append(filter_columns(step, r, 1))
+        mask = np.concatenate(masks) if masks else np.zeros(0, bool)
+        if not step.produced:
+            return mask, reasons
+        empty = pa.schema(list(step.produced.items())).empty_table()
+        return mask, reasons, pa.concat_tables([empty, *columns])
     tables = [produced_table(step, r, 1 if step.kind == "map" else None) for r in results]
     tables = [t for t in tables if t is not None]
     if step.kind == "expand":
@@ -360,6 +365,12 @@ def _apply_step(run: StepRun, op: Any, table: Any, report: Report | None) -> Any
             kept = pa.array(mask)
             out = table.filter(kept)
             stored = {INDEX: pa.array(positions[mask])}
+            produced = filter_columns(step, result, table.num_rows)
+            if produced is not None:  # columns of the kept rows
+                produced = produced.filter(kept)
+                for c in produced.schema.names:
+                    stored[c] = produced.column(c)
+                    out = _set(out, ref_name(ColumnRef(step.name, c)), produced.column(c))
             run.part.write(pa.table(stored))
         else:  # expand
             produced = produced_table(step, result, None)
