@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PipelineError
+from .image_type import IMAGE_SUFFIXES
 from .operation import Operation, check_kind
 
 SOURCES = {"parquet": "read_parquet", "jsonl": "read_jsonl", "json": "read_jsonl",
            "csv": "read_csv", "text": "read_text_files", "workdir": "read_workdir",
-           "html": "read_html", "warc": "read_warc", "pdf": "read_pdf", "hf": "read_hf"}
+           "html": "read_html", "warc": "read_warc", "pdf": "read_pdf", "hf": "read_hf",
+           "images": "read_images"}
 # Formats a folder is read as when every data file in it has that format.
-FOLDER_FORMATS = ("parquet", "jsonl", "csv", "html", "warc", "pdf")
+FOLDER_FORMATS = ("parquet", "jsonl", "csv", "html", "warc", "pdf", "images")
 SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv",
          "lancedb": "write_lancedb", "pgvector": "write_pgvector"}
 
@@ -59,6 +61,8 @@ def format_of_name(path: str) -> str | None:
         return "pdf"
     if lower.endswith((".html", ".htm", ".xhtml")):
         return "html"  # main content extracted; format="text" reads the raw markup
+    if lower.endswith(IMAGE_SUFFIXES):
+        return "images"
     if lower.endswith((".txt", ".md", ".markdown", ".rst", ".text")):
         return "text"
     return None

@@ -66,6 +66,12 @@ def storage(values):
     return values
 
 
+# what a folder listing of images keeps, and the formats that are raster images
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".tif", ".tiff",
+                  ".bmp", ".heic", ".heif", ".avif")
+RASTER_FORMATS = frozenset({"jpeg", "png", "gif", "tiff", "bmp", "ico", "webp", "heic", "heif",
+                            "avif"})
+
 # (format, magic bytes at offset 0); WebP, HEIC and AVIF are checked below
 _MAGIC = (
     ("jpeg", b"\xff\xd8\xff"),

@@ -25,6 +25,7 @@ _BUILTIN_MODULES = (
     "datamill.ops.langid", "datamill.ops.decontaminate",
     "datamill.ops.quality",
     "datamill.ops.image.mark",
+    "datamill.io.images",
 )
 
 
