@@ -191,3 +191,142 @@ def test_the_sources_and_sinks_examples_run(tmp_path: Path, monkeypatch) -> None
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "docs/images.md", "exec"), namespace)  # noqa: S102
+
+
+# --- batches bounded by bytes -------------------------------------------------------------
+
+class ImageBatchSpy(dm.MapOperation):
+    """Records (rows, image bytes, bytes of each image) of every batch it is called with."""
+
+    name = "test_image_io_batch_spy"
+    consumes = {"image": "image"}
+    produces = {"n_bytes": "int64"}
+    seen: list[tuple[int, int, list[int]]] = []
+
+    def process(self, batch):
+        lengths = pa.compute.binary_length(storage(batch["image"])).cast(pa.int64())
+        sizes = lengths.to_pylist()
+        ImageBatchSpy.seen.append((batch.num_rows, sum(sizes), sizes))
+        return {"n_bytes": lengths}
+
+
+class SmallBatches(ImageBatchSpy):
+    name = "test_image_io_small_batches"
+    batch_bytes = 300_000
+    produces = {"n_bytes_small": "int64"}
+    seen: list[tuple[int, int, list[int]]] = []
+
+    def process(self, batch):
+        sizes = pa.compute.binary_length(storage(batch["image"])).cast(pa.int64())
+        SmallBatches.seen.append((batch.num_rows, pa.compute.sum(sizes).as_py(), []))
+        return {"n_bytes_small": sizes}
+
+
+def _varied_folder(root: Path) -> list[int]:
+    """Photos from 32 to 512 pixels wide, as PNG: from 3 KB to 500 KB each."""
+    root.mkdir()
+    sizes = []
+    for i, scale in enumerate([1, 16, 8, 2, 16, 1, 4, 16, 16, 2, 8, 1, 16, 4, 1, 1, 16, 2]):
+        data = encode(skdata.astronaut()[::scale, ::scale], "png")
+        (root / f"img{i:02d}.png").write_bytes(data)
+        sizes.append(len(data))
+    return sizes
+
+
+def test_batches_holding_images_are_cut_by_bytes(tmp_path: Path, monkeypatch) -> None:
+    """Rows of a batch of images differ a hundredfold in size: the pass cuts it row by row,
+    so that no batch exceeds the budget unless one image does, and each batch is as full as
+    the budget allows."""
+    from datamill.executors import rowwise
+
+    sizes = _varied_folder(tmp_path / "in")
+    assert sum(sizes) > rowwise.BATCH_BYTES  # one batch below, thanks to the image budget
+    source = dm.Dataset.read(tmp_path / "in", format="images")
+    ImageBatchSpy.seen = []
+    source.apply(ImageBatchSpy).run(tmp_path / "w0", workers=1, progress=False)
+    assert [n for n, _, _ in ImageBatchSpy.seen] == [len(sizes)]
+
+    budget = 700_000
+    monkeypatch.setattr(rowwise, "IMAGE_BATCH_BYTES", budget)
+    ImageBatchSpy.seen = []
+    table = source.apply(ImageBatchSpy).collect(tmp_path / "w1", workers=1, progress=False)
+    assert table["n_bytes"].to_pylist() == sizes
+    seen = ImageBatchSpy.seen
+    assert sum(n for n, _, _ in seen) == len(sizes) and len(seen) >= 4
+    for (n, total, _), (_, _, following) in zip(seen, [*seen[1:], (0, 0, [budget])]):
+        assert total <= budget or n == 1  # within the budget, or one image alone
+        assert total + following[0] > budget - 2_000  # the next image did not fit
+    # a stage reading stored columns cuts the same way
+    stored = source.filter(lambda b: [True] * b.num_rows, consumes=["path"])
+    stored.run(tmp_path / "w2", workers=1, progress=False)
+    ImageBatchSpy.seen = []
+    stored.apply(ImageBatchSpy).run(tmp_path / "w2", workers=1, progress=False)
+    assert [n for n, _, _ in ImageBatchSpy.seen] == [n for n, _, _ in seen]
+
+
+def test_an_operation_declares_its_batch_bytes(tmp_path: Path) -> None:
+    sizes = _varied_folder(tmp_path / "in")
+    ImageBatchSpy.seen, SmallBatches.seen = [], []
+    ds = dm.Dataset.read(tmp_path / "in", format="images").apply(SmallBatches).apply(
+        ImageBatchSpy)
+    ds.run(tmp_path / "w", workers=1, progress=False)
+    assert sum(n for n, _, _ in SmallBatches.seen) == len(sizes)
+    assert len(SmallBatches.seen) >= sum(sizes) // 300_000
+    assert all(total <= 300_000 or n == 1 for n, total, _ in SmallBatches.seen)
+    assert sum(n for n, _, _ in ImageBatchSpy.seen) == len(sizes)  # rows flow on, slice
+    # by slice, to the next step
+
+
+def test_readers_yield_batches_bounded_by_bytes(tmp_path: Path, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    from datamill.io import files
+    from datamill.io.images import ReadImages
+    from datamill.io.parquet import ReadParquet
+
+    sizes = _varied_folder(tmp_path / "in")
+    monkeypatch.setattr(files, "READ_BATCH_BYTES", 600_000)
+    reader = ReadImages(path=str(tmp_path / "in"))
+    [partition] = reader.partitions()
+    batches = list(reader.read(partition, None))
+    assert sum(b.num_rows for b in batches) == len(sizes) and len(batches) >= 4
+    for batch in batches[:-1]:  # full once past the budget: by at most its last image
+        images = pa.compute.binary_length(storage(batch["image"])).to_pylist()
+        assert sum(images) - images[-1] < 600_000 <= sum(images)
+
+    images = [p.read_bytes() for p in sorted((tmp_path / "in").iterdir())] * 4
+    table = pa.table({"id": list(range(len(images))),  # distinct values: no dictionary
+                      "jpeg": [data + i.to_bytes(4, "big") for i, data in enumerate(images)]})
+    pq.write_table(table, tmp_path / "images.parquet", row_group_size=len(sizes))
+    parquet = ReadParquet(path=str(tmp_path / "images.parquet"))
+    assert len(parquet.partitions()) == 1  # 4 row groups of 3 MB
+    read = [b for p in parquet.partitions() for b in parquet.read(p, ["jpeg"])]
+    assert sum(b.num_rows for b in read) == table.num_rows
+    assert max(b.num_rows for b in read) <= len(sizes) * 600_000 // sum(sizes) + 1
+    by_bytes = ReadParquet(path=str(tmp_path / "images.parquet"),
+                           bytes_per_partition=int(2.5 * sum(sizes)))
+    parts = by_bytes.partitions()
+    assert [p.row_groups for p in parts] == [(0, 1), (2, 3)]
+    assert [p.row_offset for p in parts] == [0, 2 * len(sizes)]
+
+
+def test_parquet_with_image_bytes_reads_and_writes_as_images(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    jpegs = [encode(p, "jpg") for p in photos().values()]
+    pq.write_table(pa.table({"name": list(photos()), "jpeg": jpegs}), tmp_path / "in.parquet")
+    plain = dm.Dataset.read(tmp_path / "in.parquet")
+    assert str(plain.schema["jpeg"]) == "binary"
+    marked = dm.Dataset.read(tmp_path / "in.parquet", image_columns=["jpeg"])
+    assert str(marked.schema["jpeg"]) == "image"
+    marked.write(tmp_path / "out").run(tmp_path / "w", workers=1, progress=False)
+    [written] = sorted((tmp_path / "out").glob("part-*.parquet"))
+    back = pq.read_table(written)
+    assert is_image(back.schema.field("jpeg").type)  # the type survives the file
+    assert storage(back["jpeg"]).to_pylist() == jpegs
+    again = dm.Dataset.read(tmp_path / "out")
+    assert str(again.schema["jpeg"]) == "image"
+    with pytest.raises(dm.InputError, match=r"image_columns: column 'name' is string"):
+        dm.Dataset.read(tmp_path / "in.parquet", image_columns=["name"]).schema  # noqa: B018
+    with pytest.raises(dm.InputError, match="'missing', which the files lack"):
+        dm.Dataset.read(tmp_path / "in.parquet", image_columns=["missing"])

@@ -58,6 +58,10 @@ class Operation:
     produces: ClassVar[dict[str, Any]] = {}
     resources: ClassVar[Resources] = Resources()
     batch_size: ClassVar[int | None] = None
+    # in-memory bytes of one batch: a step gets slices of at most this many, and a pass
+    # holding the step reads batches of up to it (None: the engine's budget, larger for
+    # batches holding images; executors/rowwise.py)
+    batch_bytes: ClassVar[int | None] = None
     batch_format: ClassVar[Literal["arrow", "pandas"]] = "arrow"
     in_place: ClassVar[bool] = False  # may replace the columns it consumes without overwrite=
 

@@ -29,6 +29,10 @@ from .workers import prepared
 
 BATCH_ROWS = 65_536
 BATCH_BYTES = 2 * 2**20  # in-memory bytes of the input columns of one batch
+# a batch holding images (or other binary columns): bigger, so that a model sees a few
+# hundred images per call, and cut row by row, so that one batch of large images is not
+# gigabytes (the rows of a batch may differ a thousandfold in size)
+IMAGE_BATCH_BYTES = 64 * 2**20
 Report = Callable[[str, int], None]
 
 
@@ -193,10 +197,11 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _input_batches(workdir: Workdir, stage: Stage, partition: int) -> Iterator[Any]:
-    """The stage's input, in batches of at most BATCH_ROWS rows and about BATCH_BYTES bytes
-    (whatever the source yields or the stored columns hold), so that memory is bounded by
-    the batch whether rows are short or long."""
+def _input_batches(workdir: Workdir, stage: Stage, partition: int,
+                   declared: int = 0) -> Iterator[Any]:
+    """The stage's input, in batches of at most BATCH_ROWS rows and the byte budget of
+    `batch_budget` (whatever the source yields or the stored columns hold), so that memory
+    is bounded by the batch whether rows are short or long."""
     import pyarrow as pa
 
     first = stage.steps[0]
@@ -206,21 +211,76 @@ def _input_batches(workdir: Workdir, stage: Stage, partition: int) -> Iterator[A
         for batch in first.op.read(part, columns):
             table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
             yield from batch_slices(table.rename_columns(
-                [ref_name(ColumnRef(first.name, c)) for c in table.schema.names]))
+                [ref_name(ColumnRef(first.name, c)) for c in table.schema.names]),
+                batch_budget(table.schema, declared))
         return
     table = read_columns(workdir, stage.input_step, partition, stage.needed)
     if table.num_rows == 0:
         yield table
-    yield from batch_slices(table)
+    yield from batch_slices(table, batch_budget(table.schema, declared))
+
+
+def holds_binary(schema: Any) -> bool:
+    """Does the schema have a column of images or other binary values?"""
+    import pyarrow as pa
+
+    for field in schema:
+        t = field.type.storage_type if isinstance(field.type, pa.ExtensionType) else field.type
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+            return True
+    return False
+
+
+def batch_budget(schema: Any, declared: int = 0) -> int:
+    """Bytes per batch of a pass: IMAGE_BATCH_BYTES when the batch holds images or other
+    binary columns, else BATCH_BYTES; raised to the largest `batch_bytes` an operation of the
+    pass declares."""
+    return max(IMAGE_BATCH_BYTES if holds_binary(schema) else BATCH_BYTES, declared)
+
+
+def row_bytes(table: Any) -> Any:
+    """In-memory bytes of each row (values of variable-width columns exactly, the others at
+    their average)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    sizes = np.zeros(table.num_rows, dtype=np.int64)
+    for column in table.columns:
+        t = column.type.storage_type if isinstance(column.type, pa.ExtensionType) else column.type
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string(t) \
+                or pa.types.is_large_string(t):
+            values = column.cast(t) if t != column.type else column
+            if isinstance(values, pa.ChunkedArray) and isinstance(column.type, pa.ExtensionType):
+                values = pa.chunked_array([c.storage for c in column.chunks], t)
+            lengths = pc.binary_length(values).fill_null(0).to_numpy(zero_copy_only=False)
+            sizes += lengths.astype(np.int64) + (8 if "large" in str(t) else 4)
+        elif table.num_rows:
+            sizes += column.nbytes // table.num_rows
+    return sizes
 
 
 def batch_slices(table: Any, max_bytes: int | None = None,
                  max_rows: int | None = None) -> Iterator[Any]:
     """Zero-copy slices of `table` of at most `max_rows` rows and about `max_bytes` bytes
-    (default: BATCH_ROWS, BATCH_BYTES); a row larger than `max_bytes` is a batch alone."""
+    (default: BATCH_ROWS, BATCH_BYTES); a row larger than `max_bytes` is a batch alone.
+    A table holding binary columns (images) is cut by the size of each row, others by the
+    average row."""
+    import numpy as np
+
     max_bytes = max_bytes or BATCH_BYTES
     max_rows = max_rows or BATCH_ROWS
     rows = table.num_rows
+    if rows and holds_binary(table.schema) and table.nbytes > max_bytes:
+        ends = np.cumsum(row_bytes(table))
+        start = 0
+        while start < rows:
+            before = ends[start - 1] if start else 0
+            stop = int(np.searchsorted(ends, before + max_bytes, side="right"))
+            stop = min(max(stop, start + 1), start + max_rows)
+            yield table.slice(start, stop - start)
+            start = stop
+        return
     per_row = table.nbytes / rows if rows else 1.0
     step = max(1, min(max_rows, int(max_bytes / max(per_row, 1.0))))
     for start in range(0, rows, step):
@@ -412,7 +472,15 @@ def _push(runs: list[StepRun], ops: list[Any], i: int, batch: Any,
     the progress report, slice by slice, in the same order)."""
     if i == len(runs):
         return
-    limit = ops[i].batch_size if runs[i].step.kind in ("map", "filter", "expand") else None
+    rowwise = runs[i].step.kind in ("map", "filter", "expand")
+    limit = ops[i].batch_size if rowwise else None
+    byte_limit = getattr(ops[i], "batch_bytes", None) if rowwise else None
+    if byte_limit and batch.num_rows > 1 and batch.nbytes > byte_limit:
+        pieces = list(batch_slices(batch, byte_limit, limit))
+        if len(pieces) > 1:
+            for piece in pieces:
+                _push(runs, ops, i, piece, report)
+            return
     if limit and batch.num_rows > limit:
         for start in range(0, batch.num_rows, limit):
             _push(runs, ops, i, batch.slice(start, limit), report)
@@ -431,7 +499,8 @@ def run_partition(workdir: Workdir, stage: Stage, partition: int,
         if reads:  # a fresh count for this partition
             ops[0].take_counters()
             ops[0].take_rejected()
-        for batch in _input_batches(workdir, stage, partition):
+        declared = max((getattr(op, "batch_bytes", None) or 0 for op in ops), default=0)
+        for batch in _input_batches(workdir, stage, partition, declared):
             if reads:  # input the reader set aside before this batch
                 _write_rejected(runs[0], ops[0].take_rejected())
             _push(runs, ops, 0, batch, report)

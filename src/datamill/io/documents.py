@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 
 from ..errors import InputError, PipelineError
 from ..operation import Arguments, SourceOperation
+from . import files
 from .files import (
     ROW_BITS,
     FilePart,
@@ -241,19 +242,22 @@ class Batch:
         self.wanted = wanted
         self.rows: list[dict] = []
         self.ids: list[int] = []
+        self.bytes = 0
 
     def add(self, ordinal: int, n: int, row: dict) -> None:
         self.rows.append(row)
         self.ids.append(ordinal << ROW_BITS | n)
+        self.bytes += sum(len(v) for v in row.values() if isinstance(v, (bytes, str)))
 
     @property
     def full(self) -> bool:
-        return len(self.rows) >= BATCH_ROWS
+        """BATCH_ROWS rows, or READ_BATCH_BYTES of text and bytes (large files, images)."""
+        return len(self.rows) >= BATCH_ROWS or self.bytes >= files.READ_BATCH_BYTES
 
     def flush(self) -> Any:
         import pyarrow as pa
 
         table = pa.Table.from_pylist(self.rows, schema=self.schema).select(self.wanted)
         out = with_ids(table, 0, self.ids)
-        self.rows, self.ids = [], []
+        self.rows, self.ids, self.bytes = [], [], 0
         return out

@@ -9,6 +9,9 @@ from typing import Any
 from ..errors import InputError
 
 ROW_BITS = 40  # row id = file ordinal << 40 | row (or byte offset) within the file
+# what a reader yields at once, at most (besides a row cap): a batch of images or other
+# large values is bounded by its bytes, not by a row count that could be gigabytes
+READ_BATCH_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,21 @@ from .source import FileSource, FileSourceArgs
 ROWS_PER_PARTITION = 250_000
 
 
+BYTES_PER_PARTITION = 512 * 2**20
+READ_BATCH_ROWS = 65_536
+
+
 class ReadParquetArgs(FileSourceArgs):
     rows_per_partition: int = Field(ROWS_PER_PARTITION, gt=0,
                                     description="Row groups are grouped into units of work of "
                                                 "about this many rows.")
+    bytes_per_partition: int = Field(
+        BYTES_PER_PARTITION, gt=0,
+        description="... and of about this many bytes (uncompressed, from the footer), so "
+                    "that a unit of images or other large values stays bounded.")
+    image_columns: list[str] = Field(
+        default_factory=list,
+        description="Binary columns holding encoded images, read as the `image` type.")
 
 
 class ReadParquet(FileSource):
@@ -60,7 +71,32 @@ class ReadParquet(FileSource):
                         f"column {field.name!r} is {field.type} here but {other} in {where} "
                         f"(mixed types across files; pass schema= to cast, e.g. "
                         f"schema={{{field.name!r}: 'string'}})", path=path)
-        return pa.schema([(name, typ) for name, (typ, _) in fields.items()])
+        return self._mark_images(pa.schema([(name, typ) for name, (typ, _) in fields.items()]))
+
+    def arrow_schema(self) -> Any:
+        if self._schema is None and self.args.schema_:
+            self._schema = self._mark_images(super().arrow_schema())
+        return super().arrow_schema()
+
+    def _mark_images(self, schema: Any) -> Any:
+        """The `image_columns` as the image type; each must be a binary column."""
+        import pyarrow as pa
+
+        from ..image_type import ImageType, is_image
+
+        for name in self.args.image_columns:
+            if name not in schema.names:
+                raise InputError(f"image_columns names {name!r}, which the files lack "
+                                 f"(columns: {schema.names})", path=str(self.args.path))
+            field = schema.field(name)
+            if is_image(field.type):
+                continue
+            if field.type not in (pa.binary(), pa.large_binary()):
+                raise InputError(f"image_columns: column {name!r} is {field.type}, not binary "
+                                 "(encoded image bytes)", path=str(self.args.path))
+            schema = schema.set(schema.get_field_index(name),
+                                field.with_type(ImageType(field.type)))
+        return schema
 
     def finer_partitions(self, units: int) -> list[FilePart]:
         """Groups of row groups of at most 1/`units` of the rows (a power of two; a row
@@ -77,16 +113,18 @@ class ReadParquet(FileSource):
     def _partitions_of(self, ordinal: int, path: str, limit: int | None = None
                        ) -> list[FilePart]:
         meta = self._metadata(path)
-        parts, group, rows, offset = [], [], 0, 0
+        parts, group, rows, size, offset = [], [], 0, 0, 0
         limit = limit or self.args.rows_per_partition
+        byte_limit = self.args.bytes_per_partition
         for i in range(meta.num_row_groups):
-            n = meta.row_group(i).num_rows
-            if group and rows + n > limit:
+            n, b = meta.row_group(i).num_rows, meta.row_group(i).total_byte_size
+            if group and (rows + n > limit or size + b > byte_limit):
                 parts.append(FilePart(ordinal, path, row_groups=tuple(group), row_offset=offset))
                 offset += rows
-                group, rows = [], 0
+                group, rows, size = [], 0, 0
             group.append(i)
             rows += n
+            size += b
         if group or not parts:
             parts.append(FilePart(ordinal, path, row_groups=tuple(group), row_offset=offset))
         return parts
@@ -116,8 +154,9 @@ class ReadParquet(FileSource):
                                        np.arange(offset, offset + n))
                         offset += n
                     return
+                groups = [pf.metadata.row_group(i) for i in partition.row_groups]
                 for batch in pf.iter_batches(row_groups=list(partition.row_groups),
-                                             columns=present, batch_size=65_536):
+                                             columns=present, batch_size=_batch_rows(groups)):
                     table = cast_to(pa.Table.from_batches([batch]), target, partition.path)
                     yield with_ids(table, partition.ordinal,
                                    np.arange(offset, offset + table.num_rows))
@@ -131,6 +170,18 @@ class ReadParquet(FileSource):
         except Exception as exc:  # noqa: BLE001 - corrupt pages, truncated files, I/O errors
             raise InputError(f"cannot read Parquet data ({type(exc).__name__}: {exc})",
                              path=partition.path) from None
+
+
+def _batch_rows(groups: list[Any]) -> int:
+    """Rows per batch read: READ_BATCH_ROWS, fewer when rows are large (images), so that a
+    batch holds about READ_BATCH_BYTES (uncompressed, from the footer's row group sizes)."""
+    from . import files
+
+    rows = sum(g.num_rows for g in groups)
+    size = sum(g.total_byte_size for g in groups)
+    if not rows or not size:
+        return READ_BATCH_ROWS
+    return max(1, min(READ_BATCH_ROWS, int(files.READ_BATCH_BYTES * rows / size)))
 
 
 def _same_kind(a: Any, b: Any) -> bool:
