@@ -24,7 +24,8 @@ _BUILTIN_MODULES = (
     "datamill.ops.minhash", "datamill.ops.semantic_dedup",
     "datamill.ops.langid", "datamill.ops.decontaminate",
     "datamill.ops.quality",
-    "datamill.ops.image.mark",
+    "datamill.ops.image.mark", "datamill.ops.image.info", "datamill.ops.image.filter",
+    "datamill.ops.image.transform", "datamill.ops.image.metadata",
     "datamill.io.images",
 )
 

@@ -7,7 +7,8 @@ apply_orientation=True) -> PIL.Image.Image``
     Decodes the first frame to RGB, or RGBA when the image has transparency. CMYK, YCbCr, LAB,
     palette, 1-bit, 16- and 32-bit grey and float images are converted (16-bit scaled, not
     clipped); EXIF orientation is applied. ``draft=(w, h)`` lets JPEG decode at a reduced DCT
-    scale no smaller than (w, h) (after orientation), which is much faster for thumbnails.
+    scale no smaller than (w, h) (after orientation), which is much faster for thumbnails; it
+    may also be a function of the ``ImageProbe`` returning (w, h) or None.
 ``decode(data, ...) -> Decoded``
     The same, plus the ``ImageProbe`` of the source (format, size, metadata found).
 ``probe_image(data) -> ImageProbe``
@@ -221,8 +222,9 @@ def probe_image(data: Any, *, formats: Any = None) -> ImageProbe:
 
 
 def decode(data: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, formats: Any = None,
-           draft: tuple[int, int] | None = None, apply_orientation: bool = True) -> Decoded:
-    """Decode the first frame safely to RGB/RGBA (see the module docstring)."""
+           draft: Any = None, apply_orientation: bool = True) -> Decoded:
+    """Decode the first frame safely to RGB/RGBA (see the module docstring). `draft` is
+    (w, h) or a function of the ImageProbe that returns one (or None)."""
     fmt, plugins = _sniff(data, formats)
     im = _open(data, fmt, plugins)
     out = None
@@ -232,6 +234,8 @@ def decode(data: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, formats: A
             raise ImageDecodeError(
                 "decompression_bomb", f"{fmt} header gives {probe.width}x{probe.height} = "
                 f"{probe.pixels:,} pixels, above max_pixels={max_pixels:,}")
+        if callable(draft):
+            draft = draft(probe)
         if draft is not None and fmt == "jpeg" and im.mode in ("RGB", "L", "CMYK", "YCbCr"):
             w, h = draft
             if apply_orientation and probe.orientation in (5, 6, 7, 8):

@@ -1,0 +1,77 @@
+"""What the image operations share: reading an image column, naming failures, encoding."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ...image_type import as_image, storage
+from ...operation import Arguments
+from .decode import Decoded, ImageDecodeError, decode
+
+OutputFormat = Literal["jpeg", "png", "webp"]
+_PILLOW_NAME = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+class ImageColumnArgs(Arguments):
+    column: str = Field("image", description="The image column.")
+
+
+class EncodeArgs(ImageColumnArgs):
+    format: OutputFormat = Field("jpeg", description="Format of the re-encoded images.")
+    quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality of the re-encoding.")
+
+
+def image_values(batch: Any, column: str) -> Iterator[Any]:
+    """The encoded bytes of each row (None for a null), without copying the column."""
+    values = storage(batch.column(column))
+    chunks = values.chunks if hasattr(values, "chunks") else [values]
+    for chunk in chunks:
+        for scalar in chunk:
+            yield scalar.as_buffer() if scalar.is_valid else None
+
+
+def decode_in(data: Any, column: str, **options: Any) -> Decoded:
+    """decode(), with the column named in the error (the row follows the step's on_error)."""
+    try:
+        return decode(data, **options)
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(exc.reason, f"column {column!r}: {str(exc).split(': ', 1)[1]}"
+                               ) from None
+
+
+def encode_image(image: Any, fmt: str, quality: int = 95) -> bytes:
+    """Encode an RGB/RGBA PIL image; JPEG gets alpha flattened on white, and the ICC profile
+    the decoder kept is carried over."""
+    import io
+
+    from PIL import Image
+
+    if fmt == "jpeg" and image.mode != "RGB":
+        if image.mode == "RGBA":
+            flat = Image.new("RGB", image.size, (255, 255, 255))
+            flat.paste(image, mask=image.getchannel("A"))
+            flat.info = image.info
+            image = flat
+        else:
+            image = image.convert("RGB")
+    options: dict[str, Any] = {}
+    icc = image.info.get("icc_profile")
+    if icc:
+        options["icc_profile"] = icc
+    if fmt in ("jpeg", "webp"):
+        options["quality"] = quality
+    if fmt == "png":
+        options["compress_level"] = 6
+    buf = io.BytesIO()
+    image.save(buf, _PILLOW_NAME[fmt], **options)
+    return buf.getvalue()
+
+
+def image_array(values: list[Any]) -> Any:
+    """A list of bytes (None for null) as an `image` column."""
+    import pyarrow as pa
+
+    return as_image(pa.array([None if v is None else bytes(v) for v in values], pa.binary()))
