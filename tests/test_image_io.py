@@ -330,3 +330,155 @@ def test_parquet_with_image_bytes_reads_and_writes_as_images(tmp_path: Path) -> 
         dm.Dataset.read(tmp_path / "in.parquet", image_columns=["name"]).schema  # noqa: B018
     with pytest.raises(dm.InputError, match="'missing', which the files lack"):
         dm.Dataset.read(tmp_path / "in.parquet", image_columns=["missing"])
+
+
+# --- WebDataset -----------------------------------------------------------------------------
+
+def _samples(n: int, start: int = 0) -> list[dict]:
+    """img2dataset-like samples: photo variants (sizes, formats), captions, metadata."""
+    names = list(photos())
+    out = []
+    for i in range(start, start + n):
+        name = names[i % len(names)]
+        ext = ("jpg", "png", "webp")[i % 3]
+        pixels = photos()[name][:: 1 + i % 4, :: 1 + i % 4]
+        out.append({"key": f"{i:09d}", "ext": ext, "image": encode(pixels, ext),
+                    "caption": f"a photo of {name} number {i}",
+                    "json": {"url": f"https://example.com/{name}/{i}.{ext}", "key": f"{i:09d}",
+                             "width": int(pixels.shape[1]), "status": "success"}})
+    return out
+
+
+def write_shard(path: Path, samples: list[dict]) -> Path:
+    """A shard as img2dataset writes it, through the webdataset package's own writer."""
+    import json
+
+    import webdataset as wds
+
+    with wds.TarWriter(str(path)) as sink:
+        for s in samples:
+            sink.write({"__key__": s["key"], s["ext"]: s["image"], "txt": s["caption"],
+                        "json": json.dumps(s["json"]).encode()})
+    return path
+
+
+def test_webdataset_shards_read_one_row_per_sample(tmp_path: Path) -> None:
+    import json
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    first, second = _samples(7), _samples(5, start=7)
+    write_shard(shards / "00000.tar", first)
+    write_shard(shards / "00001.tar", second)
+    assert guess_format(str(shards)) == "webdataset"
+    ds = dm.Dataset.read(shards)
+    assert ds.step.op.name == "read_webdataset"
+    assert {c: str(t) for c, t in ds.schema.items()} == {
+        "shard": "string", "key": "string", "image": "image", "caption": "string",
+        "json": "string"}
+    table = _collect(ds, tmp_path / "w", workers=2)
+    rows = table.to_pylist()
+    assert [r["key"] for r in rows] == [s["key"] for s in first + second]
+    assert [r["shard"] for r in rows] == ["00000.tar"] * 7 + ["00001.tar"] * 5
+    for row, sample in zip(rows, first + second):
+        assert row["image"] == sample["image"] and row["caption"] == sample["caption"]
+        assert json.loads(row["json"]) == sample["json"]
+    assert len(set(table.column("_id").to_pylist())) == 12
+    one = _collect(dm.Dataset.read(shards / "00001.tar"), tmp_path / "one")
+    assert one.column("key").to_pylist() == [s["key"] for s in second]
+
+
+def test_damaged_shards_keep_what_can_be_read(tmp_path: Path) -> None:
+    """A truncated shard keeps the samples before the damage; a sample without an image or
+    with metadata that does not parse follows `errors` alone; a file that is no tar at all
+    is bad input naming it."""
+    import tarfile
+
+    shards = tmp_path / "bad"
+    shards.mkdir()
+    good = write_shard(shards / "a.tar", _samples(4))
+    whole = write_shard(tmp_path / "whole.tar", _samples(6, start=10)).read_bytes()
+    with tarfile.open(tmp_path / "whole.tar") as tar:  # cut inside the fifth sample's image
+        cut = next(m for m in tar.getmembers() if m.name.startswith("000000014.")).offset_data
+    (shards / "b.tar").write_bytes(whole[: cut + 100])
+    odd = _samples(3, start=20)
+    odd[1]["json"] = None
+    with tarfile.open(shards / "c.tar", "w") as tar:
+        for s in odd:
+            members = {s["ext"]: s["image"], "txt": s["caption"].encode(),
+                       "json": b"{not json" if s["json"] is None else b"{}"}
+            if s is odd[2]:
+                members = {"txt": b"a caption without its image"}
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"{s['key']}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    (shards / "d.tar").write_text("this is not a tar file at all, only words " * 40)
+    with pytest.raises(dm.InputError, match=r"b\.tar: damaged or not a tar file after sample "
+                                            r"'000000014'"):
+        _collect(dm.Dataset.read(shards), tmp_path / "r")
+    kept = dm.Dataset.read(shards, on_error="quarantine")
+    result = kept.run(tmp_path / "q", workers=1, progress=False)
+    keys = _collect(kept, tmp_path / "q").column("key").to_pylist()
+    assert keys == [f"{i:09d}" for i in (0, 1, 2, 3, 10, 11, 12, 13, 20)]
+    assert result.step("read_webdataset")["errors"] == 4  # b's tail, 2 samples of c, d
+    assert good.exists()
+    errors = _collect(dm.Dataset.read(shards, errors="keep"), tmp_path / "k")
+    messages = [r["error"] for r in errors.to_pylist() if r["error"]]
+    assert any("000000021.json does not parse" in m for m in messages)
+    assert any("'000000022' has no image member" in m for m in messages)
+    assert len(messages) == 4
+    assert any(m.endswith("d.tar: damaged or not a tar file (invalid header)") for m in messages)
+
+
+def test_write_webdataset_shards_that_webdataset_reads(tmp_path: Path) -> None:
+    import json
+
+    import webdataset as wds
+
+    shards = tmp_path / "in"
+    shards.mkdir()
+    samples = _samples(30)
+    write_shard(shards / "00000.tar", samples[:15])
+    write_shard(shards / "00001.tar", samples[15:])
+    target = 400_000
+    pipeline = dm.Dataset.read(shards).write(tmp_path / "out", format="webdataset",
+                                             target_file_size=target)
+    assert pipeline.step.op.name == "write_webdataset"
+    pipeline.run(tmp_path / "w", workers=2, progress=False)
+    written = sorted((tmp_path / "out").glob("part-*.tar"))
+    assert len(written) >= sum(len(s["image"]) for s in samples) // (2 * target)
+    assert all(p.stat().st_size < target + max(len(s["image"]) for s in samples) + 10_000
+               for p in written)
+    back = {}
+    for sample in wds.WebDataset([str(p) for p in written], shardshuffle=False):
+        back[sample["__key__"]] = sample
+    assert sorted(back) == [s["key"] for s in samples]
+    for s in samples:
+        got = back[s["key"]]
+        image_ext = {"jpg": "jpg", "png": "png", "webp": "webp"}[s["ext"]]
+        assert got[image_ext] == s["image"]
+        assert got["txt"].decode() == s["caption"]
+        meta = json.loads(got["json"])
+        assert {k: meta[k] for k in s["json"]} == s["json"]  # the metadata, merged
+        assert meta["caption"] == s["caption"] and meta["shard"].endswith(".tar")
+    again = _collect(dm.Dataset.read(tmp_path / "out"), tmp_path / "w2")  # and datamill
+    assert sorted(again.column("key").to_pylist()) == [s["key"] for s in samples]
+    before = {p.name: p.read_bytes() for p in written}
+    pipeline.run(tmp_path / "w3", workers=2, progress=False)  # the same rows, the same bytes
+    assert {p.name: p.read_bytes() for p in sorted((tmp_path / "out").glob("part-*.tar"))} \
+        == before
+
+
+def test_write_webdataset_names_rows_it_cannot_write(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.jpg").write_bytes(encode(skdata.astronaut(), "jpg"))
+    (folder / "text.jpg").write_text("not an image")
+    ds = dm.Dataset.read(folder, format="images")
+    with pytest.raises(dm.DatamillError, match=r"sample '[0-9a-f]{16}': the image is not an "
+                                               r"image \(unknown bytes\)"):
+        ds.write(tmp_path / "out", format="webdataset").run(tmp_path / "w", workers=1,
+                                                            progress=False)
+    with pytest.raises(dm.SchemaError, match="no image column 'picture'"):
+        ds.write(tmp_path / "out", format="webdataset", image="picture")

@@ -13,11 +13,12 @@ from .operation import Operation, check_kind
 SOURCES = {"parquet": "read_parquet", "jsonl": "read_jsonl", "json": "read_jsonl",
            "csv": "read_csv", "text": "read_text_files", "workdir": "read_workdir",
            "html": "read_html", "warc": "read_warc", "pdf": "read_pdf", "hf": "read_hf",
-           "images": "read_images"}
+           "images": "read_images", "webdataset": "read_webdataset"}
 # Formats a folder is read as when every data file in it has that format.
-FOLDER_FORMATS = ("parquet", "jsonl", "csv", "html", "warc", "pdf", "images")
+FOLDER_FORMATS = ("parquet", "jsonl", "csv", "html", "warc", "pdf", "images", "webdataset")
 SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv",
-         "lancedb": "write_lancedb", "pgvector": "write_pgvector"}
+         "lancedb": "write_lancedb", "pgvector": "write_pgvector",
+         "webdataset": "write_webdataset"}
 
 
 def guess_format(path: str) -> str | None:
@@ -61,6 +62,8 @@ def format_of_name(path: str) -> str | None:
         return "pdf"
     if lower.endswith((".html", ".htm", ".xhtml")):
         return "html"  # main content extracted; format="text" reads the raw markup
+    if lower.endswith(".tar"):
+        return "webdataset"
     if lower.endswith(IMAGE_SUFFIXES):
         return "images"
     if lower.endswith((".txt", ".md", ".markdown", ".rst", ".text")):
