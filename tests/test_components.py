@@ -147,6 +147,45 @@ def test_keys_that_are_not_locators_and_negative(tmp_path, monkeypatch):
     _check(root, src, dst, keys="id")
 
 
+@pytest.mark.parametrize("per_unit", [10**9, 300])
+def test_ranked_components_keep_the_row_of_smallest_rank(tmp_path, monkeypatch, per_unit):
+    """image_dedup's case: nodes carry a rank (minus their pixels); each component keeps its
+    row of smallest (rank, key), and every row records that row's id as its cluster_id."""
+    monkeypatch.setattr(components, "EDGES_PER_UNIT", per_unit)
+    src, dst = _graphs()["mixed"]
+    nodes = np.unique(np.r_[src, dst])
+    rank_of = dict(zip(nodes.tolist(), np.random.default_rng(3).integers(-5, 0, len(nodes))
+                       .tolist()))  # few values: many ties, broken by the smaller key
+    root = tmp_path / "shuffle"
+    for u, part in enumerate(np.array_split(np.arange(len(src)), 3)):
+        s, d = src[part], dst[part]
+        folder = root / f"reduce-{u:05d}"
+        folder.mkdir(parents=True)
+        write_reduced(folder, pa.table({
+            "src": s, "dst": d, "src_id": _row_id(s), "dst_id": _row_id(d),
+            "src_rank": [rank_of[x] for x in s.tolist()],
+            "dst_rank": [rank_of[x] for x in d.tolist()]}), 6, "test_op", "test_step")
+        atomic_write_json(folder / "_done.json", {"returned": len(s)})
+    run = _Serial()
+    run_components(root, 6, "dup", run)
+    assert [phase for phase, _ in run.calls][-2:] == ["ranks", "decisions"]
+    members: dict[int, list[int]] = {}
+    for node, label in _reference(src, dst).items():
+        members.setdefault(label, []).append(node)
+    keeper = {x: min(group, key=lambda y: (rank_of[y], y))
+              for group in members.values() for x in group}
+    size = {x: len(group) for group in members.values() for x in group}
+    table = _decisions(root)
+    node = (table["_id"].to_numpy() - 3) // 7
+    assert sorted(node.tolist()) == sorted(keeper)
+    assert table["cluster_id"].to_pylist() == [_row_id(keeper[x]) for x in node.tolist()]
+    assert table["cluster_size"].to_pylist() == [size[x] for x in node.tolist()]
+    assert [r is None for r in table["_reason"].to_pylist()] == \
+        [keeper[x] == x for x in node.tolist()]
+    assert any(keeper[x] != members_min for x, members_min in
+               ((x, min(g)) for g in members.values() for x in g))  # ranks changed keepers
+
+
 def test_round_buckets_divide_the_reduce_buckets(tmp_path, monkeypatch):
     monkeypatch.setattr(components, "EDGES_PER_UNIT", 100)
     src, dst = _graphs()["sparse"]

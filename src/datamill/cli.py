@@ -393,12 +393,20 @@ def _duplicates_of(workdir: Path, row_id: int, columns: list[str] | bool) -> dic
                    f"{workdir} (row ids are in `datamill inspect {workdir} --dropped`)")
 
 
+def _image_label(value: bytes) -> str | None:
+    """"<png image, 12,345 bytes>" for the bytes of a raster image, else None."""
+    from .image_type import sniff_format
+
+    fmt = sniff_format(value)
+    return None if fmt in (None, "svg", "html") else f"<{fmt} image, {len(value):,} bytes>"
+
+
 def _cell(value: Any, width: int = CELL) -> str:
     """A value in a row table: one line, at most `width` characters."""
     if value is None:
         return "-"
     if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
+        value = _image_label(value) or value.decode("utf-8", errors="replace")
     text = " ".join(str(value).split())
     return text if len(text) <= width else text[:width - 1] + "\u2026"
 
@@ -442,7 +450,7 @@ def _fitting(content: list[str], cells: dict[str, list[str]], used: int) -> list
 
 def _json_rows(value: Any) -> Any:
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+        return _image_label(value) or value.decode("utf-8", errors="replace")
     return str(value)
 
 

@@ -15,6 +15,14 @@ rows' `src_id`/`dst_id` and, unless the keys are the row locators themselves,
                  _id) and size (the center's degree + 1), sent to the member's bucket
     decide(c)    joins the members of c with their payload: decisions by partition
 
+When reduce also returns `src_rank`/`dst_rank` (int64), a component keeps its row of smallest
+(rank, key) instead (image_dedup: the largest image): two units replace decide,
+
+    gather(c)    joins the members of node bucket c with their payload, sent to the bucket of
+                 their cluster's center
+    elect(c)     the clusters centered in c: each keeps its member of smallest (rank, key),
+                 decisions by partition (in decide-CCCCC, where apply reads them)
+
 Rounds take O(log^2 n) in theory, a handful in practice. The driver loops until a round
 reports no node out of shape. Every unit commits a folder (temp folder, then rename) named
 after its round, so a killed run resumes at the first unit not yet committed. The number of
@@ -25,6 +33,7 @@ round buckets is fixed after reduce, from the number of edges (EDGES_PER_UNIT ea
     shuffle/components.json                the number of round buckets
     shuffle/cc-RRRR-BBBBB/edges.parquet    round R's edges from node bucket B
     shuffle/label-BBBBB/members.parquet    node, label, cluster_id, cluster_size
+    shuffle/gather-BBBBB/ranked.parquet    label, node, rank, _id, loc, cluster_size (ranked)
     shuffle/decide-BBBBB/part-PPPPP.parquet  decisions about partition P (what apply reads)
 """
 
@@ -59,6 +68,7 @@ DONE = "_done.json"
 SRC, DST = "src", "dst"
 BUCKETS = "datamill.buckets"  # Parquet metadata: the bucket of each row group
 CLUSTERS = "duplicate_clusters"  # counter: components of two nodes or more
+RANK = "rank"  # optional node payload: a component keeps its row of smallest (rank, key)
 
 def row_locators(table: Any) -> Any:
     """int64 `_part << LOC_BITS | _pos` of each row of a scan/reduce table: ordered like
@@ -215,17 +225,26 @@ def read_edges(graph: Graph, source: str, bucket: int) -> tuple[Any, Any]:
     return _unique_pairs(a, b)
 
 
-def read_nodes(graph: Graph, bucket: int) -> tuple[Any, Any, Any]:
-    """(node, _id, locator) of every node of round bucket `bucket`, sorted by node."""
+def read_nodes(graph: Graph, bucket: int, ranked: bool = False) -> tuple[Any, ...]:
+    """(node, _id, locator) of every node of round bucket `bucket`, sorted by node, and
+    their rank when `ranked`."""
     import numpy as np
 
+    names = ("node", ID, "loc", RANK)[:4 if ranked else 3]
     tables = graph.read("reduce", "nodes", bucket)
     if not tables:
-        return (np.zeros(0, np.int64),) * 3
-    node, ids, loc = (np.concatenate([t.column(c).to_numpy() for t in tables])
-                      for c in ("node", ID, "loc"))
+        return (np.zeros(0, np.int64),) * len(names)
+    node, *payload = (np.concatenate([t.column(c).to_numpy() for t in tables])
+                      for c in names)
     node, first = np.unique(node, return_index=True)
-    return node, ids[first], loc[first]
+    return (node, *(p[first] for p in payload))
+
+
+def is_ranked(root: Path) -> bool:
+    """Whether the reduce units under `root` gave their nodes a rank."""
+    import pyarrow.parquet as pq
+
+    return any(RANK in pq.read_schema(f).names for f in root.glob("reduce-*/nodes.parquet"))
 
 
 # --- reduce -------------------------------------------------------------------------------
@@ -254,11 +273,14 @@ def write_reduced(folder: Path, result: Any, buckets: int, op_name: str, step_na
 
     src, dst = column(SRC), column(DST)
     write_edges(folder, src, dst, buckets)
-    nodes = pa.table({
+    nodes = {
         "node": np.r_[src, dst],
         ID: np.r_[column(f"{SRC}{ID}"), column(f"{DST}{ID}")],
         "loc": np.r_[column(f"{SRC}_loc", SRC), column(f"{DST}_loc", DST)],
-    })
+    }
+    if f"{SRC}_{RANK}" in names or f"{DST}_{RANK}" in names:
+        nodes[RANK] = np.r_[column(f"{SRC}_{RANK}"), column(f"{DST}_{RANK}")]
+    nodes = pa.table(nodes)
     _, first = np.unique(nodes.column("node").to_numpy(), return_index=True)
     write_bucketed(folder / "nodes.parquet", nodes.take(pa.array(first)), "node", buckets)
     return len(src)
@@ -362,8 +384,6 @@ def decide_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> d
     import numpy as np
     import pyarrow as pa
 
-    from .global_phases import _by_partition
-
     final = graph.root / f"decide-{bucket:05d}"
     done = committed(final)
     if done is not None:
@@ -378,19 +398,90 @@ def decide_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> d
         member = members.column("node").to_numpy()
         node, ids, loc = read_nodes(graph, bucket)
         at = np.searchsorted(node, member)
-        loc = loc[at]
         kept = member == members.column("label").to_numpy()
-        decisions = pa.table({
-            "_part": pa.array((loc >> LOC_BITS).astype(np.int32)),
-            "_pos": pa.array(loc & ((1 << LOC_BITS) - 1)),
-            ID: pa.array(ids[at], pa.int64()),
-            "_reason": pa.array(np.where(kept, None, reason).tolist(), pa.string()),
-            "cluster_id": members.column("cluster_id"),
-            "cluster_size": members.column("cluster_size"),
-        })
-        decided = decisions.num_rows
-        for p, subset in _by_partition(decisions):
-            write_parquet(tmp / part_name("part", p), subset)
+        decided = write_decisions(tmp, loc[at], ids[at], kept, reason,
+                                  members.column("cluster_id").to_numpy(),
+                                  members.column("cluster_size").to_numpy())
+    return commit_unit(tmp, final, {"decisions": decided, "seconds": time.perf_counter() - start})
+
+
+def write_decisions(folder: Path, loc: Any, ids: Any, kept: Any, reason: str,
+                    cluster_id: Any, cluster_size: Any) -> int:
+    """Decisions about rows at locators `loc` into `folder`, one file per partition: dropped
+    with `reason` unless `kept`, all recording their cluster. Returns the number of rows."""
+    import numpy as np
+    import pyarrow as pa
+
+    from .global_phases import _by_partition
+
+    decisions = pa.table({
+        "_part": pa.array((loc >> LOC_BITS).astype(np.int32)),
+        "_pos": pa.array(loc & ((1 << LOC_BITS) - 1)),
+        ID: pa.array(ids, pa.int64()),
+        "_reason": pa.array(np.where(kept, None, reason).tolist(), pa.string()),
+        "cluster_id": pa.array(cluster_id, pa.int64()),
+        "cluster_size": pa.array(cluster_size, pa.int64()),
+    })
+    for p, subset in _by_partition(decisions):
+        write_parquet(folder / part_name("part", p), subset)
+    return decisions.num_rows
+
+
+def gather_unit(graph: Graph, bucket: int, report: Any = None) -> dict:
+    """Ranked components: the members of node bucket `bucket` with their payload (rank, _id,
+    locator), sent to the bucket of their cluster's center."""
+    import numpy as np
+    import pyarrow as pa
+
+    final = graph.root / f"gather-{bucket:05d}"
+    done = committed(final)
+    if done is not None:
+        return done
+    start = time.perf_counter()
+    tables = graph.read("label", "members", bucket)
+    tmp = temp_path(final)
+    tmp.mkdir(parents=True)
+    rows = 0
+    if tables:
+        members = pa.concat_tables(tables)
+        member = members.column("node").to_numpy()
+        node, ids, loc, rank = read_nodes(graph, bucket, ranked=True)
+        at = np.searchsorted(node, member)
+        ranked = pa.table({"label": members.column("label"), "node": member,
+                           RANK: rank[at], ID: ids[at], "loc": loc[at],
+                           "cluster_size": members.column("cluster_size")})
+        write_bucketed(tmp / "ranked.parquet", ranked, "label", graph.buckets)
+        rows = ranked.num_rows
+    return commit_unit(tmp, final, {"members": rows, "seconds": time.perf_counter() - start})
+
+
+def elect_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> dict:
+    """Ranked components: the clusters centered in `bucket` each keep their member of
+    smallest (rank, node); decisions by partition, where `decide` would write them."""
+    import numpy as np
+    import pyarrow as pa
+
+    final = graph.root / f"decide-{bucket:05d}"
+    done = committed(final)
+    if done is not None:
+        return done
+    start = time.perf_counter()
+    tables = graph.read("gather", "ranked", bucket)
+    tmp = temp_path(final)
+    tmp.mkdir(parents=True)
+    decided = 0
+    if tables:
+        t = pa.concat_tables(tables)
+        label, node, rank = (t.column(c).to_numpy() for c in ("label", "node", RANK))
+        order = np.lexsort((node, rank, label))
+        label, node = label[order], node[order]
+        ids, loc = t.column(ID).to_numpy()[order], t.column("loc").to_numpy()[order]
+        size = t.column("cluster_size").to_numpy()[order]
+        starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]])
+        lengths = np.diff(np.r_[starts, len(label)])
+        keeper = np.repeat(starts, lengths)
+        kept = np.arange(len(label)) == keeper
+        decided = write_decisions(tmp, loc, ids, kept, reason, ids[keeper], size)
     return commit_unit(tmp, final, {"decisions": decided, "seconds": time.perf_counter() - start})
 
 
@@ -422,7 +513,14 @@ def run_components(root: Path, fine: int, reason: str, run: Runner, name: str = 
     folders = [root / f"label-{c:05d}" for c in range(graph.buckets)]
     run("label", functools.partial(label_unit, graph, f"cc-{round_no:04d}"), pending(folders),
         f"{prefix}clusters")
-    folders = [root / f"decide-{c:05d}" for c in range(graph.buckets)]
-    run("decide", functools.partial(decide_unit, graph, reason), pending(folders),
-        f"{prefix}decisions")
+    decide_folders = [root / f"decide-{c:05d}" for c in range(graph.buckets)]
+    if is_ranked(root):
+        folders = [root / f"gather-{c:05d}" for c in range(graph.buckets)]
+        run("gather", functools.partial(gather_unit, graph), pending(folders),
+            f"{prefix}ranks")
+        run("elect", functools.partial(elect_unit, graph, reason), pending(decide_folders),
+            f"{prefix}decisions")
+    else:
+        run("decide", functools.partial(decide_unit, graph, reason), pending(decide_folders),
+            f"{prefix}decisions")
     return round_no
