@@ -247,7 +247,10 @@ def test_undecodable_images_are_kept_and_counted_and_image_hash_quarantines(tmp_
     result = _dedup(path).run(tmp_path / "w", progress=False)
     step = result.step("image_dedup")
     assert step["rows_out"] == 4 and step["dropped"] == {"near_duplicate_image": 1}
-    assert step["counters"]["undecodable_images"] == 3
+    counters = step["counters"]
+    assert counters["undecodable_images"] == 3
+    assert [counters[f"undecodable_{r}"] for r in ("empty", "truncated", "vector_refused")] \
+        == [1, 1, 1]
 
     hashed = (dm.Dataset.read(path).apply("as_images")
               .apply("image_hash", on_error="quarantine"))
@@ -256,7 +259,8 @@ def test_undecodable_images_are_kept_and_counted_and_image_hash_quarantines(tmp_
     values = hashed.collect(tmp_path / "w2", ["image_hash"], progress=False)
     bad = dm.quarantined_rows(tmp_path / "w2", "image_hash").to_pylist()
     assert sorted(r["_error"].split(":")[1].strip() for r in bad) == [
-        "empty", "not_an_image", "truncated"]
+        "empty", "truncated", "vector_refused"]
+    assert all("column 'image'" in r["_error"] for r in bad)
     assert values.num_rows == 2 and values.schema.field("image_hash").type == pa.uint64()
     a, b = values.column("image_hash").to_pylist()
     assert hashing.hamming(a, b) <= 2  # PNG and JPEG of one photo

@@ -11,7 +11,6 @@ connected components, executors/components.py) and keeps the row of smallest ran
 
 from __future__ import annotations
 
-import io
 from typing import Any, Literal
 
 from pydantic import Field
@@ -22,6 +21,8 @@ from ...image_type import is_image, storage
 from ...operation import Arguments, GlobalOperation, MapOperation
 from ..dedup import CLUSTER_LINEAGE
 from ..minhash import _combine
+from ._common import decode_in, image_values
+from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, probe_image
 from .hashing import (
     DRAFT_SIZE,
     HASHERS,
@@ -33,82 +34,35 @@ from .hashing import (
 )
 
 Keep = Literal["most_pixels", "largest_bytes", "first"]
-DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own limit: about 0.25 GiB of RGB
 HASH_COLUMN = "image_hash"
 MAX_THRESHOLD = 16  # 17 bands of 3-4 bits: beyond, the band search compares nearly all pairs
 
 
-class ImageDecodeError(ValueError):
-    """An image that cannot be decoded; `reason` is a short code (a drop reason)."""
-
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(f"{reason}: {message}")
-
-
-def _decode(data: bytes, max_pixels: int, draft: tuple[int, int] | None) -> tuple[Any, int]:
-    """(PIL image, oriented per EXIF, its first frame; pixels as stored). Raises
-    ImageDecodeError for bytes Pillow cannot open, vector formats and decompression bombs."""
-    import warnings
-
-    from PIL import Image, ImageOps
-
-    from ...image_type import sniff_format
-
-    if not data:
-        raise ImageDecodeError("empty", "no bytes")
-    fmt = sniff_format(data)
-    if fmt in (None, "svg", "html"):
-        raise ImageDecodeError("not_an_image", f"unrecognised bytes {bytes(data[:8])!r}")
+def _pixels(data: Any) -> int:
+    """Width x height from the header (no pixel decoded); 0 when unreadable (ranks last)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            pixels = im.width * im.height
-            if pixels > max_pixels:
-                raise ImageDecodeError("decompression_bomb", f"{im.width}x{im.height} = "
-                                       f"{pixels:,} pixels, above max_pixels={max_pixels:,}")
-            if draft is not None and im.format == "JPEG":
-                im.draft("RGB", draft)
-            im.load()
-            return ImageOps.exif_transpose(im), pixels
+        return probe_image(data).pixels
     except ImageDecodeError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError("decompression_bomb", str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is this image's fault
-        reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
-        raise ImageDecodeError(reason, f"{fmt}: {type(exc).__name__}: {exc}") from None
-
-
-def _pixels(data: bytes) -> int:
-    """Width x height from the header (no pixel decoded); 0 when unreadable."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.width * im.height
-    except Exception:  # noqa: BLE001 - unreadable: ranks last
         return 0
 
 
-def image_hashes(values: Any, method: str, max_pixels: int,
+def image_hashes(batch: Any, column: str, method: str, max_pixels: int,
                  on_bad: Any = None) -> tuple[Any, Any]:
-    """(uint64 hash, pixels) of each image of a binary array; a null or undecodable image gets
-    hash 0 and pixels -1, after `on_bad(position, error)` if given (else the error raises)."""
+    """(uint64 hash, pixels) of each image of `column`; a null or undecodable image gets hash
+    0 and pixels -1, after `on_bad(position, error)` if given (else the ImageDecodeError
+    raises, the column named)."""
     import numpy as np
 
     hasher, draft = HASHERS[method], DRAFT_SIZE[method]
-    hashes = np.zeros(len(values), np.uint64)
-    pixels = np.full(len(values), -1, np.int64)
-    for i, data in enumerate(storage(values).to_pylist()):
+    hashes = np.zeros(batch.num_rows, np.uint64)
+    pixels = np.full(batch.num_rows, -1, np.int64)
+    for i, data in enumerate(image_values(batch, column)):
         try:
             if data is None:
-                raise ImageDecodeError("empty", "null image")
-            image, pixels[i] = _decode(data, max_pixels, draft)
-            hashes[i] = hasher(image)
+                raise ImageDecodeError("empty", f"column {column!r}: null image")
+            decoded = decode_in(data, column, max_pixels=max_pixels, draft=draft)
+            hashes[i], pixels[i] = hasher(decoded.image), decoded.probe.pixels
         except ImageDecodeError as exc:
-            pixels[i] = -1
             if on_bad is None:
                 raise
             on_bad(i, exc)
@@ -144,7 +98,7 @@ class ImageHash(MapOperation):
     def process(self, batch: Any) -> dict:
         import pyarrow as pa
 
-        hashes, _ = image_hashes(batch.column(self.args.column), self.args.method,
+        hashes, _ = image_hashes(batch, self.args.column, self.args.method,
                                  self.args.max_pixels)
         return {self.args.output: pa.array(hashes, pa.uint64())}
 
@@ -225,8 +179,8 @@ class ImageDedup(GlobalOperation):
         args = self.args
         bad = []
         if args.hash_column is None:
-            hashes, pixels = image_hashes(batch.column(args.column), args.method,
-                                          args.max_pixels, on_bad=lambda i, e: bad.append(i))
+            hashes, pixels = image_hashes(batch, args.column, args.method, args.max_pixels,
+                                          on_bad=lambda i, e: bad.append(e.reason))
             valid = pixels >= 0
         else:
             column = batch.column(args.hash_column)
@@ -234,6 +188,8 @@ class ImageDedup(GlobalOperation):
             hashes = pc.fill_null(column, 0).to_numpy().astype(np.int64).view(np.uint64)
             pixels = None
         self.count("undecodable_images", len(bad))
+        for reason in bad:
+            self.count(f"undecodable_{reason}")
         self.count("rows_without_hash", int((~valid).sum()) - len(bad))
         if args.keep == "first":
             rank = np.zeros(len(hashes), np.int64)
@@ -243,8 +199,8 @@ class ImageDedup(GlobalOperation):
         elif pixels is not None:
             rank = -pixels
         else:
-            rank = -np.array([_pixels(d) if d else 0 for d in
-                              storage(batch.column(args.column)).to_pylist()], np.int64)
+            rank = -np.array([_pixels(d) if d is not None else 0
+                              for d in image_values(batch, args.column)], np.int64)
         return hashes, np.where(valid, rank, 1)
 
     def scan(self, batch: Any) -> Any:
