@@ -269,3 +269,25 @@ def test_a_library_built_from_older_sources_warns_and_falls_back(monkeypatch) ->
             assert kernels.library() is None
     finally:
         kernels.library.cache_clear()
+
+
+def test_letter_check_equals_the_numpy_twin(texts, monkeypatch) -> None:
+    from datamill.ops import langid_backends
+
+    rng = random.Random(3)
+    odd = ["", None, "12345 678", "\x00\x01\x02abc", "\ufffd\ufffd\ufffdab", "\ue000" * 5 + "a",
+           "😀 emoji and words 😀", "𝐀𝐁𝐂 math letters", "\U000f0000" * 3 + "abc",
+           "a" * 3000, "1" * 1999 + "a" + "b" * 50, "é" * 700 + "1" * 1400, " \t\n ",
+           "東京都" * 800, "Привет, мир! " * 200]
+    column = pa.array(texts + odd + ["".join(t) for t in
+                                     (_random_texts(rng) for _ in range(300))])
+    for max_chars, min_letters in ((2000, 0.3), (7, 0.5), (1, 0.3)):
+        fast = langid_backends.undetermined_column(column, max_chars, min_letters)
+        want = langid_backends.undetermined(
+            pc.utf8_slice_codeunits(column, 0, max_chars).to_pylist(), min_letters)
+        assert fast.tolist() == want, (max_chars, min_letters)
+        monkeypatch.setattr(kernels, "library", lambda: None)
+        slow = langid_backends.undetermined_column(column, max_chars, min_letters)
+        monkeypatch.undo()
+        assert slow.tolist() == want
+    assert 0 < sum(want) < len(want)

@@ -135,8 +135,8 @@ def test_fifty_megabyte_document_is_cheap(tmp_path):
     op = DetectLanguage(max_chars=500)
     op.setup()
     seen: list[int] = []
-    classify = op.detect_texts
-    op.detect_texts = lambda texts: seen.extend(len(t or "") for t in texts) or classify(texts)
+    classify = op._classify
+    op._classify = lambda texts: seen.extend(len(t or "") for t in texts) or classify(texts)
     table = pa.table({"text": [paragraph * 500_000]})
     tracemalloc.start()
     op.process(table)
@@ -232,13 +232,13 @@ def test_auto_asks_py3langid_only_about_unsure_texts(monkeypatch):
     from .quality_corpus import generate
 
     calls = Counter()
-    rank = LanguageIdentifier.rank
+    decide = LanguageIdentifier._decide  # py3langid's scoring of one text
 
     def counted(self, text):
         calls["rank"] += 1
-        return rank(self, text)
+        return decide(self, text)
 
-    monkeypatch.setattr(LanguageIdentifier, "rank", counted)
+    monkeypatch.setattr(LanguageIdentifier, "_decide", counted)
     web = generate(600, seed=3)  # English web-like documents, some with other languages
     op = DetectLanguage()
     out = op.process(pa.table({"text": web}))
@@ -328,3 +328,28 @@ def test_norwegian_bokmal_is_no_for_every_backend():
         assert found.count("no") >= len(texts) - 1, (backend, found)
     op = DetectLanguage(backend="lingua_low", candidates=["no", "da"])
     assert op.process(pa.table({"text": texts[:1]}))["language"][0].as_py() == "no"
+
+
+def test_py3langid_in_c_scores_exactly_as_py3langid():
+    """The C byte automaton (and float32 product) gives py3langid's own scores and ranks;
+    `auto`'s pick among allowed languages is the first allowed of py3langid's rank."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from datamill.ops import langid_backends
+    from datamill.ops.quality import kernels
+
+    from .quality_corpus import generate
+
+    assert kernels.library() is not None, "the C kernels are not built"
+    stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    ours = langid_backends.py3langid_backend(None, "detect_language")
+    assert type(ours) is not LanguageIdentifier  # the kernel subclass is in use
+    texts = [r["text"] for r in _gettext_rows()][::3] + generate(60, seed=5) + [
+        "", "   ", "1234", "ÉCRIT EN MAJUSCULES", "\x00\x01", "東京 Привет hello"]
+    best = langid_backends._best_of(ours)
+    for text in texts:
+        ranked = stock.rank(text[:1000])
+        assert ours.rank(text[:1000]) == ranked
+        allowed = {ranked[5][0], ranked[2][0], "xx"}
+        assert best(text[:1000], allowed) == next((c, p) for c, p in ranked if c in allowed)
+    assert best("some text", {"xx"}) is None

@@ -64,6 +64,9 @@ class Operation:
     batch_bytes: ClassVar[int | None] = None
     batch_format: ClassVar[Literal["arrow", "pandas"]] = "arrow"
     in_place: ClassVar[bool] = False  # may replace the columns it consumes without overwrite=
+    # the local executor runs setup() once in the driver, before forking its workers, which
+    # then share what it loaded (for CPU models safe to fork: no threads, no GPU context)
+    setup_before_fork: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

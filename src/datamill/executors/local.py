@@ -18,6 +18,7 @@ from ..errors import DatamillError
 from ..storage import HELD_LOCKS
 from .base import Executor, RunResult
 from .progress import Progress
+from .workers import prepared
 
 __all__ = ["LocalExecutor", "RunResult"]
 
@@ -44,6 +45,14 @@ def _preload_in_driver() -> None:
         import pandas  # noqa: F401
 
 
+def _setup_before_fork(steps: list[Step]) -> None:
+    """Set up, in the driver, the operations that ask for it (`setup_before_fork`): the
+    forked workers find them ready (workers.prepared) and share their memory."""
+    for step in steps:
+        if getattr(step.op, "setup_before_fork", False):
+            prepared(step)
+
+
 def _call_unit(name: str, arg: int) -> Any:
     fn = _STATE["units"][name]
     queue = _STATE.get("queue")
@@ -63,6 +72,7 @@ class LocalExecutor(Executor):
     def _dispatch(self, units: dict[str, Callable], name: str, items: list[int],
                   progress: Progress, phase: str | None, steps: list[Step]) -> None:
         _preload_in_driver()
+        _setup_before_fork(steps)
         ctx = mp.get_context("fork")
         queue = ctx.Queue() if progress.wants_rows else None
         _STATE.update(units=units, queue=queue)

@@ -100,6 +100,7 @@ class DetectLanguage(MapOperation):
     Args = DetectLanguageArgs
     consumes = {"{column}": "string"}
     produces = {"language": "string", "language_score": "float32"}
+    setup_before_fork = True  # the models load once, in the driver; workers share them
 
     def setup(self) -> None:
         a = self.args
@@ -130,14 +131,24 @@ class DetectLanguage(MapOperation):
         return self.detect_texts([text])[0]
 
     def process(self, batch: Any) -> Any:
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        column = batch[self.args.column]
-        texts = pc.utf8_slice_codeunits(column, 0, self.args.max_chars).to_pylist()
-        results = self.detect_texts(texts)
-        return {"language": pa.array([r[0] for r in results], pa.string()),
-                "language_score": pa.array([r[1] for r in results], pa.float32())}
+        if not hasattr(self, "_classify"):
+            self.setup()
+        a = self.args
+        column = batch[a.column]
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        unknown = backends.undetermined_column(column, a.max_chars, a.min_letters)
+        rows = np.flatnonzero(~unknown)
+        texts = pc.utf8_slice_codeunits(column.take(rows), 0, a.max_chars).to_pylist()
+        languages, scores = [UNDETERMINED] * len(column), [0.0] * len(column)
+        for row, (language, score) in zip(rows.tolist(), self._classify(texts)):
+            languages[row], scores[row] = language, score
+        return {"language": pa.array(languages, pa.string()),
+                "language_score": pa.array(scores, pa.float32())}
 
 
 class LanguageFilterArgs(Arguments):

@@ -124,8 +124,55 @@ def undetermined(texts: list[str | None], min_letters: float) -> list[bool]:
     letters = (sums & _FIELD).astype(np.int64)
     shown = ((sums >> 21) & _FIELD).astype(np.int64)
     junk = (sums >> 42).astype(np.int64)
-    bad = (letters == 0) | (letters < min_letters * shown) | (junk > 0.1 * shown)
-    return bad.tolist()
+    return _verdict(letters, shown, junk, min_letters).tolist()
+
+
+def _verdict(letters: Any, shown: Any, junk: Any, min_letters: float) -> Any:
+    return (letters == 0) | (letters < min_letters * shown) | (junk > 0.1 * shown)
+
+
+_BYTE_TABLE: Any = None
+
+
+def _byte_table() -> Any:
+    """_table() as one byte per code point: bit 1 letter, 2 visible, 4 junk."""
+    global _BYTE_TABLE
+    if _BYTE_TABLE is None:
+        import numpy as np
+
+        t = _table()
+        _BYTE_TABLE = (((t & _FIELD) != 0) * 1 + (((t >> 21) & _FIELD) != 0) * 2
+                       + ((t >> 42) != 0) * 4).astype(np.uint8)
+    return _BYTE_TABLE
+
+
+def undetermined_column(column: Any, max_chars: int, min_letters: float) -> Any:
+    """`undetermined` of each text's first `max_chars` characters, for an Arrow string
+    array (numpy bool): in C over the UTF-8 bytes where the kernels are built (texts with
+    code points beyond the Basic Multilingual Plane go the vectorized way)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from .quality import kernels
+    from .quality.gopher import _utf8
+
+    def sliced(rows: Any) -> list[str | None]:
+        return pc.utf8_slice_codeunits(column.take(rows), 0, max_chars).to_pylist()
+
+    data, offsets = _utf8(column)
+    found = kernels.char_classes(data, offsets, max_chars, _byte_table())
+    if found is None:
+        return np.array(undetermined(sliced(np.arange(len(column))), min_letters), bool)
+    letters, shown, junk, astral = found
+    bad = _verdict(letters, shown, junk, min_letters)
+    if column.null_count:
+        null = column.is_null().to_numpy(zero_copy_only=False)
+        bad |= null
+        astral &= ~null
+    rows = np.flatnonzero(astral)  # counted up to the first such code point only
+    if len(rows):
+        bad[rows] = undetermined(sliced(rows), min_letters)
+    return bad
 
 
 def _undetermined_one(text: str, min_letters: float) -> bool:
@@ -137,14 +184,23 @@ def _undetermined_one(text: str, min_letters: float) -> bool:
 
 
 # --- backends -------------------------------------------------------------------------------
+_PY3LANGID_TABLES: list = []  # the loaded model, once per process (forked workers share it)
+
+
 def py3langid_backend(candidates: list[str] | None, operation: str) -> Any:
-    """A py3langid LanguageIdentifier, restricted to `candidates` if given."""
+    """A py3langid LanguageIdentifier, restricted to `candidates` if given. Its byte
+    automaton runs in C where the kernels are built (the same features and scores)."""
     try:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+        from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+        from py3langid.modelio import load_model
     except ImportError:
         raise PipelineError("the langid backend needs py3langid: "
                             "pip install 'datamill[langid]'", operation=operation) from None
-    model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    if not _PY3LANGID_TABLES:
+        _PY3LANGID_TABLES.append(load_model(MODEL_DIR / MODEL_FILE))
+    ptc, pc, classes, nextmove, row, output = _PY3LANGID_TABLES[0]
+    cls = _kernel_identifier(LanguageIdentifier)
+    model = cls(ptc, pc, list(classes), nextmove, output, norm_probs=True, tk_row=row)
     if candidates:
         unknown = sorted(set(candidates) - set(model.nb_classes))
         if unknown:
@@ -152,6 +208,43 @@ def py3langid_backend(candidates: list[str] | None, operation: str) -> Any:
                                 operation=operation)
         model.set_languages(candidates)
     return model
+
+
+_KERNEL_IDENTIFIER: list = []
+
+
+def _kernel_identifier(base: type) -> type:
+    """`base` (py3langid's LanguageIdentifier) with its byte automaton walked in C, or
+    `base` itself without kernels or if py3langid's internals are not the ones known."""
+    from .quality import kernels
+
+    if kernels.library() is None or not all(
+            hasattr(base, name) for name in ("_raw_score", "_sparse_score", "_decide")):
+        return base
+    if _KERNEL_IDENTIFIER:
+        return _KERNEL_IDENTIFIER[0]
+    import numpy as np
+
+    class KernelIdentifier(base):  # type: ignore[valid-type, misc]
+        __slots__ = ("_walk", "_ptc32")
+
+        def _raw_score(self, text: bytes) -> Any:
+            try:
+                walk, (ptc, ptc32) = self._walk, self._ptc32
+            except AttributeError:
+                walk = self._walk = kernels.FeatureWalk(self.tk_nextmove, self.tk_row,
+                                                        self.tk_output)
+                ptc = ptc32 = None
+            if ptc is not self.nb_ptc:  # float32 once (a float16 product casts each time)
+                ptc, ptc32 = self.nb_ptc, self.nb_ptc.astype(np.float32)
+                self._ptc32 = ptc, ptc32
+            idx, counts = walk(text)
+            if len(idx):  # py3langid's _sparse_score, on the same numbers
+                return np.log1p(counts.astype(np.float32)) @ ptc32[idx] + self.nb_pc
+            return super()._raw_score(b"")  # no features: py3langid's fill
+
+    _KERNEL_IDENTIFIER.append(KernelIdentifier)
+    return KernelIdentifier
 
 
 def py3langid_classify(candidates: list[str] | None, operation: str) -> Classify:
@@ -259,7 +352,7 @@ def auto_classify(model_path: str | None, candidates: list[str] | None, fast_cha
     second = py3langid_backend(None, operation)
     if candidates and set(candidates) & set(second.nb_classes):
         second.set_languages(sorted(set(candidates) & set(second.nb_classes)))
-    rank = second.rank
+    best_of = _best_of(second)
 
     def classify(texts: list[str]) -> list[tuple[str, float]]:
         out = []
@@ -275,11 +368,32 @@ def auto_classify(model_path: str | None, candidates: list[str] | None, fast_cha
                     allowed |= _RELATIVES.get(code, {code})
                 if fast.candidates:
                     allowed &= fast.candidates
-                for code, p in rank(text[:second_chars]):
-                    if code in allowed:
-                        language, score = code, p
-                        break
+                language, score = best_of(text[:second_chars], allowed) or (language, score)
             out.append((language, min(max(float(score), 0.0), 1.0)))
         return out
 
     return classify
+
+
+def _best_of(model: Any) -> Callable[[str, set[str]], tuple[str, float] | None]:
+    """The language py3langid finds most likely for a text among `allowed` (the first of
+    its `rank` that is allowed), and its probability; None if it knows none of them."""
+    decide = getattr(model, "_decide", None)
+    if decide is None:  # another py3langid: its public ranking
+        def ranked(text: str, allowed: set[str]) -> tuple[str, float] | None:
+            return next(((c, p) for c, p in model.rank(text) if c in allowed), None)
+        return ranked
+    classes = list(model.nb_classes)
+    column: dict[str, int] = {}
+    for i, code in enumerate(classes):  # an aliased label's score is in its first column
+        column.setdefault(code, i)
+
+    def best(text: str, allowed: set[str]) -> tuple[str, float] | None:
+        columns = sorted(column[c] for c in allowed if c in column)
+        if not columns:
+            return None
+        scores = decide(text)[columns]
+        k = int(scores.argmax())  # ties: the first class, as rank's stable sort
+        return classes[columns[k]], float(scores[k])
+
+    return best

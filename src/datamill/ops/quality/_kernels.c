@@ -1,5 +1,6 @@
-/* Compiled kernels of the quality statistics, loaded with ctypes (kernels.py). Each one
- * computes exactly what its numpy twin in gopher.py computes; tests compare the two.
+/* Compiled kernels of the quality statistics and of language identification, loaded with
+ * ctypes (kernels.py). Each one computes exactly what its Python/numpy twin computes; tests
+ * compare the two.
  * Plain C99, no Python headers: the shared library only exchanges arrays. */
 
 #include <stdint.h>
@@ -894,4 +895,69 @@ void gopher_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts, 
         unsure[d] = (uint8_t)deep;
         exotic[d] = (uint8_t)odd;
     }
+}
+
+/* detect_language's letter check (langid_backends.undetermined): per text, among its first
+ * `max_chars` code points, the letters, the visible characters and the junk, as `table`
+ * classes them (bit 1 letter, 2 visible, 4 junk; one byte per code point of the Basic
+ * Multilingual Plane). A text with a code point beyond the plane is flagged in `astral`
+ * and its counts are left to the caller. */
+void char_classes(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
+                  int64_t max_chars, const uint8_t *table, int64_t *letters, int64_t *shown,
+                  int64_t *junk, uint8_t *astral) {
+    for (int64_t t = 0; t < n_texts; t++) {
+        const uint8_t *p = data + offsets[t], *e = data + offsets[t + 1];
+        int64_t chars = 0, l = 0, s = 0, j = 0;
+        uint8_t beyond = 0;
+        while (p < e && chars < max_chars) {
+            uint32_t c = p[0];
+            if (c < 0x80) {
+                p += 1;
+            } else if (c < 0xE0) {
+                c = ((c & 0x1F) << 6) | (p[1] & 0x3F);
+                p += 2;
+            } else if (c < 0xF0) {
+                c = ((c & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+                p += 3;
+            } else {
+                beyond = 1;
+                break;
+            }
+            uint8_t k = table[c];
+            l += k & 1;
+            s += (k >> 1) & 1;
+            j += (k >> 2) & 1;
+            chars++;
+        }
+        letters[t] = l;
+        shown[t] = s;
+        junk[t] = j;
+        astral[t] = beyond;
+    }
+}
+
+/* py3langid's feature walk over the bytes of one text: the byte automaton (next state =
+ * nextmove[(row[state] << 8) + byte]; a state with out[state] >= 0 emits that feature).
+ * Writes the distinct features in order of first appearance to `idx` and how often each
+ * was emitted to `count` (both at least n long); returns how many. `seen` holds one entry
+ * per feature, all -1, and is left so. */
+int64_t dfa_features(const uint8_t *text, int64_t n, const uint32_t *nextmove,
+                     const uint32_t *row, const int32_t *out, int64_t *seen, int64_t *idx,
+                     int64_t *count) {
+    uint32_t state = 0;
+    int64_t found = 0;
+    for (int64_t i = 0; i < n; i++) {
+        state = nextmove[((int64_t)row[state] << 8) + text[i]];
+        int32_t f = out[state];
+        if (f < 0) continue;
+        if (seen[f] < 0) {
+            seen[f] = found;
+            idx[found] = f;
+            count[found++] = 1;
+        } else {
+            count[seen[f]]++;
+        }
+    }
+    for (int64_t i = 0; i < found; i++) seen[idx[i]] = -1;
+    return found;
 }

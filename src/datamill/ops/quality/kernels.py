@@ -7,7 +7,8 @@ from __future__ import annotations
 import ctypes
 import os
 import warnings
-from functools import cache
+from collections.abc import Callable
+from functools import cache, wraps
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Any
@@ -62,26 +63,45 @@ def _declare(lib: Any) -> None:
     lib.fineweb_lines.restype = ctypes.c_int
     lib.gopher_lines.argtypes = [p, p, i64, i64, p, p, p, p, p, p, p, p]
     lib.gopher_lines.restype = None
+    lib.char_classes.argtypes = [p, p, i64, i64, p, p, p, p, p]
+    lib.char_classes.restype = None
+    lib.dfa_features.argtypes = [ctypes.c_char_p, i64, p, p, p, p, p, p]
+    lib.dfa_features.restype = i64
 
 
 def _ptr(a: Any) -> int:
     return a.ctypes.data
 
 
-def ngram_repetition(hashes: Any, lengths: Any, offsets: Any, top_n: list[int],
+def _kernel(fn: Callable) -> Callable:
+    """A kernel's wrapper: called with the loaded library first; returns None without
+    kernels (the caller then uses the numpy twin)."""
+    @wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        lib = library()
+        return None if lib is None else fn(lib, *args, **kwargs)
+    return call
+
+
+def _c(array: Any, dtype: Any) -> Any:
+    """`array` as a C-contiguous numpy array of `dtype` (no copy when it already is one)."""
+    import numpy as np
+
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+@_kernel
+def ngram_repetition(lib: Any, hashes: Any, lengths: Any, offsets: Any, top_n: list[int],
                      dup_n: list[int]) -> tuple[dict, dict] | None:
     """gopher.ngram_repetition's result, computed per document in C; None without kernels."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
     n_docs = len(offsets) - 1
-    hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
-    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    top = np.ascontiguousarray(top_n, dtype=np.int64)
-    dup = np.ascontiguousarray(dup_n, dtype=np.int64)
+    hashes = _c(hashes, np.uint64)
+    lengths = _c(lengths, np.int64)
+    offsets = _c(offsets, np.int64)
+    top = _c(top_n, np.int64)
+    dup = _c(dup_n, np.int64)
     top_out = np.zeros((len(top), n_docs))
     dup_out = np.zeros((len(dup), n_docs))
     if lib.ngram_repetition(_ptr(hashes), _ptr(lengths), _ptr(offsets), n_docs, _ptr(top),
@@ -90,18 +110,17 @@ def ngram_repetition(hashes: Any, lengths: Any, offsets: Any, top_n: list[int],
     return dict(zip(top_n, top_out)), dict(zip(dup_n, dup_out))
 
 
-def part_duplicates(data: Any, start: Any, end: Any, count: Any) -> tuple[Any, Any] | None:
+@_kernel
+def part_duplicates(lib: Any, data: Any, start: Any, end: Any,
+                    count: Any) -> tuple[Any, Any] | None:
     """Per text, how many of its parts equal an earlier one and their characters (as
     gopher._duplicates counts them), in C; None without kernels."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
-    data = np.ascontiguousarray(data, dtype=np.uint8)
-    start = np.ascontiguousarray(start, dtype=np.int64)
-    end = np.ascontiguousarray(end, dtype=np.int64)
-    count = np.ascontiguousarray(count, dtype=np.int64)
+    data = _c(data, np.uint8)
+    start = _c(start, np.int64)
+    end = _c(end, np.int64)
+    count = _c(count, np.int64)
     dup = np.zeros(len(count), np.int64)
     dup_chars = np.zeros(len(count), np.int64)
     if lib.part_duplicates(_ptr(data), _ptr(start), _ptr(end), _ptr(count), len(count),
@@ -110,49 +129,43 @@ def part_duplicates(data: Any, start: Any, end: Any, count: Any) -> tuple[Any, A
     return dup, dup_chars
 
 
-def token_hashes(cp: Any, tstart: Any, tend: Any) -> Any:
+@_kernel
+def token_hashes(lib: Any, cp: Any, tstart: Any, tend: Any) -> Any:
     """tokenize._featurize's token hashes (before special splits), in C; None without
     kernels. `cp`: uint32 code points; `tstart`, `tend`: int64 token bounds."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
-    cp = np.ascontiguousarray(cp, dtype=np.uint32)
-    tstart = np.ascontiguousarray(tstart, dtype=np.int64)
-    tend = np.ascontiguousarray(tend, dtype=np.int64)
+    cp = _c(cp, np.uint32)
+    tstart = _c(tstart, np.int64)
+    tend = _c(tend, np.int64)
     out = np.empty(len(tstart), np.uint64)
     lib.token_hashes(_ptr(cp), _ptr(tstart), _ptr(tend), len(tstart), _ptr(out))
     return out
 
 
-def token_bits(flags: Any, table: Any, tstart: Any, length: Any) -> Any:
+@_kernel
+def token_bits(lib: Any, flags: Any, table: Any, tstart: Any, length: Any) -> Any:
     """The OR of `table[flags]` over each token's characters, in C; None without kernels."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
-    flags = np.ascontiguousarray(flags, dtype=np.uint16)
-    tstart = np.ascontiguousarray(tstart, dtype=np.int64)
-    length = np.ascontiguousarray(length, dtype=np.int64)
+    flags = _c(flags, np.uint16)
+    tstart = _c(tstart, np.int64)
+    length = _c(length, np.int64)
     out = np.empty(len(tstart), np.uint8)
     lib.token_bits(_ptr(flags), _ptr(table), _ptr(tstart), _ptr(length), len(tstart),
                    _ptr(out))
     return out
 
 
-def rule_starts(cp: Any, flags: Any, words: tuple[Any, Any, Any]) -> tuple | None:
+@_kernel
+def rule_starts(lib: Any, cp: Any, flags: Any, words: tuple[Any, Any, Any]) -> tuple | None:
     """tokenize._rule_starts without its two rare rules, in C: (start mask, unit candidates,
     "cannot" candidates); None without kernels. `words`: the rules' word lists (code
     points, word offsets, list offsets: tokenize._rule_words)."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
-    cp = np.ascontiguousarray(cp, dtype=np.uint32)
-    flags = np.ascontiguousarray(flags, dtype=np.uint16)
+    cp = _c(cp, np.uint32)
+    flags = _c(flags, np.uint16)
     codes, offsets, lists = words
     n = len(cp)
     cap = 4096  # candidates are rare: a second call when a batch has more
@@ -171,7 +184,8 @@ def rule_starts(cp: Any, flags: Any, words: tuple[Any, Any, Any]) -> tuple | Non
         cap = max(n_units, n_cannot)
 
 
-def c4_lines(data: Any, offsets: Any, max_len: int, min_words: int, punct: bool,
+@_kernel
+def c4_lines(lib: Any, data: Any, offsets: Any, max_len: int, min_words: int, punct: bool,
              cut_citations: bool, phrases: tuple[str, ...]) -> tuple | None:
     """C4's line rules over UTF-8 texts, in C: (lines per text, exact per text, candidate
     lines as rows of (text, start, end, byte start, byte end, flags)); see _kernels.c's
@@ -179,11 +193,8 @@ def c4_lines(data: Any, offsets: Any, max_len: int, min_words: int, punct: bool,
     kernels. `data`: uint8; `offsets`: int64, text i at offsets[i]:offsets[i + 1]."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
-    data = np.ascontiguousarray(data, dtype=np.uint8)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    data = _c(data, np.uint8)
+    offsets = _c(offsets, np.int64)
     encoded = [p.encode() for p in phrases]
     if len(encoded) > 63 or any(len(p) < 2 or b"\0" in p for p in encoded):
         raise ValueError("c4_lines: at most 63 phrases, of 2 bytes or more, without NUL")
@@ -202,18 +213,16 @@ def c4_lines(data: Any, offsets: Any, max_len: int, min_words: int, punct: bool,
         cap = found
 
 
-def join_lines(data: Any, side: Any, rows: Any, n_texts: int) -> tuple[Any, Any] | None:
+@_kernel
+def join_lines(lib: Any, data: Any, side: Any, rows: Any, n_texts: int) -> tuple[Any, Any] | None:
     """Per text, its lines joined by newlines and stripped, in C: (UTF-8 bytes, int64
     offsets); None without kernels. `rows`: per line (text, source, byte start, byte end),
     in text order, bytes of `data` (source 0) or `side` (source 1)."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
-    data = np.ascontiguousarray(data, dtype=np.uint8)
-    side = np.ascontiguousarray(side, dtype=np.uint8)
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    data = _c(data, np.uint8)
+    side = _c(side, np.uint8)
+    rows = _c(rows, np.int64)
     size = int((rows[:, 3] - rows[:, 2]).sum()) + len(rows)
     out = np.empty(max(size, 1), np.uint8)
     offsets = np.empty(n_texts + 1, np.int64)
@@ -222,19 +231,17 @@ def join_lines(data: Any, side: Any, rows: Any, n_texts: int) -> tuple[Any, Any]
     return out[:offsets[-1]], offsets
 
 
-def span_sentences(tokens: Any, doc: Any, lo: Any, hi: Any) -> tuple[Any, Any] | None:
+@_kernel
+def span_sentences(lib: Any, tokens: Any, doc: Any, lo: Any, hi: Any) -> tuple[Any, Any] | None:
     """Sentences and tokens of each line (the tokens of document doc[i] starting in
     lo[i]..hi[i]), in C; None without kernels."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
-    start = np.ascontiguousarray(tokens.start, dtype=np.int64)
-    punct = np.ascontiguousarray(tokens.punct, dtype=bool).view(np.uint8)
-    sent_end = np.ascontiguousarray(tokens.sent_end, dtype=bool).view(np.uint8)
-    offsets = np.ascontiguousarray(tokens.offsets, dtype=np.int64)
-    doc, lo, hi = (np.ascontiguousarray(a, dtype=np.int64) for a in (doc, lo, hi))
+    start = _c(tokens.start, np.int64)
+    punct = _c(tokens.punct, bool).view(np.uint8)
+    sent_end = _c(tokens.sent_end, bool).view(np.uint8)
+    offsets = _c(tokens.offsets, np.int64)
+    doc, lo, hi = (_c(a, np.int64) for a in (doc, lo, hi))
     sentences = np.empty(len(doc), np.int64)
     words = np.empty(len(doc), np.int64)
     lib.span_sentences(_ptr(start), _ptr(punct), _ptr(sent_end), _ptr(offsets), _ptr(doc),
@@ -242,17 +249,15 @@ def span_sentences(tokens: Any, doc: Any, lo: Any, hi: Any) -> tuple[Any, Any] |
     return sentences, words
 
 
-def fineweb_lines(data: Any, offsets: Any, stop: Any, short_len: int) -> dict | None:
+@_kernel
+def fineweb_lines(lib: Any, data: Any, offsets: Any, stop: Any, short_len: int) -> dict | None:
     """FineWeb's per-text line counts over UTF-8 texts, in C (see _kernels.c's
     fineweb_lines): lines, punct, shorts, dup_chars, newlines; None without kernels.
     `stop`: the characters that end a finished line."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
-    data = np.ascontiguousarray(data, dtype=np.uint8)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    data = _c(data, np.uint8)
+    offsets = _c(offsets, np.int64)
     codes = np.array(sorted(map(ord, stop)), dtype=np.uint32)
     n = len(offsets) - 1
     out = {k: np.zeros(n, np.int64) for k in ("lines", "punct", "shorts", "dup_chars",
@@ -263,16 +268,14 @@ def fineweb_lines(data: Any, offsets: Any, stop: Any, short_len: int) -> dict | 
     return out
 
 
-def gopher_lines(data: Any, offsets: Any, steps: int) -> tuple | None:
+@_kernel
+def gopher_lines(lib: Any, data: Any, offsets: Any, steps: int) -> tuple | None:
     """gopher._byte_counts and gopher._line_counts in one C pass: (hashes, ellipses,
     breaks, ends_nl), (bullets, ellipsis_lines, unsure, exotic); None without kernels."""
     import numpy as np
 
-    lib = library()
-    if lib is None:
-        return None
-    data = np.ascontiguousarray(data, dtype=np.uint8)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    data = _c(data, np.uint8)
+    offsets = _c(offsets, np.int64)
     n = len(offsets) - 1
     counts = [np.zeros(n, np.int64) for _ in range(3)]
     ends_nl = np.zeros(n, bool)
@@ -281,3 +284,52 @@ def gopher_lines(data: Any, offsets: Any, steps: int) -> tuple | None:
     lib.gopher_lines(_ptr(data), _ptr(offsets), n, steps, *map(_ptr, counts), _ptr(ends_nl),
                      *map(_ptr, lines), *map(_ptr, flags))
     return (*counts, ends_nl), (*lines, *flags)
+
+
+@_kernel
+def char_classes(lib: Any, data: Any, offsets: Any, max_chars: int, table: Any) -> tuple | None:
+    """Per text, the letters, visible characters and junk among its first `max_chars` code
+    points (`table`: uint8 classes of the Basic Multilingual Plane, bits 1/2/4), and which
+    texts reach beyond the plane (their counts are left to the caller); in C, None without
+    kernels."""
+    import numpy as np
+
+    data = _c(data, np.uint8)
+    offsets = _c(offsets, np.int64)
+    table = _c(table, np.uint8)
+    n = len(offsets) - 1
+    counts = [np.empty(n, np.int64) for _ in range(3)]
+    astral = np.empty(n, bool)
+    lib.char_classes(_ptr(data), _ptr(offsets), n, max_chars, _ptr(table), *map(_ptr, counts),
+                     _ptr(astral))
+    return (*counts, astral)
+
+
+class FeatureWalk:
+    """py3langid's byte automaton over one text, in C: the distinct features in order of
+    first appearance and their counts (what py3langid.langid.visit_counts counts)."""
+
+    def __init__(self, nextmove: Any, row: Any, out: Any):
+        import numpy as np
+
+        self.lib = library()
+        self.nextmove = _c(nextmove, np.uint32)
+        self.row = _c(row, np.uint32)
+        self.out = _c(out, np.int32)
+        if len(self.row) != len(self.out) or len(self.nextmove) < 256 * (int(self.row.max()) + 1):
+            raise ValueError("FeatureWalk: inconsistent automaton tables")
+        self.seen = np.full(int(self.out.max()) + 1, -1, np.int64)
+        self.tables = tuple(map(_ptr, (self.nextmove, self.row, self.out, self.seen)))
+        self._reserve(4096)
+
+    def _reserve(self, n: int) -> None:
+        import numpy as np
+
+        self.idx, self.count = np.empty(n, np.int64), np.empty(n, np.int64)
+        self.buffers = _ptr(self.idx), _ptr(self.count)
+
+    def __call__(self, text: bytes) -> tuple[Any, Any]:
+        if len(text) > len(self.idx):
+            self._reserve(len(text))
+        found = self.lib.dfa_features(text, len(text), *self.tables, *self.buffers)
+        return self.idx[:found].copy(), self.count[:found].copy()
