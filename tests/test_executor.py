@@ -179,6 +179,30 @@ def test_setup_runs_once_per_worker(tmp_path):
     assert len(set(table["pid"].to_pylist())) <= 2
 
 
+class SetupInDriver(SetupCounter):
+    """SetupCounter, set up once in the driver before the workers are forked."""
+
+    name = "test_setup_in_driver"
+    produces = {"pid": "int64", "setups": "int64", "setup_pid": "int64"}
+    setup_before_fork = True
+
+    def setup(self):
+        super().setup()
+        self.setup_pid = os.getpid()
+
+    def process(self, batch):
+        return {**super().process(batch), "setup_pid": [self.setup_pid] * batch.num_rows}
+
+
+def test_setup_before_fork_runs_once_in_the_driver(tmp_path):
+    ds = _many_partitions(tmp_path).apply(SetupInDriver)
+    table = ds.collect(tmp_path / "w", workers=2, progress=False)
+    workers = set(table["pid"].to_pylist())
+    assert set(table["setup_pid"].to_pylist()) == {os.getpid()}
+    assert workers and os.getpid() not in workers
+    assert set(table["setups"].to_pylist()) == {1}
+
+
 def test_only_consumed_columns_are_read(tmp_path):
     seen = {}
 
