@@ -61,9 +61,9 @@ class KeyParts:
     """What a step's cache key is made of.
 
     code: a digest of the operation's identity, version, kind, code fingerprint and of the
-    arguments that are functions (`python_map`'s); arguments: a digest per other argument
-    and per step option; inputs: the parent step's key, or a digest of a source's input
-    files."""
+    arguments that are functions (`python_map`'s); arguments: a digest per other argument,
+    per step option and per `key_inputs()` entry (a model's files); inputs: the parent
+    step's key, or a digest of a source's input files."""
 
     code: str
     arguments: dict[str, str]
@@ -91,4 +91,6 @@ def key_parts(op: Any, inputs: list[str], options: dict[str, Any] | None = None)
             arguments[name] = digest(canonical(value))
     for name, value in (options or {}).items():
         arguments[f"step option {name}"] = digest(canonical(value))
+    for name, value in op.key_inputs().items():
+        arguments[f"input {name}"] = value
     return KeyParts(digest(code), arguments, tuple(inputs))

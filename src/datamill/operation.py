@@ -132,6 +132,11 @@ class Operation:
         """Columns this step adds or replaces, given the input schema."""
         return self._template(self.produces)
 
+    def key_inputs(self) -> dict[str, str]:
+        """Digests of what the step reads besides its rows and arguments (a model's files),
+        part of its cache key: when they change, the step recomputes. Default: none."""
+        return {}
+
     # --- lifecycle --------------------------------------------------------------------
     def setup(self) -> None:
         """Runs once per worker before the first batch (load models, open clients)."""

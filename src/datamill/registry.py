@@ -28,6 +28,7 @@ _BUILTIN_MODULES = (
     "datamill.ops.image.transform", "datamill.ops.image.metadata",
     "datamill.ops.image.dedup",
     "datamill.io.images", "datamill.io.webdataset",
+    "datamill.ops.image.embed", "datamill.ops.image.caption",
 )
 
 

@@ -104,6 +104,23 @@ def embedding_dim(folder: Path) -> int:
     return dim
 
 
+def files_digest(*paths: Path) -> str:
+    """A digest of model files (each path a file or a directory, hidden entries aside) by
+    name, size and modification time: part of a model step's cache key, so that replacing
+    the model's files recomputes the step."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in paths:
+        files = sorted(f for f in path.rglob("*") if f.is_file() and not any(
+            p.startswith(".") for p in f.relative_to(path).parts)) if path.is_dir() else [path]
+        for f in files:
+            st = f.stat()
+            name = f.relative_to(path).as_posix() if path.is_dir() else f.name
+            h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
 def _weights_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin")
                for f in folder.glob(pattern))
@@ -162,6 +179,9 @@ class EmbedText(MapOperation):
             memory = 2 * _weights_bytes(folder) + (512 << 20)
             self.resources = self.resources.model_copy(update={"memory": memory})
         return self._dir, self._dim
+
+    def key_inputs(self) -> dict[str, str]:
+        return {"model files": files_digest(self.model_info()[0])}
 
     def resolve_produces(self, schema: dict) -> dict:
         import pyarrow as pa
