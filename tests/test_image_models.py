@@ -84,8 +84,8 @@ def test_same_photo_at_three_sizes_is_near_one_and_unrelated_photos_are_far(
     for p in range(len(PHOTOS)):
         same = sim[3 * p:3 * p + 3, 3 * p:3 * p + 3]
         assert same.min() > 0.97, (PHOTOS[p], same)  # measured: 0.976 to 0.997
-        for q in range(p + 1, len(PHOTOS)):
-            assert sim[3 * p:3 * p + 3, 3 * q:3 * q + 3].max() < 0.4, (PHOTOS[p], PHOTOS[q])  # ~0.15-0.35
+        for q in range(p + 1, len(PHOTOS)):  # measured: 0.15 to 0.35
+            assert sim[3 * p:3 * p + 3, 3 * q:3 * q + 3].max() < 0.4, (PHOTOS[p], PHOTOS[q])
 
 
 def test_embeddings_equal_the_model_on_the_same_pixels(tmp_path, scaled_photos) -> None:
@@ -180,7 +180,11 @@ def clip_vocab() -> dict[str, int]:
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory) -> str:
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
-    from transformers.models.clip import CLIPImageProcessorPil
+
+    try:  # transformers >= 5 without torchvision
+        from transformers.models.clip import CLIPImageProcessorPil as ImageProcessor
+    except ImportError:
+        from transformers import CLIPImageProcessor as ImageProcessor
 
     folder = tmp_path_factory.mktemp("tiny-clip")
     vocab = clip_vocab()
@@ -196,7 +200,7 @@ def tiny_clip(tmp_path_factory) -> str:
         projection_dim=16)
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder)
-    processor = CLIPImageProcessorPil(size={"shortest_edge": 32},
+    processor = ImageProcessor(size={"shortest_edge": 32},
                                       crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
     return str(folder)
@@ -292,7 +296,11 @@ def tiny_blip(tmp_path_factory) -> str:
         BlipForConditionalGeneration,
         BlipProcessor,
     )
-    from transformers.models.blip import BlipImageProcessorPil
+
+    try:  # transformers >= 5 without torchvision
+        from transformers.models.blip import BlipImageProcessorPil as ImageProcessor
+    except ImportError:
+        from transformers import BlipImageProcessor as ImageProcessor
 
     folder = tmp_path_factory.mktemp("tiny-blip")
     tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}, bos_token="[DEC]")
@@ -306,7 +314,7 @@ def tiny_blip(tmp_path_factory) -> str:
         projection_dim=16)
     torch.manual_seed(0)
     BlipForConditionalGeneration(config).save_pretrained(folder)
-    BlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}),
+    BlipProcessor(image_processor=ImageProcessor(size={"height": 32, "width": 32}),
                   tokenizer=tokenizer).save_pretrained(folder)
     return str(folder)
 
