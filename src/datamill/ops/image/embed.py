@@ -14,11 +14,11 @@ from pydantic import Field
 from ...errors import PipelineError, SchemaError
 from ...image_type import storage
 from ...operation import Arguments, FilterOperation, MapOperation, Resources
+from ._common import decode_in
 from .models import BACKENDS, Encoder, ModelRef, find_model, load_encoder, pick_device, pick_dtype
 
 Backend = Literal["auto", "clip", "open_clip", "timm", "efficientnet_lite"]
 assert set(BACKENDS) == set(Backend.__args__)  # type: ignore[attr-defined]
-MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit
 
 
 class ModelArgs(Arguments):
@@ -90,42 +90,16 @@ class ModelOperation:
 
 
 def decode_rgb(data: bytes, column: str) -> Any:
-    """An RGB PIL image from encoded bytes, or ValueError naming the column and why."""
-    try:
-        from .decode import ImageDecodeError, decode_image
-    except ImportError:  # the shared safe decoder is not there: plain Pillow, bounded
-        return _pillow_rgb(data, column)
-    try:
-        return decode_image(data, max_pixels=MAX_PIXELS)
-    except ImageDecodeError as exc:
-        raise ValueError(f"image in column {column!r} cannot be decoded: "
-                         f"{getattr(exc, 'reason', '')} {exc}".strip()) from None
+    """An RGB PIL image from encoded bytes (decoded safely: see `decode`; transparency over
+    white), or ImageDecodeError naming the column and the reason: a row error."""
+    from PIL import Image
 
-
-def _pillow_rgb(data: bytes, column: str) -> Any:
-    import io
-    import warnings
-
-    from PIL import Image, ImageOps
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise ValueError(f"{img.width}x{img.height} exceeds {MAX_PIXELS} pixels")
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency"
-                                                      in img.info):
-                background = Image.new("RGB", img.size, (255, 255, 255))
-                background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
-                return background
-            if img.mode == "I;16" or img.mode == "I":
-                img = img.point(lambda v: v / 256).convert("L")
-            return img.convert("RGB")
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is this row's error
-        raise ValueError(f"image in column {column!r} cannot be decoded: "
-                         f"{type(exc).__name__}: {exc}") from None
+    image = decode_in(data, column).image
+    if image.mode == "RGB":
+        return image
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image, mask=image.getchannel("A") if image.mode == "RGBA" else None)
+    return background
 
 
 def embed_batch(encoder: Encoder, values: list, batch_size: int, dim: int, *,
