@@ -40,10 +40,10 @@ def photo(name: str) -> Image.Image:
     return Image.fromarray(getattr(skdata, name)()).convert("RGB")
 
 
-def image_table(path: Path, images: list, **columns) -> str:
+def image_table(file: Path, images: list, **columns) -> str:
     pq.write_table(pa.table({"image": as_image(pa.array(images, pa.binary())), **columns}),
-                   path)
-    return str(path)
+                   file)
+    return str(file)
 
 
 def run(tmp_path: Path, images: list, *steps: tuple[str, dict], name: str = "w",
@@ -382,3 +382,50 @@ def test_model_kinds_are_told_from_files(tmp_path, tiny_clip) -> None:
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ValueError, match="pass backend="):
         find_model(str(other))
+
+
+# --- LanceDB: image embeddings answer text queries through the CLIP text tower -------------------
+def test_lancedb_image_index_answers_text_queries(tmp_path, tiny_clip, small_photos,
+                                                  capsys) -> None:
+    import lancedb
+
+    from datamill.cli import main
+    from datamill.ops.image.embed import EmbedTextClip
+    from datamill.search import search
+
+    paths = [f"photos/{i}.jpg" for i in range(len(small_photos))]
+    captions = ["an astronaut", "a cup of coffee", "a cat", "a rocket"]
+    db = str(tmp_path / "db")
+    ds = dm.Dataset.read(image_table(tmp_path / "in.parquet", small_photos, path=paths,
+                                     caption=captions))
+    ds = ds.apply("embed_images", model=tiny_clip, device="cpu")
+    ds.write(db, format="lancedb", table="images").run(tmp_path / "w", workers=1,
+                                                       progress=False)
+    table = lancedb.connect(db).open_table("images")
+    stored = table.to_arrow().sort_by("_id")
+    assert stored["image"].to_pylist() == small_photos  # the bytes, as they were
+    meta = json.loads(table.schema.field("embedding").metadata[b"datamill"])
+    assert (meta["image_column"], meta["text_column"]) == ("image", "caption")
+    assert meta["embedded_by"]["operation"] == "embed_images"
+
+    # the query goes through the text tower: ranks and scores as computed by hand
+    query = EmbedTextClip(model=tiny_clip, device="cpu").process(
+        pa.table({"text": ["a cat on a mat"]}))["embedding"]
+    q = vectors(query)[0]
+    cosine = vectors(stored["embedding"]) @ q
+    want = np.argsort(-cosine)[:3]
+    hits = search(db + "/images", "a cat on a mat", k=3)
+    assert [h.id for h in hits] == stored["_id"].to_numpy()[want].tolist()
+    assert np.allclose([h.score for h in hits], cosine[want], atol=1e-4)
+    assert hits[0].text == captions[want[0]] and hits[0].source["path"] == paths[want[0]]
+
+    assert main(["search", db, "a cat on a mat", "-k", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"path={paths[want[0]]}" in printed and captions[want[0]] in printed
+
+    # an image-only model has no text tower: a clear error
+    ds2 = dm.Dataset.read(image_table(tmp_path / "in2.parquet", small_photos[:2]))
+    ds2.apply("embed_images", model="efficientnet-lite0", device="cpu").write(
+        db, format="lancedb", table="effnet").run(tmp_path / "w2", workers=1, progress=False)
+    with pytest.raises(PipelineError, match="no text tower"):
+        search(db + "/effnet", "a cat")

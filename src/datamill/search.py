@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .errors import PipelineError
 
 SOURCE_COLUMNS = ("url", "path", "title", "source", "heading_path")
+CLIP_SPACE = ("embed_images", "embed_text_clip")  # queries embed through a CLIP text tower
 RRF_K = 60  # reciprocal rank fusion: score = sum of 1 / (RRF_K + rank)
 _MAX_DEPTH = 4096  # search_distinct never asks for more candidates than this
 
@@ -252,10 +253,14 @@ class Encoder:
 
     def __init__(self, meta: dict, model: str | None = None, where: str = "the index"):
         name = model or meta.get("model")
+        by = meta.get("embedded_by", {}).get("operation")
         if not name:
-            by = meta.get("embedded_by", {}).get("operation") or "an unknown step"
             raise PipelineError(f"{where} records no embedding model (its vectors came from "
-                                f"{by}); pass the model to use")
+                                f"{by or 'an unknown step'}); pass the model to use")
+        self.name = name
+        if by in CLIP_SPACE:
+            self._clip(meta, name, where, by)
+            return
         from .ops.embed import embedding_dim, local_model_dir
 
         try:
@@ -271,7 +276,6 @@ class Encoder:
         except ImportError:
             raise ImportError("searching needs sentence-transformers: "
                               "pip install 'datamill[embed]'") from None
-        self.name = name
         self.normalize = bool(meta.get("normalize", False))
         with contextlib.suppress(Exception):  # no "Loading weights" bar on the terminal
             from transformers.utils import logging as hf_logging
@@ -279,7 +283,37 @@ class Encoder:
             hf_logging.disable_progress_bar()
         self.model = SentenceTransformer(str(folder), local_files_only=True)
 
+    def _clip(self, meta: dict, name: str, where: str, by: str) -> None:
+        """Queries through the text tower of the CLIP-like model that embedded the index's
+        images (or texts): text and images share its space."""
+        from .ops.image.models import find_model, load_encoder, pick_device, pick_dtype
+
+        try:
+            ref = find_model(name, meta.get("backend", "auto"), meta.get("weights"))
+        except (FileNotFoundError, ValueError) as exc:
+            raise PipelineError(f"query model: {exc}") from None
+        if ref.backend not in ("clip", "open_clip"):
+            raise PipelineError(f"{where} holds embeddings of {by} with {name!r} "
+                                f"({ref.backend}), which has no text tower: text queries need "
+                                "a CLIP-like model")
+        if meta.get("dim") and ref.dim != int(meta["dim"]):
+            raise PipelineError(f"model {name!r} embeds into {ref.dim} dimensions but {where} "
+                                f"holds vectors of {meta['dim']}")
+        device = pick_device("auto")
+        self.clip = load_encoder(ref, device, pick_dtype("float32", device))
+        self.normalize = bool(meta.get("normalize", True))
+
     def __call__(self, texts: list[str]) -> Any:
+        if hasattr(self, "clip"):
+            import numpy as np
+            import torch
+
+            with torch.inference_mode():
+                vectors = self.clip.texts(texts)
+            if self.normalize:
+                vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True),
+                                               1e-12)
+            return vectors
         return self.model.encode(texts, normalize_embeddings=self.normalize,
                                  convert_to_numpy=True, show_progress_bar=False)
 

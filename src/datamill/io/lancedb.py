@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..errors import PipelineError, SchemaError, StorageError
+from ..image_type import storage
 from ..operation import SinkOperation
 from .sink import WRITER, claim_folder
 from .vectors import (
@@ -88,11 +89,21 @@ def row_hashes(table: Any, id_column: str) -> Any:
         if pa.types.is_fixed_size_list(col.type):
             flat = np.asarray(col.combine_chunks().flatten().to_numpy(zero_copy_only=False))
             parts.append([r.tobytes() for r in flat.reshape(len(col), -1)])
+        elif _binary(col.type):  # image bytes: hashed as they are
+            parts.append([b"\x00" if v is None else b"\x01" + v
+                          for v in storage(col).to_pylist()])
         else:
             parts.append([json.dumps(v, default=str).encode() for v in col.to_pylist()])
     digests = [int.from_bytes(hashlib.blake2b(b"\x1f".join(row), digest_size=8).digest(),
                               "little", signed=True) for row in zip(*parts)]
     return pa.array(digests if columns else [0] * table.num_rows, pa.int64())
+
+
+def _binary(typ: Any) -> bool:
+    import pyarrow as pa
+
+    typ = getattr(typ, "storage_type", typ)  # the image type: binary underneath
+    return pa.types.is_binary(typ) or pa.types.is_large_binary(typ)
 
 
 class LanceDBArgs(VectorSinkArgs):

@@ -11,6 +11,8 @@ from pydantic import Field
 from ..errors import SchemaError
 from ..operation import Arguments
 
+IMAGE_EMBEDDERS = ("embed_images",)  # their vectors embed images: queries go through CLIP text
+
 
 class VectorSinkArgs(Arguments):
     """Arguments of every vector sink (each adds `path`, `index` and its own options)."""
@@ -68,19 +70,23 @@ def embedding_meta(lineage: dict, vector_column: str, dim: int, metric: str) -> 
         if step.get("name") == ref.get("step"):
             args = step.get("arguments") or {}
             meta["embedded_by"] = {"step": step["name"], "operation": step.get("operation")}
-            for key in ("model", "normalize"):
-                if key in args:
+            for key in ("model", "normalize", "backend", "weights"):
+                if args.get(key) is not None:
                     meta[key] = args[key]
-            if isinstance(meta.get("model"), str) and os.path.isdir(meta["model"]):
-                meta["model"] = os.path.abspath(meta["model"])  # found from any directory
+            for key in ("model", "weights"):  # found from any directory
+                if isinstance(meta.get(key), str) and os.path.exists(meta[key]):
+                    meta[key] = os.path.abspath(meta[key])
             if isinstance(args.get("column"), str):
-                meta["text_column"] = args["column"]
+                embedded = "image_column" if step.get("operation") in IMAGE_EMBEDDERS \
+                    else "text_column"
+                meta[embedded] = args["column"]
     return meta
 
 
 def text_column_of(meta: dict, columns: list[str]) -> str | None:
-    """The passage column to show: the one that was embedded, else a usual name."""
-    for name in (meta.get("text_column"), "chunk", "text", "passage", "content"):
+    """The passage column to show: the one that was embedded, else a usual name (a caption
+    for embedded images)."""
+    for name in (meta.get("text_column"), "chunk", "text", "passage", "content", "caption"):
         if name and name in columns:
             return name
     return None
