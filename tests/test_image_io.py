@@ -482,3 +482,45 @@ def test_write_webdataset_names_rows_it_cannot_write(tmp_path: Path) -> None:
                                                             progress=False)
     with pytest.raises(dm.SchemaError, match="no image column 'picture'"):
         ds.write(tmp_path / "out", format="webdataset", image="picture")
+
+
+def test_write_images_makes_a_folder_of_files(tmp_path: Path) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    samples = _samples(9)
+    samples[4]["key"] = "../../escape.me"  # keys become safe file names
+    pq.write_table(pa.table({
+        "key": [s["key"] for s in samples], "image": [s["image"] for s in samples],
+        "caption": [s["caption"] for s in samples],
+        "json": [json.dumps(s["json"]) for s in samples]}), tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    pipeline = dm.Dataset.read(tmp_path / "in.parquet", image_columns=["image"]).write(
+        out, format="images")
+    assert pipeline.step.op.name == "write_images"
+    pipeline.run(tmp_path / "w", workers=1, progress=False)
+    images = sorted(p for p in out.rglob("*") if p.suffix in (".jpg", ".png", ".webp"))
+    assert len(images) == 9 and all(p.parent.parent == out for p in images)
+    by_key = {p.stem: p for p in images}
+    assert "escape_me" in by_key and not (tmp_path / "escape.me.png").exists()
+    for s in samples:
+        key = s["key"] if s["key"][0] != "." else "escape_me"
+        path = by_key[key]
+        assert path.suffix == "." + s["ext"] and path.read_bytes() == s["image"]
+        assert path.with_suffix(".txt").read_text() == s["caption"]
+        assert json.loads(path.with_suffix(".json").read_text())["url"] == s["json"]["url"]
+    assert guess_format(str(out)) == "images"
+    back = _collect(dm.Dataset.read(out), tmp_path / "back")
+    assert sorted(back.column("path").to_pylist()) == sorted(
+        str(p.relative_to(out)) for p in images)
+    assert sorted(back.column("image").to_pylist()) == sorted(s["image"] for s in samples)
+
+    assert pipeline.run(tmp_path / "w", workers=1, progress=False).step(
+        "write_images")["cached"]
+    by_key["000000002"].unlink()  # a damaged output is written again, not served as done
+    result = pipeline.run(tmp_path / "w", workers=1, progress=False)
+    assert result.step("write_images")["cached"] is False
+    assert by_key["000000002"].read_bytes() == samples[2]["image"]
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert leftovers == []

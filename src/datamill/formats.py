@@ -18,7 +18,7 @@ SOURCES = {"parquet": "read_parquet", "jsonl": "read_jsonl", "json": "read_jsonl
 FOLDER_FORMATS = ("parquet", "jsonl", "csv", "html", "warc", "pdf", "images", "webdataset")
 SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv",
          "lancedb": "write_lancedb", "pgvector": "write_pgvector",
-         "webdataset": "write_webdataset"}
+         "webdataset": "write_webdataset", "images": "write_images"}
 
 
 def guess_format(path: str) -> str | None:
@@ -88,6 +88,8 @@ def _format_of_folder(names: list[str]) -> str:
     """A folder written by datamill (it holds the lineage file) or one of a single format."""
     data = [n for n in names if not n.startswith((".", "_"))]
     if "_datamill_lineage.json" in names:
+        if any(format_of_name(n) == "images" for n in data):
+            return "images"  # written by write_images (its .json sidecars are no JSON Lines)
         for fmt in ("parquet", "jsonl", "csv"):
             if any(guess_format(n) == fmt for n in data):
                 return fmt

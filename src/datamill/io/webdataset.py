@@ -21,6 +21,7 @@ from pydantic import Field
 
 from ..errors import InputError, OperationError, SchemaError
 from ..image_type import RASTER_FORMATS, ImageType, is_image, sniff_format
+from ..operation import Arguments
 from .documents import ERROR, Batch, DocumentArgs, DocumentSource
 from .files import FilePart, compression_of, open_file
 from .sink import FileSink, FileSinkArgs
@@ -30,6 +31,7 @@ IMAGE_MEMBERS = ("jpg", "jpeg", "png", "webp", "gif", "tif", "tiff", "bmp", "hei
 # the member name a sniffed format is written under (img2dataset's spellings)
 EXTENSION = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "tiff": "tif",
              "bmp": "bmp", "heic": "heic", "heif": "heif", "avif": "avif", "ico": "ico"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _NAME = re.compile(r"^((?:.*/)?[^./]+)\.([^/]*)$")  # KEY.EXT, KEY up to the first dot
 
 
@@ -65,22 +67,26 @@ class ReadWebDataset(DocumentSource):
         schema = pa.schema(list(self.schema().items()))
         batch = Batch(schema, [c for c in (columns or schema.names) if c != "_id"])
         for part in partition:
-            n = 0
-            try:
-                for n, key, members in self._samples(part):
-                    try:
-                        row = self._row(part, key, members)
-                    except InputError as error:
-                        error.key = key
-                        if not self.bad_input(error, part, n):
-                            continue
-                        row = self.error_row(part, error)
-                    batch.add(part.ordinal, n, row)
-                    if batch.full:
-                        yield batch.flush()
-            except InputError as error:  # the shard itself: the samples before it are kept
-                if self.bad_input(error, part, n + 1):
-                    batch.add(part.ordinal, n + 1, self.error_row(part, error))
+            shard, n = self._samples(part), -1
+            while True:
+                try:
+                    n, key, members = next(shard)
+                except StopIteration:
+                    break
+                except InputError as error:  # the shard: the samples before it are kept
+                    if self.bad_input(error, part, n + 1):
+                        batch.add(part.ordinal, n + 1, self.error_row(part, error))
+                    break
+                try:
+                    row = self._row(part, key, members)
+                except InputError as error:  # this sample alone
+                    error.key = key
+                    if not self.bad_input(error, part, n):
+                        continue
+                    row = self.error_row(part, error)
+                batch.add(part.ordinal, n, row)
+                if batch.full:
+                    yield batch.flush()
         if batch.rows:
             yield batch.flush()
 
@@ -136,7 +142,9 @@ class ReadWebDataset(DocumentSource):
         return row
 
 
-class WriteWebDatasetArgs(FileSinkArgs):
+class SampleArgs(Arguments):
+    """What the image sinks write of each row."""
+
     image: str = Field("image", description="The column of images written as KEY.<ext> (the "
                                             "extension from the sniffed format).")
     caption: str | None = Field("caption", description="Column written as KEY.txt (when the "
@@ -146,6 +154,10 @@ class WriteWebDatasetArgs(FileSinkArgs):
     json_columns: list[str] | None = Field(
         None, description="Columns written into KEY.json; None: all but the image. A string "
                           "column `json` (as read_webdataset gives) is merged in, not nested.")
+
+
+class WriteWebDatasetArgs(FileSinkArgs, SampleArgs):
+    pass
 
 
 class WriteWebDataset(FileSink):
@@ -159,49 +171,85 @@ class WriteWebDataset(FileSink):
     private_columns = ("_id",)
 
     def resolve_consumes(self, schema: dict) -> dict:
-        import pyarrow as pa
-
-        a = self.args
-        if a.image not in schema:
-            raise SchemaError(f"no image column {a.image!r} (columns: {sorted(schema)}); pass "
-                              "image=", operation=self.name)
-        typ = schema[a.image]
-        if not is_image(typ) and typ not in (pa.binary(), pa.large_binary()):
-            raise SchemaError(f"column {a.image!r} is {typ}, not image", operation=self.name)
-        missing = [c for c in a.json_columns or [] if c not in schema]
-        if missing:
-            raise SchemaError(f"json_columns {missing} are not columns of the dataset "
-                              f"(columns: {sorted(schema)})", operation=self.name)
-        return dict(schema)
+        return check_sample_columns(self, schema)
 
     def _open(self, fh: Any, schema: Any) -> Any:
-        return tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT)
+        return Shard(tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT))
 
     def _write(self, writer: Any, table: Any) -> None:
-        a = self.args
-        names = table.schema.names
-        caption = a.caption if a.caption in names else None
-        key_column = a.key if a.key in names else None
-        meta = a.json_columns if a.json_columns is not None else [
-            c for c in names if c not in (a.image, "_id") and not _is_bytes(table, c)]
-        for row in table.to_pylist():
-            row_id = row.get("_id")
-            key = str(row[key_column]) if key_column and row[key_column] is not None \
-                else f"{(row_id or 0) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
-            data = row[a.image]
-            found = sniff_format(data)
-            if found not in RASTER_FORMATS:
-                what = "null" if data is None else f"not an image ({found or 'unknown'} bytes)"
-                raise OperationError(f"{self.name}: sample {key!r}: the image is {what}; drop "
-                                     "such rows first (image_filter)", step=self.name,
-                                     row_id=row_id)
-            _add(writer, f"{key}.{EXTENSION[found]}", data)
-            if caption and row[caption] is not None:
-                _add(writer, f"{key}.txt", str(row[caption]).encode())
-            _add(writer, f"{key}.json", _metadata(row, meta, key).encode())
+        for key, files in samples(self, table):
+            if key in writer.keys:
+                raise OperationError(f"{self.name}: two samples with the key {key!r} in one "
+                                     "shard; give each row its own key", step=self.name)
+            writer.keys.add(key)
+            for name, data in files:
+                _add(writer.tar, name, data)
 
     def _close(self, writer: Any) -> None:
-        writer.close()
+        writer.tar.close()
+
+
+class Shard:
+    """An open tar shard and the keys written into it."""
+
+    def __init__(self, tar: tarfile.TarFile):
+        self.tar = tar
+        self.keys: set[str] = set()
+
+
+def check_sample_columns(sink: Any, schema: dict) -> dict:
+    """The whole schema (a sink writes every column), once the image column and the
+    json_columns named by `sink.args` are found to be there."""
+    import pyarrow as pa
+
+    a = sink.args
+    if a.image not in schema:
+        raise SchemaError(f"no image column {a.image!r} (columns: {sorted(schema)}); pass "
+                          "image=", operation=sink.name)
+    typ = schema[a.image]
+    if not is_image(typ) and typ not in (pa.binary(), pa.large_binary()):
+        raise SchemaError(f"column {a.image!r} is {typ}, not image", operation=sink.name)
+    missing = [c for c in a.json_columns or [] if c not in schema]
+    if missing:
+        raise SchemaError(f"json_columns {missing} are not columns of the dataset "
+                          f"(columns: {sorted(schema)})", operation=sink.name)
+    return dict(schema)
+
+
+def samples(sink: Any, table: Any) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    """(key, [(file name, bytes)]) of each row, in img2dataset's layout: KEY.<ext> (from the
+    sniffed format), KEY.txt (the caption) and KEY.json (the metadata columns). `sink.args`
+    has `image`, `caption`, `key` and `json_columns`. A row whose image is null or not a
+    raster image raises, naming it."""
+    a = sink.args
+    names = table.schema.names
+    caption = a.caption if a.caption in names else None
+    key_column = a.key if a.key in names else None
+    meta = a.json_columns if a.json_columns is not None else [
+        c for c in names if c not in (a.image, "_id") and not _is_bytes(table, c)]
+    for row in table.to_pylist():
+        row_id = row.get("_id")
+        given = row[key_column] if key_column else None
+        key = safe_key(str(given)) if given is not None \
+            else f"{(row_id or 0) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+        data = row[a.image]
+        found = sniff_format(data)
+        if found not in RASTER_FORMATS:
+            what = "null" if data is None else f"not an image ({found or 'unknown'} bytes)"
+            raise OperationError(f"{sink.name}: sample {key!r}: the image is {what}; drop such "
+                                 "rows first (image_filter)", step=sink.name, row_id=row_id)
+        files = [(f"{key}.{EXTENSION[found]}", data)]
+        if caption and row[caption] is not None:
+            files.append((f"{key}.txt", str(row[caption]).encode()))
+        files.append((f"{key}.json", _metadata(row, meta, key).encode()))
+        yield key, files
+
+
+def safe_key(key: str) -> str:
+    """A key usable as a file name and a WebDataset key: letters, digits, `_` and `-` only
+    (a dot would end the key, a slash would leave the folder); a run of others becomes one
+    `_`, and none leads (readers skip names starting with `_` or `.`)."""
+    return _UNSAFE.sub("_", key).lstrip("_") or "key"
 
 
 def _is_bytes(table: Any, column: str) -> bool:
