@@ -185,6 +185,7 @@ def test_the_sources_and_sinks_examples_run(tmp_path: Path, monkeypatch) -> None
 
     text = (Path(__file__).parent.parent / "docs" / "images.md").read_text()
     section = text[text.index("## Sources and sinks"):]
+    section = section[:section.find("\n## ", 3) if "\n## " in section[3:] else None]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert blocks
     monkeypatch.chdir(tmp_path)
