@@ -305,3 +305,38 @@ def test_the_docs_examples_of_these_operations_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, "docs/images.md", "exec"), {})  # noqa: S102
+
+
+def test_a_failed_batch_is_not_decoded_twice_when_retried_row_by_row(monkeypatch):
+    """The engine retries a failing batch row by row; the rows computed in the batch call
+    are served from what it kept (same outputs, same counts), so each image decodes once."""
+    from datamill.image_type import as_image
+    from datamill.ops.image import transform
+    from datamill.ops.image.decode import ImageDecodeError
+
+    calls = []
+    real = transform.decode_in
+    monkeypatch.setattr(transform, "decode_in", lambda data, *a, **k: (
+        calls.append(bytes(data[:16])), real(data, *a, **k))[1])
+    images = [letterboxed(), bad.TEXT_AS_JPG, bad.encode(bad.photo("astronaut"), "PNG"),
+              letterboxed(20)]
+    batch = pa.table({"image": as_image(pa.array(images, pa.binary()))})
+    op = transform.CropBorders(format="png")
+    with pytest.raises(ImageDecodeError, match="not_an_image"):
+        op.process(batch)
+    assert len(calls) == 4  # every row computed, the bad one included
+    op.take_counters()  # the engine drops the failed batch's counts
+    outputs, counters = [], {}
+    for i in range(4):
+        try:
+            outputs.append(op.process(batch.slice(i, 1))["image"][0].as_py())
+        except ImageDecodeError as exc:
+            outputs.append(exc.reason)
+        for k, n in op.take_counters().items():
+            counters[k] = counters.get(k, 0) + n
+    assert len(calls) == 4  # no image decoded again
+    assert counters == {"cropped": 2, "pixels_removed": 451 * (80 + 40)}
+    assert outputs[1] == "not_an_image" and outputs[2] == images[2]
+    fresh = transform.CropBorders(format="png")
+    assert outputs[0] == fresh.process(batch.slice(0, 1))["image"][0].as_py()
+    assert len(calls) == 5

@@ -70,6 +70,54 @@ def encode_image(image: Any, fmt: str, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
+def map_images(op: Any, batch: Any, column: str, fn: Any) -> list[Any]:
+    """`fn` on each image of the column (None stays None); returns the outputs.
+
+    An image that raises ImageDecodeError fails the batch (the engine then calls the operation
+    row by row, so that only that row follows on_error). So that the retry costs no second
+    decoding, every row of the failed batch is computed first and kept, keyed by a hash of
+    its bytes, with its error or output and its counts; the row-by-row calls take them from
+    there. The key covers the bytes, and the operation's arguments are fixed, so a kept result
+    can only be served for the same input."""
+    values = list(image_values(batch, column))
+    kept = op.__dict__.get("_kept_rows")
+    if kept is not None and len(values) == 1 and values[0] is not None:
+        hit = kept.get(_row_key(values[0]))
+        if hit is not None:
+            output, counts, error = hit
+            for name, n in counts.items():
+                op.count(name, n)
+            if error is not None:
+                raise error
+            return [output]
+    if len(values) > 1:
+        op.__dict__.pop("_kept_rows", None)
+    rows, failed = [], None
+    for data in values:
+        before = dict(op.__dict__.get("_counters", {}))
+        try:
+            output, error = fn(data), None
+        except ImageDecodeError as exc:
+            output, error = None, exc
+            failed = failed or exc
+        after = op.__dict__.get("_counters", {})
+        counts = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+        rows.append((data, output, counts, error))
+    if failed is None:
+        return [output for _, output, _, _ in rows]
+    if len(values) > 1:
+        op.__dict__["_kept_rows"] = {_row_key(data): (output, counts, error)
+                                     for data, output, counts, error in rows
+                                     if data is not None}
+    raise failed
+
+
+def _row_key(data: Any) -> bytes:
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=16).digest() + len(data).to_bytes(8, "little")
+
+
 def image_array(values: list[Any]) -> Any:
     """A list of bytes (None for null) as an `image` column."""
     import pyarrow as pa

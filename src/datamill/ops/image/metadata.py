@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from ...operation import MapOperation
-from ._common import EncodeArgs, decode_in, encode_image, image_array, image_values
+from ._common import EncodeArgs, decode_in, encode_image, image_array, map_images
 from .decode import probe_image
 
 _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -181,5 +181,5 @@ class StripImageMetadata(MapOperation):
         return data
 
     def process(self, batch: Any) -> dict:
-        out = [self.strip(v) for v in image_values(batch, self.args.column)]
+        out = map_images(self, batch, self.args.column, self.strip)
         return {self.args.column: image_array(out)}

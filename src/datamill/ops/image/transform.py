@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ...operation import MapOperation
-from ._common import EncodeArgs, decode_in, encode_image, image_array, image_values
+from ._common import EncodeArgs, decode_in, encode_image, image_array, map_images
 
 Resample = Literal["lanczos", "bicubic", "bilinear", "box", "nearest"]
 
@@ -90,7 +90,7 @@ class ResizeImages(MapOperation):
         return encode_image(image, a.format, a.quality)
 
     def process(self, batch: Any) -> dict:
-        out = [self.resize(v) for v in image_values(batch, self.args.column)]
+        out = map_images(self, batch, self.args.column, self.resize)
         return {self.args.column: image_array(out)}
 
 
@@ -168,5 +168,5 @@ class CropBorders(MapOperation):
         return encode_image(cropped, self.args.format, self.args.quality)
 
     def process(self, batch: Any) -> dict:
-        out = [self.crop(v) for v in image_values(batch, self.args.column)]
+        out = map_images(self, batch, self.args.column, self.crop)
         return {self.args.column: image_array(out)}
