@@ -22,7 +22,8 @@ Reports images/s, wall and CPU seconds (the process and its reaped workers, meas
 the work). Targets (issue 11): datamill_w2 images/s >= 1.8x pillow's, and per-core overhead
 (datamill CPU-seconds / pillow CPU-seconds - 1) <= 10%. On a loaded, shared machine the wall
 ratio is bounded by what two busy processes get (the `cpu_probe` in the results); the CPU
-ratio is the robust number.
+ratio is the robust number, and `cores_used` (CPU-seconds / wall seconds) shows how much of
+the machine each variant got.
 """
 
 from __future__ import annotations
@@ -209,10 +210,12 @@ def main() -> None:
         summary.append({"variant": v, "median_s": wall, "min_s": min(x["wall_s"] for x in rs),
                         "images_per_s": args.images / wall, "speedup_vs_pillow": base_wall / wall,
                         "work_cpu_s": cpu, "cpu_overhead_vs_pillow": cpu / base_cpu - 1,
+                        "cores_used": median([x["work_cpu_s"] / x["wall_s"] for x in rs]),
                         "peak_rss_mb": max(x["peak_rss_tree_mb"] for x in rs),
                         "rows_out": rs[0]["rows_out"]})
     print_table(summary, ["variant", "median_s", "min_s", "images_per_s", "speedup_vs_pillow",
-                          "work_cpu_s", "cpu_overhead_vs_pillow", "peak_rss_mb", "rows_out"],
+                          "work_cpu_s", "cpu_overhead_vs_pillow", "cores_used", "peak_rss_mb",
+                          "rows_out"],
                 f"decode + resize (keep_ratio {SIZE}) + JPEG q{QUALITY}: {args.images:,} images"
                 f" ({size_mb:.0f} MB), load average {os.getloadavg()[0]:.1f}")
     for s in summary:
