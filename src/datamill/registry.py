@@ -26,7 +26,7 @@ _BUILTIN_MODULES = (
     "datamill.ops.quality",
     "datamill.ops.image.mark", "datamill.ops.image.info", "datamill.ops.image.filter",
     "datamill.ops.image.transform", "datamill.ops.image.metadata",
-    "datamill.ops.image.dedup",
+    "datamill.ops.image.dedup", "datamill.ops.image.download",
     "datamill.io.images", "datamill.io.webdataset",
     "datamill.ops.image.embed", "datamill.ops.image.caption",
 )

@@ -1,0 +1,184 @@
+"""`download_images` against a real HTTP server on loopback (tests/image_server.py): real
+photos, and every fault becomes its drop reason while the run goes on. Assertions count rows,
+requests and bytes; none measures time."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+import datamill as dm
+from datamill.image_type import is_image, sniff_format
+from datamill.ops.image.fetch import FetchSettings, fetch_urls, opted_out, retry_after
+
+from .conftest import write_jsonl
+from .image_server import ImageServer, closed_port
+
+pytest.importorskip("httpx")
+
+FAST = {"connect_timeout": 2.0, "read_timeout": 2.0, "timeout": 3.0, "backoff": 0.01}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ImageServer() as srv:
+        yield srv
+
+
+def download(tmp_path, urls, workers=1, **args):
+    """Run read -> download_images over `urls` (in `workers` files: a unit each); (kept
+    table, {url: reason}, step stats)."""
+    rows = [{"url": u, "n": i} for i, u in enumerate(urls)]
+    for w in range(workers):
+        write_jsonl(tmp_path / "in" / f"urls-{w}.jsonl", rows[w::workers])
+    ds = dm.Dataset.read(str(tmp_path / "in")).apply("download_images", **{**FAST, **args})
+    result = ds.run(tmp_path / "w", workers=workers, progress=False)
+    kept = ds.collect(tmp_path / "w", progress=False)
+    dropped = dm.dropped_rows(tmp_path / "w", columns=["url"])
+    reasons = dict(zip(dropped["url"].to_pylist(), dropped["_reason"].to_pylist()))
+    return kept, reasons, result.step("download_images")
+
+
+def test_every_fault_is_its_drop_reason(tmp_path, server):
+    faults = {
+        "/status/404": "http_404", "/status/403": "http_403", "/status/500": "http_500",
+        "/loop/a": "too_many_redirects", "/truncated": "truncated", "/html": "not_an_image",
+        "/svg": "vector_refused", "/empty": "empty", "/big": "too_large",
+        "/big?chunked=1": "too_large", "/drip?interval=0.05": "timeout", "/hang": "timeout",
+        "/robots/noai": "opted_out", "/robots/noimageai": "opted_out",
+        "/robots/datamill:%20noai": "opted_out",
+    }
+    good = ["/img/chelsea.png", "/img/rocket.jpg", "/img/no_time_for_that_tiny.gif",
+            "/redirect/3", "/robots/otherbot:%20noai", "/robots/nofollow"]
+    refused = f"http://127.0.0.1:{closed_port()}/img/a.png"
+    urls = [server.url(p) for p in [*faults, *good]] + [refused, "ftp://example.org/a.png"]
+    kept, reasons, step = download(tmp_path, urls, retries=1, max_bytes=8 * 2**20)
+
+    expected = {server.url(p): r for p, r in faults.items()}
+    expected[refused] = "connection_error"
+    expected["ftp://example.org/a.png"] = "invalid_url"
+    assert reasons == expected
+    assert step["rows_in"] == len(urls) and step["rows_out"] == len(good)
+    assert kept["url"].to_pylist() == [server.url(p) for p in good]
+    assert is_image(kept.schema.field("image").type)
+    images = kept["image"].to_pylist()
+    # the bytes are the served files; the format comes from the bytes (PNGs are sent as
+    # Content-Type image/jpeg)
+    assert images[0] == server.images["chelsea.png"] and sniff_format(images[0]) == "png"
+    assert images[1] == server.images["rocket.jpg"]
+    assert sniff_format(images[2]) == "gif"
+    assert kept["final_url"].to_pylist()[3] == server.url("/redirect/0")
+    assert step["counters"]["redirected"] == 1
+    assert step["counters"]["bytes_downloaded"] == sum(len(b) for b in images)
+    # 5xx retried once (retries=1): two requests; a 404 is not retried
+    assert server.hits["/status/500"] == 2 and server.hits["/status/404"] == 1
+
+
+def test_large_bodies_are_aborted_mid_stream(server):
+    before = dict(server.sent)
+    got = fetch_urls([server.url("/big?chunked=1"), server.url("/big")],
+                     FetchSettings(max_bytes=2 * 2**20, timeout=10))
+    assert [g.reason for g in got] == ["too_large", "too_large"]
+    # the 200 MB body was cut off: the server pushed at most what the sockets buffer
+    assert server.sent["/big"] - before.get("/big", 0) < 64 * 2**20
+
+
+def test_retry_after_is_honoured_and_capped(tmp_path, server):
+    urls = [server.url("/flaky/429/2/a?after=0"), server.url("/flaky/503/1/b"),
+            server.url("/flaky/429/1/c?after=3600"), server.url("/flaky/429/5/d?after=0")]
+    kept, reasons, step = download(tmp_path, urls, retries=2, max_retry_wait=5)
+    assert kept["url"].to_pylist() == urls[:2]
+    assert reasons == {urls[2]: "http_429", urls[3]: "http_429"}
+    assert server.hits["/flaky/429/2/a"] == 3  # two 429s waited out, then the image
+    assert server.hits["/flaky/503/1/b"] == 2
+    assert server.hits["/flaky/429/1/c"] == 1  # an hour away: given up at once
+    assert server.hits["/flaky/429/5/d"] == 3  # 1 + retries
+    assert step["counters"]["retries"] == 2 + 1 + 0 + 2
+
+
+def test_slow_and_hanging_servers_do_not_stall_the_run(tmp_path, server):
+    """Two workers, 240 good URLs among slow drips and hanging connections: every row
+    finishes, each stalled URL is cut off as a timeout, the others are kept."""
+    stalls = [server.url(f"/drip?interval=0.05&k={i}") for i in range(4)]
+    stalls += [server.url(f"/hang?k={i}") for i in range(4)]
+    names = sorted(server.images)
+    good = [server.url(f"/img/{names[i % len(names)]}?k={i}") for i in range(240)]
+    urls = [u for pair in zip(good[::30], [*stalls]) for u in pair]
+    urls += [u for u in good if u not in urls]
+    sent_before = server.sent["/drip"]
+    kept, reasons, step = download(tmp_path, urls, workers=2, concurrency=4, per_host=4,
+                                   timeout=1.0, batch_rows=64)
+    assert step["units"] == 2 and step["rows_in"] == 248 and step["rows_out"] == 240
+    assert sorted(kept["url"].to_pylist()) == sorted(good)
+    assert reasons == {u: "timeout" for u in stalls}
+    assert server.sent["/drip"] - sent_before < 4 * 10**6  # cut off long before the end
+
+
+def test_concurrency_per_host_and_per_worker(server):
+    urls = [server.url(f"/slow/{n}?delay=0.05", host=h) for n in list(server.images)[:12]
+            for h in ("127.0.0.1", "localhost")]
+    server.max_in_flight.clear()
+    server.max_total_in_flight = 0
+    got = fetch_urls(urls, FetchSettings(per_host=2, concurrency=3, timeout=20))
+    assert all(g.data is not None for g in got)
+    hosts = {f"127.0.0.1:{server.port}", f"localhost:{server.port}"}
+    assert set(server.max_in_flight) == hosts
+    assert max(server.max_in_flight.values()) <= 2  # per host
+    assert 2 <= server.max_total_in_flight <= 3  # per worker, and used
+
+
+def test_opt_out_directives(server):
+    paths = ["/robots/noai", "/robots/noimageindex", "/robots/otherbot:%20noai",
+             "/robots/mybot:%20noimageai", "/robots/noarchive,%20nosnippet"]
+    urls = [server.url(p) for p in paths]
+    default = fetch_urls(urls, FetchSettings())
+    assert [g.reason for g in default] == ["opted_out", "opted_out", None, None, None]
+    as_mybot = fetch_urls(urls, FetchSettings(user_agent="MyBot/2.0 (+https://x.test)"))
+    assert [g.reason for g in as_mybot] == ["opted_out", "opted_out", None, "opted_out", None]
+    ignoring = fetch_urls(urls, FetchSettings(opt_out=()))
+    assert all(g.data is not None for g in ignoring)
+
+
+def test_headers_parsing():
+    assert opted_out(["noindex, nofollow"], "datamill", ["noindex"])
+    assert not opted_out(["unavailable_after: 25 Jun 2030 15:00:00 PST"], "datamill",
+                         ["noai"])
+    assert opted_out(["*: noai"], "datamill", ["noai"])
+    assert retry_after("7") == 7.0 and retry_after("junk") is None and retry_after(None) is None
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: now
+
+
+def test_rerun_uses_the_step_cache(tmp_path, server):
+    url = server.url("/img/camera.png?cache=1")
+    path = write_jsonl(tmp_path / "urls.jsonl", [{"url": url}])
+    ds = dm.Dataset.read(str(path)).apply("download_images", **FAST)
+    first = ds.collect(tmp_path / "w", progress=False)
+    hits = server.hits["/img/camera.png"]
+    again = ds.collect(tmp_path / "w", progress=False)
+    assert server.hits["/img/camera.png"] == hits  # served from the step cache
+    assert again["image"].to_pylist() == first["image"].to_pylist()
+    ds.run(tmp_path / "w", cache=False, progress=False)
+    assert server.hits["/img/camera.png"] == hits + 1
+
+
+def test_arguments_and_columns(tmp_path, server):
+    path = write_jsonl(tmp_path / "urls.jsonl", [{"link": server.url("/img/coins.png")}])
+    ds = dm.Dataset.read(str(path)).apply("download_images", column="link", output="photo",
+                                          final_url_column=None, **FAST)
+    table = ds.collect(tmp_path / "w", progress=False)
+    assert table.column_names == ["link", "photo"]
+    assert table["photo"].to_pylist() == [server.images["coins.png"]]
+    with pytest.raises(dm.ArgumentError, match="per_host"):
+        dm.Dataset.read(str(path)).apply("download_images", column="link", per_host=0)
+    with pytest.raises(dm.SchemaError):
+        dm.Dataset.read(str(path)).apply("download_images")  # no `url` column
+
+
+def test_null_urls_are_invalid(tmp_path, server):
+    table = pa.table({"url": [server.url("/img/moon.png"), None, ""]})
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, tmp_path / "in.parquet")
+    ds = dm.Dataset.read(str(tmp_path / "in.parquet")).apply("download_images", **FAST)
+    result = ds.run(tmp_path / "w", progress=False)
+    assert result.step("download_images")["dropped"] == {"invalid_url": 2}
