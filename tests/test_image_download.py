@@ -182,3 +182,22 @@ def test_null_urls_are_invalid(tmp_path, server):
     ds = dm.Dataset.read(str(tmp_path / "in.parquet")).apply("download_images", **FAST)
     result = ds.run(tmp_path / "w", progress=False)
     assert result.step("download_images")["dropped"] == {"invalid_url": 2}
+
+
+def test_the_docs_example_runs(tmp_path, server, monkeypatch):
+    import re
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    text = (Path(__file__).parent.parent / "docs" / "images.md").read_text()
+    section = text[text.index("## Downloading images"):]
+    section = section[:section.index("\n## ", 3)]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(pa.table({"url": [server.url("/img/coffee.png"), server.url("/status/404")],
+                             "caption": ["a cup", "gone"]}), "pairs.parquet")
+    namespace: dict = {}
+    exec(compile(blocks[0], "docs/images.md", "exec"), namespace)  # noqa: S102
+    assert namespace["dropped"] == {"http_404": 1}
