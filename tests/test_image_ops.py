@@ -340,3 +340,32 @@ def test_a_failed_batch_is_not_decoded_twice_when_retried_row_by_row(monkeypatch
     fresh = transform.CropBorders(format="png")
     assert outputs[0] == fresh.process(batch.slice(0, 1))["image"][0].as_py()
     assert len(calls) == 5
+
+
+def test_the_image_ops_run_on_ray_as_they_do_locally(tmp_path, ray_cluster):
+    """Bad inputs on the Ray executor: the same drops with the same reasons, the same
+    quarantined rows and messages, the same outputs and counters as the local executor."""
+    named = {**GOOD, **bad_inputs()}
+
+    def pipeline():
+        return (images_dataset(tmp_path, named)
+                .apply("image_info")
+                .apply("image_filter", decode=False)  # truncated files pass: quarantined below
+                .apply("strip_image_metadata", on_error="quarantine")
+                .apply("resize_images", size=48))
+
+    local = pipeline().run(tmp_path / "local", workers=2, progress=False)
+    ray = pipeline().run(tmp_path / "ray", executor="ray", address=ray_cluster.address,
+                         progress=False)
+    for name in ("image_filter", "strip_image_metadata", "resize_images"):
+        keys = ("rows_in", "rows_out", "dropped", "errors", "counters")
+        assert {k: ray.step(name).get(k) for k in keys} == {
+            k: local.step(name).get(k) for k in keys}, name
+    assert local.step("strip_image_metadata")["errors"] == 2  # the two truncated files
+    assert local.step("strip_image_metadata")["counters"]["removed_gps"] == 1
+    q_local, q_ray = (by_path(dm.quarantined_rows(tmp_path / w)) for w in ("local", "ray"))
+    assert set(q_local) == {"truncated.jpg", "truncated.png"}
+    assert {n: r["_error"] for n, r in q_ray.items()} == {
+        n: r["_error"] for n, r in q_local.items()}
+    rows = [by_path(pipeline().collect(tmp_path / w, progress=False)) for w in ("local", "ray")]
+    assert rows[0] == rows[1] and len(rows[0]) == len(named) - len(UNDECODABLE)
