@@ -132,7 +132,7 @@ def test_bands_cover_the_hash_once():
 def test_band_search_finds_exactly_the_pairs_of_brute_force(threshold):
     hashes = _planted(3000, threshold, seed=threshold)
     a, b = near_pairs(hashes, threshold)
-    ra, rb = brute_force_pairs(hashes, threshold, block=500)
+    ra, rb = brute_force_pairs(hashes, threshold, rows=48, columns=1000)
     found = set(zip(a.tolist(), b.tolist()))
     expected = set(zip(ra.tolist(), rb.tolist()))
     assert found == expected and len(found) == len(a)  # each pair once
@@ -143,13 +143,21 @@ def test_band_search_finds_exactly_the_pairs_of_brute_force(threshold):
     assert _reference_clusters(len(hashes), ea, eb) == _reference_clusters(len(hashes), ra, rb)
 
 
-def test_group_pairs_counts_its_work():
-    groups = np.array([5, 1, 5, 2, 5, 1, 9])  # groups of 3, 2, 1, 1
-    i, j = hashing.group_pairs(groups)
+def test_close_pairs_compares_each_pair_of_a_group_once():
+    groups = np.array([5, 1, 5, 2, 5, 1, 9], np.uint64)  # groups of 3, 2, 1, 1
+    hashes = np.array([0, 7, 1, 0, 3, 0, 0], np.uint64)
+    i, j, compared = hashing.close_pairs(groups, hashes, 64)  # every pair is close
     assert sorted(zip(i.tolist(), j.tolist())) == [(0, 2), (0, 4), (1, 5), (2, 4)]
-    many = np.zeros(1000, np.int64)  # one big group: every pair once, nothing more
-    i, j = hashing.group_pairs(many)
-    assert len(i) == 1000 * 999 // 2 and (i < j).all()
+    assert compared == 4
+    i, j, compared = hashing.close_pairs(groups, hashes, 1)
+    assert sorted(zip(i.tolist(), j.tolist())) == [(0, 2), (2, 4)] and compared == 4
+    many = np.zeros(1000, np.uint64)  # one big group of equal hashes: each pair once
+    i, j, compared = hashing.close_pairs(many, many, 0)
+    assert len(i) == compared == 1000 * 999 // 2 and len(set(zip(i.tolist(), j.tolist()))) \
+        == len(i)
+    wide = np.arange(10, dtype=np.uint64) << np.uint64(40)  # groups beyond 16 bits
+    i, j, compared = hashing.close_pairs(np.r_[wide, wide], np.zeros(20, np.uint64), 0)
+    assert sorted(zip(i.tolist(), j.tolist())) == [(k, k + 10) for k in range(10)]
 
 
 def test_exact_copies_are_joined_not_compared_pairwise():

@@ -29,8 +29,7 @@ from .hashing import (
     HashMethod,
     band_values,
     bands,
-    group_pairs,
-    hamming,
+    close_pairs,
 )
 
 Keep = Literal["most_pixels", "largest_bytes", "first"]
@@ -234,11 +233,10 @@ class ImageDedup(GlobalOperation):
         copy = np.r_[False, (key[1:] == key[:-1]) & (hashes[1:] == hashes[:-1])]
         head = np.maximum.accumulate(np.where(copy, 0, np.arange(len(key))))
         reps = np.flatnonzero(~copy)
-        i, j = group_pairs(key[reps])
-        close = hamming(hashes[reps[i]], hashes[reps[j]]) <= self.args.threshold
-        self.count("candidate_pairs", len(i))
-        a = np.r_[head[copy], reps[i[close]]]
-        b = np.r_[np.flatnonzero(copy), reps[j[close]]]
+        i, j, compared = close_pairs(key[reps], hashes[reps], self.args.threshold)
+        self.count("candidate_pairs", compared)
+        a = np.r_[head[copy], reps[i]]
+        b = np.r_[np.flatnonzero(copy), reps[j]]
         if len(a):  # a pair sharing several bands in this bucket: once
             _, first = np.unique(np.c_[loc[a], loc[b]], axis=0, return_index=True)
             a, b = a[first], b[first]

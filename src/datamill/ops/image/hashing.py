@@ -10,8 +10,8 @@ Search (multi-index hashing): split the 64 bits into `threshold + 1` bands. Two 
 `threshold` bits apart differ in at most `threshold` bands, so they agree exactly on at least one
 (pigeonhole): every such pair shares a band value, and comparing the hashes of each group of
 rows sharing one finds all of them, with no false negative. Groups are compared in passes by
-offset (row k against row k + d of the same group), so the work is the number of pairs in
-groups, in vectorized slices, and memory stays linear in the rows.
+offset (row k against row k + d of the same group) over contiguous slices, so the work is the
+number of pairs in groups, vectorized, and memory stays linear in the rows.
 """
 
 from __future__ import annotations
@@ -100,16 +100,24 @@ def band_values(hashes: Any, shift: int, width: int) -> Any:
     return (np.asarray(hashes, np.uint64) >> np.uint64(shift)) & mask
 
 
-def group_pairs(groups: Any) -> tuple[Any, Any]:
-    """Every pair (i, j), i < j, of positions with equal `groups` values, as two int64 arrays
-    (within a group, in the order of the input). Work: the pairs, in passes by offset over the
-    rows of groups still larger than it."""
+def close_pairs(groups: Any, hashes: Any, threshold: int) -> tuple[Any, Any, int]:
+    """The pairs (i, j) of positions with equal `groups` values whose uint64 `hashes` are at
+    most `threshold` bits apart (each pair once, i before j within its group), and the
+    number of pairs compared (every pair of every group).
+
+    Rows are ordered by group, largest groups first; pass d compares each row with the row d
+    places after it, over contiguous slices of the rows whose group is larger than d (a
+    prefix). No pair is materialized before it is found close, and the work is the number of
+    pairs compared, in vectorized passes."""
     import numpy as np
 
     groups = np.asarray(groups)
+    none = np.zeros(0, np.int64)
     n = len(groups)
     if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return none, none, 0
+    if groups.dtype.kind == "u" and n and int(groups.max()) < 1 << 16:
+        groups = groups.astype(np.uint16)  # a band's bits: numpy sorts 16-bit keys by radix
     order = np.argsort(groups, kind="stable")
     g = groups[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
@@ -117,22 +125,33 @@ def group_pairs(groups: Any) -> tuple[Any, Any]:
     big = sizes > 1
     starts, sizes = starts[big], sizes[big]
     if not len(sizes):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return none, none, 0
     by_size = np.argsort(-sizes, kind="stable")  # rows of the largest groups first
     starts, sizes = starts[by_size], sizes[by_size]
     rows = order[_ranges(starts, sizes)]
-    rank = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # in its group
-    size_of = np.repeat(sizes, sizes)
-    firsts, seconds = [], []
-    # active[d]: rows in groups larger than d + 1 (a prefix: groups are by size, descending)
-    active = np.searchsorted(-sizes, -np.arange(1, int(sizes[0])), side="left")
+    h = np.asarray(hashes, np.uint64)[rows]
+    gid = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
     ends = np.cumsum(sizes)
-    for d, groups_left in enumerate(active.tolist(), start=1):
-        limit = int(ends[groups_left - 1])
-        k = np.flatnonzero(rank[:limit] + d < size_of[:limit])
-        firsts.append(rows[k])
-        seconds.append(rows[k + d])
-    return np.concatenate(firsts), np.concatenate(seconds)
+    # groups larger than d: a prefix of them (sizes descend); their rows: ends[count - 1]
+    larger = np.searchsorted(-sizes, -np.arange(1, int(sizes[0])), side="left")
+    found_i, found_j = [], []
+    xor = np.empty(len(h), np.uint64)
+    bits = np.empty(len(h), np.uint8)
+    within = np.empty(len(h), bool)
+    for d, count in enumerate(larger.tolist(), start=1):
+        m = int(ends[count - 1]) - d
+        np.bitwise_xor(h[:m], h[d:m + d], out=xor[:m])
+        np.bitwise_count(xor[:m], out=bits[:m])
+        np.less_equal(bits[:m], threshold, out=within[:m])
+        k = np.flatnonzero(within[:m])
+        k = k[gid[k] == gid[k + d]]  # close across two groups: rare, dropped here
+        if len(k):
+            found_i.append(rows[k])
+            found_j.append(rows[k + d])
+    compared = int((sizes * (sizes - 1) // 2).sum())
+    if not found_i:
+        return none, none, compared
+    return np.concatenate(found_i), np.concatenate(found_j), compared
 
 
 def _ranges(starts: Any, sizes: Any) -> Any:
@@ -160,10 +179,9 @@ def near_pairs(hashes: Any, threshold: int) -> tuple[Any, Any]:
     hashes = np.asarray(hashes, np.uint64)
     found_a, found_b = [], []
     for shift, width in bands(threshold):
-        i, j = group_pairs(band_values(hashes, shift, width))
-        close = hamming(hashes[i], hashes[j]) <= threshold
-        found_a.append(i[close])
-        found_b.append(j[close])
+        i, j, _ = close_pairs(band_values(hashes, shift, width), hashes, threshold)
+        found_a.append(i)
+        found_b.append(j)
     return _unique_pairs(np.concatenate(found_a), np.concatenate(found_b), len(hashes))
 
 
@@ -181,22 +199,31 @@ def near_edges(hashes: Any, threshold: int) -> tuple[Any, Any]:
             np.r_[copies, first[j]].astype(np.int64))
 
 
-def brute_force_pairs(hashes: Any, threshold: int, block: int = 1024) -> tuple[Any, Any]:
-    """The same pairs as `near_pairs`, by comparing every pair (blocks of `block` rows against
-    the rows after them): the reference for tests and benchmarks."""
+def brute_force_pairs(hashes: Any, threshold: int, rows: int = 64,
+                      columns: int = 16384) -> tuple[Any, Any]:
+    """The same pairs as `near_pairs` (sorted), by comparing every pair: tiles of `rows` x
+    `columns` (the default fits in a CPU cache) over the upper triangle, through reused
+    buffers. The reference for tests and the baseline of benchmarks/image_dedup.py."""
     import numpy as np
 
     hashes = np.asarray(hashes, np.uint64)
-    found_a, found_b = [], []
-    for lo in range(0, len(hashes), block):
-        rows = hashes[lo:lo + block]
-        rest = hashes[lo:]
-        close = np.bitwise_count(rows[:, None] ^ rest[None, :]) <= threshold
-        i, j = np.nonzero(close)
-        i, j = i + lo, j + lo
-        keep = i < j
-        found_a.append(i[keep])
-        found_b.append(j[keep])
-    if not found_a:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(found_a).astype(np.int64), np.concatenate(found_b).astype(np.int64)
+    n = len(hashes)
+    xor = np.empty((rows, columns), np.uint64)
+    bits = np.empty((rows, columns), np.uint8)
+    within = np.empty((rows, columns), bool)
+    found_a, found_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for lo in range(0, n, rows):
+        block = hashes[lo:lo + rows, None]
+        r = len(block)
+        for c in range(lo, n, columns):
+            w = min(columns, n - c)
+            np.bitwise_xor(block, hashes[None, c:c + w], out=xor[:r, :w])
+            np.bitwise_count(xor[:r, :w], out=bits[:r, :w])
+            np.less_equal(bits[:r, :w], threshold, out=within[:r, :w])
+            if within[:r, :w].any():
+                i, j = np.nonzero(within[:r, :w])
+                i, j = i + lo, j + c
+                keep = i < j
+                found_a.append(i[keep])
+                found_b.append(j[keep])
+    return _unique_pairs(np.concatenate(found_a), np.concatenate(found_b), max(n, 1))
