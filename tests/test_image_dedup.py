@@ -167,6 +167,17 @@ def test_exact_copies_are_joined_not_compared_pairwise():
     assert set(_reference_clusters(len(hashes), a, b)) == {0}
 
 
+def test_the_cache_key_follows_the_hashing_code():
+    """A datamill module counts by its own source: the ops' version carries the digests of
+    the modules their hashes come from, so an edit there is a new cache key."""
+    from datamill.code_fingerprint import file_digest
+    from datamill.ops.image.dedup import ImageDedup, ImageHash
+
+    for module in ("hashing", "decode", "_common"):
+        digest = file_digest(f"datamill.ops.image.{module}")
+        assert digest != "no-file" and digest in ImageDedup.version == ImageHash.version
+
+
 # --- the operation --------------------------------------------------------------------------
 def test_photos_cluster_with_their_near_duplicates(tmp_path, photos_file):
     ds = _dedup(photos_file)
@@ -291,6 +302,19 @@ def test_inspect_duplicates_lists_a_cluster(tmp_path, photos_file, capsys, monke
     assert data["row"]["variant"] == "jpeg40"
     assert sorted(r["variant"] for r in data["rows"]) == ["cropped", "half", "original"]
     assert {r["photo"] for r in data["rows"]} == {data["row"]["photo"]}
+
+
+def test_null_hashes_are_kept_and_int64_hashes_read_as_bits(tmp_path):
+    near = -(2**63) + 5  # the top bit set: negative as int64
+    table = pa.table({"h": pa.array([near, None, near ^ 1, None, 7], pa.int64())})
+    pq.write_table(table, tmp_path / "in.parquet")
+    ds = dm.Dataset.read(tmp_path / "in.parquet").apply("image_dedup", hash_column="h",
+                                                       keep="first", threshold=1)
+    step = ds.run(tmp_path / "w", progress=False).step("image_dedup")
+    assert (step["rows_out"], step["counters"]["rows_without_hash"]) == (4, 2)
+    ids = _ids(tmp_path / "w", ds)
+    assert [(d["_id"], d["cluster_id"]) for d in dm.dropped_rows(tmp_path / "w").to_pylist()] \
+        == [(ids[2], ids[0])]
 
 
 def test_arguments_and_schema_are_checked(tmp_path):

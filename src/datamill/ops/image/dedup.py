@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ...code_fingerprint import file_digest
 from ...errors import SchemaError
 from ...executors.components import row_locators
 from ...image_type import is_image, storage
@@ -35,6 +36,9 @@ from .hashing import (
 Keep = Literal["most_pixels", "largest_bytes", "first"]
 HASH_COLUMN = "image_hash"
 MAX_THRESHOLD = 16  # 17 bands of 3-4 bits: beyond, the band search compares nearly all pairs
+# the hashes depend on these modules too (a datamill module's fingerprint is its own source)
+VERSION = "1+" + "+".join(file_digest(f"datamill.ops.image.{m}")
+                          for m in ("hashing", "decode", "_common"))
 
 
 def _pixels(data: Any) -> int:
@@ -84,6 +88,7 @@ class ImageHash(MapOperation):
     apart. An image that cannot be decoded is a row error (the step's on_error decides)."""
 
     name = "image_hash"
+    version = VERSION
     Args = ImageHashArgs
 
     def resolve_consumes(self, schema: dict) -> dict:
@@ -146,6 +151,7 @@ class ImageDedup(GlobalOperation):
     rows, then one bucket of pairs."""
 
     name = "image_dedup"
+    version = VERSION
     Args = ImageDedupArgs
     default_reason = "near_duplicate_image"
     resolves = "components"
@@ -171,7 +177,8 @@ class ImageDedup(GlobalOperation):
         return input_rows * (self.args.threshold + 1)
 
     def _hashes(self, batch: Any) -> tuple[Any, Any]:
-        """(uint64 hash, rank) of every row; rank -1 marks rows left out (not hashed)."""
+        """(uint64 hash, rank) of every row: minus its pixels or bytes, or 0 (keep="first");
+        1 for the rows left out (undecodable, or a null hash)."""
         import numpy as np
         import pyarrow.compute as pc
 
@@ -181,15 +188,15 @@ class ImageDedup(GlobalOperation):
             hashes, pixels = image_hashes(batch, args.column, args.method, args.max_pixels,
                                           on_bad=lambda i, e: bad.append(e.reason))
             valid = pixels >= 0
+            self.count("undecodable_images", len(bad))
+            for reason in bad:
+                self.count(f"undecodable_{reason}")
         else:
             column = batch.column(args.hash_column)
             valid = np.asarray(pc.is_valid(column))
             hashes = pc.fill_null(column, 0).to_numpy().astype(np.int64).view(np.uint64)
             pixels = None
-        self.count("undecodable_images", len(bad))
-        for reason in bad:
-            self.count(f"undecodable_{reason}")
-        self.count("rows_without_hash", int((~valid).sum()) - len(bad))
+            self.count("rows_without_hash", int((~valid).sum()))
         if args.keep == "first":
             rank = np.zeros(len(hashes), np.int64)
         elif args.keep == "largest_bytes":
