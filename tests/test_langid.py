@@ -353,3 +353,22 @@ def test_py3langid_in_c_scores_exactly_as_py3langid():
         allowed = {ranked[5][0], ranked[2][0], "xx"}
         assert best(text[:1000], allowed) == next((c, p) for c, p in ranked if c in allowed)
     assert best("some text", {"xx"}) is None
+
+
+def test_py3langid_model_is_unpacked_once_into_the_model_cache(tmp_path, monkeypatch):
+    import py3langid.modelio
+
+    from datamill.ops import langid_backends
+
+    monkeypatch.setenv("DATAMILL_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(langid_backends, "_PY3LANGID_TABLES", [])
+    first = langid_backends.py3langid_backend(None, "detect_language")
+    (folder,) = tmp_path.iterdir()  # named by the model file's size and hash
+    size, digest = langid_backends.file_identity(langid_backends.py3langid_model()).split(":")
+    assert folder.name == f"py3langid-{size}-{digest}"
+    monkeypatch.setattr(langid_backends, "_PY3LANGID_TABLES", [])
+    monkeypatch.setattr(py3langid.modelio, "load_model", lambda path: 1 / 0)  # not unpacked
+    second = langid_backends.py3langid_backend(None, "detect_language")
+    for text in ("Ceci est un court paragraphe en français.", "Das ist ein deutscher Satz.",
+                 "", "Tämä on suomenkielinen lause."):
+        assert second.rank(text) == first.rank(text)

@@ -36,7 +36,7 @@ class DetectLanguageArgs(Arguments):
     max_chars: int = Field(2000, ge=1, description="Read at most the first max_chars "
                                                    "characters of each text (long documents "
                                                    "stay cheap).")
-    fasttext_chars: int = Field(200, ge=1, description="auto and fasttext: fastText reads "
+    fasttext_chars: int = Field(150, ge=1, description="auto and fasttext: fastText reads "
                                                        "the first fasttext_chars of those.")
     second_opinion_below: float = Field(0.3, ge=0, le=1, description="auto: texts whose "
                                                                      "fastText confidence "
@@ -46,7 +46,7 @@ class DetectLanguageArgs(Arguments):
         0.95, ge=0, le=1, description="auto: so do texts whose fastText answer is a language "
                                       "with close relatives (hr/bs/sr, gl/pt/es, id/ms, "
                                       "no/nn/da, ...) and whose confidence is lower.")
-    second_opinion_chars: int = Field(1000, ge=1, description="auto: py3langid reads the "
+    second_opinion_chars: int = Field(600, ge=1, description="auto: py3langid reads the "
                                                               "first second_opinion_chars "
                                                               "of those.")
     model_path: str | None = Field(None, description="auto and fasttext: a fastText "

@@ -185,6 +185,15 @@ def _undetermined_one(text: str, min_letters: float) -> bool:
 
 # --- backends -------------------------------------------------------------------------------
 _PY3LANGID_TABLES: list = []  # the loaded model, once per process (forked workers share it)
+_DERIVED: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def _derived(kind: str, source: Any, make: Callable[[Any], Any]) -> Any:
+    """make(source), once per process for the same `source` object."""
+    hit = _DERIVED.get((kind, id(source)))
+    if hit is None or hit[0] is not source:
+        hit = _DERIVED[kind, id(source)] = (source, make(source))
+    return hit[1]
 
 
 def py3langid_backend(candidates: list[str] | None, operation: str) -> Any:
@@ -196,10 +205,12 @@ def py3langid_backend(candidates: list[str] | None, operation: str) -> Any:
     except ImportError:
         raise PipelineError("the langid backend needs py3langid: "
                             "pip install 'datamill[langid]'", operation=operation) from None
-    if not _PY3LANGID_TABLES:
-        _PY3LANGID_TABLES.append(load_model(MODEL_DIR / MODEL_FILE))
-    ptc, pc, classes, nextmove, row, output = _PY3LANGID_TABLES[0]
     cls = _kernel_identifier(LanguageIdentifier)
+    if not _PY3LANGID_TABLES:
+        path = MODEL_DIR / MODEL_FILE
+        unpacked = _unpacked_model(str(path)) if cls is not LanguageIdentifier else None
+        _PY3LANGID_TABLES.append(unpacked or load_model(path))
+    ptc, pc, classes, nextmove, row, output = _PY3LANGID_TABLES[0]
     model = cls(ptc, pc, list(classes), nextmove, output, norm_probs=True, tk_row=row)
     if candidates:
         unknown = sorted(set(candidates) - set(model.nb_classes))
@@ -207,7 +218,58 @@ def py3langid_backend(candidates: list[str] | None, operation: str) -> Any:
             raise PipelineError(f"py3langid does not know language(s) {unknown}",
                                 operation=operation)
         model.set_languages(candidates)
+    if hasattr(model, "prepare"):
+        model.prepare()
     return model
+
+
+def model_cache_dir() -> str:
+    """Where unpacked copies of compressed models are kept: $DATAMILL_MODEL_CACHE, else
+    $XDG_CACHE_HOME/datamill/models, else ~/.cache/datamill/models."""
+    return os.environ.get("DATAMILL_MODEL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "datamill",
+        "models")
+
+
+def _unpacked_model(path: str) -> tuple | None:
+    """py3langid's model (an LZMA-compressed npz that takes ~0.7 CPU-s to unpack), from an
+    unpacked copy in model_cache_dir(), named by the file's size and hash (so another
+    model is never read in its place) and memory-mapped (processes share its pages).
+    Written at first use; None where the cache cannot be written or read."""
+    import json
+
+    import numpy as np
+
+    try:
+        folder = os.path.join(model_cache_dir(),
+                              "py3langid-" + file_identity(path).replace(":", "-"))
+        names = ("ptc", "pc", "nextmove", "row", "out")
+        if not os.path.exists(os.path.join(folder, "classes.json")):
+            from py3langid.modelio import load_model
+
+            ptc, pc, classes, nextmove, row, out = load_model(path)
+            arrays = (ptc, pc, np.frombuffer(nextmove, nextmove.typecode),
+                      np.frombuffer(row, row.typecode), np.asarray(out, np.int32))
+            tmp = f"{folder}.tmp-{os.getpid()}"
+            os.makedirs(tmp, exist_ok=True)
+            for name, array in zip(names, arrays):
+                np.save(os.path.join(tmp, f"{name}.npy"), array)
+            with open(os.path.join(tmp, "classes.json"), "w") as fh:
+                json.dump(list(classes), fh)
+            try:
+                os.rename(tmp, folder)
+            except OSError:  # another process was first
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+        ptc, pc, nextmove, row, out = (np.load(os.path.join(folder, f"{n}.npy"), mmap_mode="r")
+                                       for n in names)
+        with open(os.path.join(folder, "classes.json")) as fh:
+            classes = json.load(fh)
+        # (py3langid shifts row entries by 8 bits: int64, not the stored uint16)
+        return ptc, np.asarray(pc), classes, nextmove, np.asarray(row, np.int64), out
+    except (OSError, ValueError):
+        return None
 
 
 _KERNEL_IDENTIFIER: list = []
@@ -226,21 +288,25 @@ def _kernel_identifier(base: type) -> type:
     import numpy as np
 
     class KernelIdentifier(base):  # type: ignore[valid-type, misc]
-        __slots__ = ("_walk", "_ptc32")
+        __slots__ = ()
+
+        def prepare(self) -> None:
+            """Build the C walk and the float32 table now (in the driver, before forking,
+            where the operation is set up there), not at the first text."""
+            self._walk()
+            self._float32()
+
+        def _walk(self) -> Any:
+            return _derived("walk", self.tk_nextmove, lambda nextmove: kernels.FeatureWalk(
+                nextmove, self.tk_row, self.tk_output))
+
+        def _float32(self) -> Any:  # (a float16 product would cast at every text)
+            return _derived("float32", self.nb_ptc, lambda ptc: ptc.astype(np.float32))
 
         def _raw_score(self, text: bytes) -> Any:
-            try:
-                walk, (ptc, ptc32) = self._walk, self._ptc32
-            except AttributeError:
-                walk = self._walk = kernels.FeatureWalk(self.tk_nextmove, self.tk_row,
-                                                        self.tk_output)
-                ptc = ptc32 = None
-            if ptc is not self.nb_ptc:  # float32 once (a float16 product casts each time)
-                ptc, ptc32 = self.nb_ptc, self.nb_ptc.astype(np.float32)
-                self._ptc32 = ptc, ptc32
-            idx, counts = walk(text)
+            idx, counts = self._walk()(text)
             if len(idx):  # py3langid's _sparse_score, on the same numbers
-                return np.log1p(counts.astype(np.float32)) @ ptc32[idx] + self.nb_pc
+                return np.log1p(counts.astype(np.float32)) @ self._float32()[idx] + self.nb_pc
             return super()._raw_score(b"")  # no features: py3langid's fill
 
     _KERNEL_IDENTIFIER.append(KernelIdentifier)
@@ -352,6 +418,8 @@ def auto_classify(model_path: str | None, candidates: list[str] | None, fast_cha
     second = py3langid_backend(None, operation)
     if candidates and set(candidates) & set(second.nb_classes):
         second.set_languages(sorted(set(candidates) & set(second.nb_classes)))
+        if hasattr(second, "prepare"):
+            second.prepare()
     best_of = _best_of(second)
 
     def classify(texts: list[str]) -> list[tuple[str, float]]:

@@ -19,6 +19,11 @@ typedef struct {
     int shift;
 } table_t;
 
+static void table_free(table_t *t) {
+    free(t->first);
+    free(t->count);
+}
+
 static int table_reserve(table_t *t, int64_t entries, int64_t *capacity) {
     int64_t size = 16;
     int bits = 4;
@@ -27,8 +32,7 @@ static int table_reserve(table_t *t, int64_t entries, int64_t *capacity) {
         bits++;
     }
     if (size > *capacity) {
-        free(t->first);
-        free(t->count);
+        table_free(t);
         t->first = malloc(sizeof(int64_t) * size);
         t->count = malloc(sizeof(int64_t) * size);
         if (!t->first || !t->count) return -1;
@@ -67,7 +71,8 @@ int ngram_repetition(const uint64_t *hash, const int64_t *length, const int64_t 
     uint64_t *g = malloc(sizeof(uint64_t) * longest);
     int64_t *cum = malloc(sizeof(int64_t) * (longest + 1));
     table_t t = {NULL, NULL, 0, 0};
-    if (!g || !cum) goto fail;
+    int status = -1;
+    if (!g || !cum) goto done;
     for (int64_t d = 0; d < n_docs; d++) {
         int64_t lo = offsets[d], m = offsets[d + 1] - lo;
         if (m < 2) continue;
@@ -81,7 +86,7 @@ int ngram_repetition(const uint64_t *hash, const int64_t *length, const int64_t 
             for (int64_t i = 0; i < grams; i++) g[i] = g[i] * MULT + hash[lo + i + k - 1];
             for (int64_t j = 0; j < n_top; j++) {
                 if (top_n[j] != k) continue;
-                if (table_reserve(&t, grams, &capacity)) goto fail;
+                if (table_reserve(&t, grams, &capacity)) goto done;
                 int64_t best = 0, best_first = 0;
                 for (int64_t i = 0; i < grams; i++) {
                     uint64_t s = table_slot(&t, g, g[i]);
@@ -100,7 +105,7 @@ int ngram_repetition(const uint64_t *hash, const int64_t *length, const int64_t 
             }
             for (int64_t j = 0; j < n_dup; j++) {
                 if (dup_n[j] != k) continue;
-                if (table_reserve(&t, grams, &capacity)) goto fail;
+                if (table_reserve(&t, grams, &capacity)) goto done;
                 int64_t repeated = 0;
                 for (int64_t i = 0; i < grams;) {
                     uint64_t s = table_slot(&t, g, g[i]);
@@ -116,17 +121,12 @@ int ngram_repetition(const uint64_t *hash, const int64_t *length, const int64_t 
             }
         }
     }
+    status = 0;
+done:  /* (also where a failed allocation jumps, status -1) */
     free(g);
     free(cum);
-    free(t.first);
-    free(t.count);
-    return 0;
-fail:
-    free(g);
-    free(cum);
-    free(t.first);
-    free(t.count);
-    return -1;
+    table_free(&t);
+    return status;
 }
 
 /* Per text, of its `count[t]` parts (bytes start[i]:end[i] of the UTF-8 `data`, the parts of
@@ -139,13 +139,14 @@ int part_duplicates(const uint8_t *data, const int64_t *start, const int64_t *en
     for (int64_t t = 0; t < n_texts; t++) if (count[t] > most) most = count[t];
     uint64_t *h = malloc(sizeof(uint64_t) * (most > 0 ? most : 1));
     table_t tab = {NULL, NULL, 0, 0};
+    int status = -1;
     if (!h) return -1;
     for (int64_t t = 0; t < n_texts; t++) {
         int64_t parts = count[t], lo = at, repeats = 0, chars = 0;
         at += parts;
         dup[t] = dup_chars[t] = 0;
         if (parts < 2) continue;
-        if (table_reserve(&tab, parts, &capacity)) goto fail;
+        if (table_reserve(&tab, parts, &capacity)) goto done;
         for (int64_t i = 0; i < parts; i++) {
             const uint8_t *p = data + start[lo + i];
             int64_t size = end[lo + i] - start[lo + i];
@@ -173,15 +174,11 @@ int part_duplicates(const uint8_t *data, const int64_t *start, const int64_t *en
         dup[t] = repeats;
         dup_chars[t] = chars;
     }
+    status = 0;
+done:  /* (also where a failed allocation jumps, status -1) */
     free(h);
-    free(tab.first);
-    free(tab.count);
-    return 0;
-fail:
-    free(h);
-    free(tab.first);
-    free(tab.count);
-    return -1;
+    table_free(&tab);
+    return status;
 }
 
 #define HASH_R 0x9E3779B97F4A7C15ULL     /* tokenize._R */
@@ -727,6 +724,7 @@ int fineweb_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
     int64_t *ls = NULL, *le = NULL;
     uint64_t *h = NULL;
     table_t tab = {NULL, NULL, 0, 0};
+    int status = -1;
     for (int64_t d = 0; d < n_texts; d++) {
         const uint8_t *p = data + offsets[d], *end = data + offsets[d + 1];
         int64_t breaks = 0;
@@ -740,7 +738,7 @@ int fineweb_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
             ls = malloc(sizeof(int64_t) * room);
             le = malloc(sizeof(int64_t) * room);
             h = malloc(sizeof(uint64_t) * room);
-            if (!ls || !le || !h) goto fail;
+            if (!ls || !le || !h) goto done;
         }
         int64_t m = 0, n_punct = 0, n_short = 0;
         while (p <= end) {
@@ -763,7 +761,7 @@ int fineweb_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
         shorts[d] = n_short;
         dup_chars[d] = 0;
         if (m < 2) continue;
-        if (table_reserve(&tab, m, &capacity)) goto fail;
+        if (table_reserve(&tab, m, &capacity)) goto done;
         int64_t chars = 0;
         for (int64_t i = 0; i < m; i++) {
             const uint8_t *a = data + ls[i];
@@ -786,19 +784,13 @@ int fineweb_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
         }
         dup_chars[d] = chars;
     }
+    status = 0;
+done:  /* (also where a failed allocation jumps, status -1) */
     free(ls);
     free(le);
     free(h);
-    free(tab.first);
-    free(tab.count);
-    return 0;
-fail:
-    free(ls);
-    free(le);
-    free(h);
-    free(tab.first);
-    free(tab.count);
-    return -1;
+    table_free(&tab);
+    return status;
 }
 
 /* --- Gopher quality's byte counts (gopher._byte_counts and gopher._line_counts) ------------ */

@@ -313,9 +313,9 @@ class FeatureWalk:
         import numpy as np
 
         self.lib = library()
-        self.nextmove = _c(nextmove, np.uint32)
-        self.row = _c(row, np.uint32)
-        self.out = _c(out, np.int32)
+        self.nextmove, self.row, self.out = (
+            _c(np.frombuffer(a, a.typecode) if hasattr(a, "typecode") else a, dtype)
+            for a, dtype in ((nextmove, np.uint32), (row, np.uint32), (out, np.int32)))
         if len(self.row) != len(self.out) or len(self.nextmove) < 256 * (int(self.row.max()) + 1):
             raise ValueError("FeatureWalk: inconsistent automaton tables")
         self.seen = np.full(int(self.out.max()) + 1, -1, np.int64)
