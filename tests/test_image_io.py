@@ -304,6 +304,12 @@ def test_readers_yield_batches_bounded_by_bytes(tmp_path: Path, monkeypatch) -> 
     read = [b for p in parquet.partitions() for b in parquet.read(p, ["jpeg"])]
     assert sum(b.num_rows for b in read) == table.num_rows
     assert max(b.num_rows for b in read) <= len(sizes) * 600_000 // sum(sizes) + 1
+    from datamill.io.parquet import _chunks  # row groups handed to Arrow at once
+
+    meta = pq.ParquetFile(tmp_path / "images.parquet").metadata
+    assert _chunks(meta, (0, 1, 2, 3)) == [[0], [1], [2], [3]]
+    monkeypatch.setattr(files, "READ_BATCH_BYTES", int(2.5 * sum(sizes)))
+    assert _chunks(meta, (0, 1, 2, 3)) == [[0, 1], [2, 3]]
     by_bytes = ReadParquet(path=str(tmp_path / "images.parquet"),
                            bytes_per_partition=int(2.5 * sum(sizes)))
     parts = by_bytes.partitions()

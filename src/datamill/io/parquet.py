@@ -141,7 +141,7 @@ class ReadParquet(FileSource):
         target = pa.schema([schema.field(c) for c in wanted])
         offset = partition.row_offset
         try:
-            with open_file(partition.path) as fh:
+            with _open_native(partition.path) as fh:
                 pf = pq.ParquetFile(fh)
                 present = [c for c in wanted if c in pf.schema_arrow.names]
                 if not partition.row_groups:
@@ -154,13 +154,14 @@ class ReadParquet(FileSource):
                                        np.arange(offset, offset + n))
                         offset += n
                     return
-                groups = [pf.metadata.row_group(i) for i in partition.row_groups]
-                for batch in pf.iter_batches(row_groups=list(partition.row_groups),
-                                             columns=present, batch_size=_batch_rows(groups)):
-                    table = cast_to(pa.Table.from_batches([batch]), target, partition.path)
-                    yield with_ids(table, partition.ordinal,
-                                   np.arange(offset, offset + table.num_rows))
-                    offset += table.num_rows
+                for chunk in _chunks(pf.metadata, partition.row_groups):
+                    groups = [pf.metadata.row_group(i) for i in chunk]
+                    for batch in pf.iter_batches(row_groups=chunk, columns=present,
+                                                 batch_size=_batch_rows(groups)):
+                        table = cast_to(pa.Table.from_batches([batch]), target, partition.path)
+                        yield with_ids(table, partition.ordinal,
+                                       np.arange(offset, offset + table.num_rows))
+                        offset += table.num_rows
         except InputError:
             raise
         except FileNotFoundError:
@@ -170,6 +171,36 @@ class ReadParquet(FileSource):
         except Exception as exc:  # noqa: BLE001 - corrupt pages, truncated files, I/O errors
             raise InputError(f"cannot read Parquet data ({type(exc).__name__}: {exc})",
                              path=partition.path) from None
+
+
+def _open_native(path: str) -> Any:
+    """A local file opened by Arrow itself (its reads never pass through Python objects,
+    which would leave the process's heap as large as the largest column chunk read); other
+    filesystems through fsspec."""
+    import pyarrow as pa
+
+    if "://" not in path or path.startswith("file://"):
+        return pa.OSFile(path.removeprefix("file://"), "rb")
+    return open_file(path)
+
+
+def _chunks(meta: Any, row_groups: tuple[int, ...]) -> list[list[int]]:
+    """Runs of consecutive row groups of up to READ_BATCH_BYTES (uncompressed; a larger group
+    alone): Arrow reads the row groups it is given ahead of the batches it yields, so giving
+    it all of a partition's groups at once would hold them all in memory."""
+    from . import files
+
+    chunks: list[list[int]] = []
+    size = 0
+    for i in row_groups:
+        n = meta.row_group(i).total_byte_size
+        if chunks and size + n <= files.READ_BATCH_BYTES:
+            chunks[-1].append(i)
+            size += n
+        else:
+            chunks.append([i])
+            size = n
+    return chunks
 
 
 def _batch_rows(groups: list[Any]) -> int:
