@@ -365,7 +365,7 @@ def test_py3langid_model_is_unpacked_once_into_the_model_cache(tmp_path, monkeyp
     first = langid_backends.py3langid_backend(None, "detect_language")
     (folder,) = tmp_path.iterdir()  # named by the model file's size and hash
     size, digest = langid_backends.file_identity(langid_backends.py3langid_model()).split(":")
-    assert folder.name == f"py3langid-{size}-{digest}"
+    assert folder.name == f"py3langid-v2-{size}-{digest}"
     monkeypatch.setattr(langid_backends, "_PY3LANGID_TABLES", [])
     monkeypatch.setattr(py3langid.modelio, "load_model", lambda path: 1 / 0)  # not unpacked
     second = langid_backends.py3langid_backend(None, "detect_language")

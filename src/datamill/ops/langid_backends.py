@@ -234,21 +234,22 @@ def model_cache_dir() -> str:
 def _unpacked_model(path: str) -> tuple | None:
     """py3langid's model (an LZMA-compressed npz that takes ~0.7 CPU-s to unpack), from an
     unpacked copy in model_cache_dir(), named by the file's size and hash (so another
-    model is never read in its place) and memory-mapped (processes share its pages).
+    model is never read in its place) and memory-mapped (processes share its pages). Its
+    float16 table is stored as float32 (exactly the same values; what the scoring uses).
     Written at first use; None where the cache cannot be written or read."""
     import json
 
     import numpy as np
 
     try:
-        folder = os.path.join(model_cache_dir(),
-                              "py3langid-" + file_identity(path).replace(":", "-"))
+        folder = os.path.join(model_cache_dir(),  # (v2: the table stored as float32)
+                              "py3langid-v2-" + file_identity(path).replace(":", "-"))
         names = ("ptc", "pc", "nextmove", "row", "out")
         if not os.path.exists(os.path.join(folder, "classes.json")):
             from py3langid.modelio import load_model
 
             ptc, pc, classes, nextmove, row, out = load_model(path)
-            arrays = (ptc, pc, np.frombuffer(nextmove, nextmove.typecode),
+            arrays = (ptc.astype(np.float32), pc, np.frombuffer(nextmove, nextmove.typecode),
                       np.frombuffer(row, row.typecode), np.asarray(out, np.int32))
             tmp = f"{folder}.tmp-{os.getpid()}"
             os.makedirs(tmp, exist_ok=True)
@@ -301,7 +302,7 @@ def _kernel_identifier(base: type) -> type:
                 nextmove, self.tk_row, self.tk_output))
 
         def _float32(self) -> Any:  # (a float16 product would cast at every text)
-            return _derived("float32", self.nb_ptc, lambda ptc: ptc.astype(np.float32))
+            return _derived("float32", self.nb_ptc, lambda ptc: np.asarray(ptc, np.float32))
 
         def _raw_score(self, text: bytes) -> Any:
             idx, counts = self._walk()(text)

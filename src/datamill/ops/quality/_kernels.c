@@ -222,7 +222,10 @@ enum { LEAD = 1, TRAIL = 2, CORE = 4, PREV_CORE = 8, NEXT_CORE = 16, SOLO = 32, 
 
 /* Index i modulo n, as numpy's mode="wrap" (tokenize.py reads before a text's start that
  * way; a batch of texts ends with a newline, so what it reads there is never a letter). */
-static int64_t wrap(int64_t i, int64_t n) { return ((i % n) + n) % n; }
+static inline int64_t wrap(int64_t i, int64_t n) {
+    if (i >= 0 && i < n) return i;  /* (nearly always: no division) */
+    return ((i % n) + n) % n;
+}
 
 /* Is cp[lo..hi] (inclusive) one of the words `from` to `to` (code points `words`, word w at
  * words[off[w]:off[w+1]])? */
@@ -289,17 +292,21 @@ int rule_starts(const uint32_t *cp, const uint16_t *f, int64_t n, const uint32_t
             s++;
             continue;
         }
-        int64_t e = s;
-        while (e + 1 < n && !(f[e + 1] & F_SPACE)) e++;
+        /* one pass over the chunk s..e: its end, its candidates for the rules (F_OTHER)
+         * and for the rare rule of units (a digit, then a letter) */
+        int64_t e = s, m = 0;
+        uint16_t fe = f[s];
+        if (fe & F_OTHER) P[m++] = s;
+        while (e + 1 < n && !(f[e + 1] & F_SPACE)) {
+            uint16_t fn = f[++e];
+            if ((fe & F_DIGIT) && (fn & F_ALPHA)) PUT(units, n_units, e);
+            if (fn & F_OTHER) P[m++] = e;
+            fe = fn;
+        }
         start[s] = 1;
-        /* the rare rules' candidates */
-        for (int64_t i = s + 1; i <= e; i++)
-            if ((f[i - 1] & F_DIGIT) && (f[i] & F_ALPHA)) PUT(units, n_units, i);
         if ((cp[s] | 32) == 'c' && s + 6 < n && cp[s + 1] == 'a' && cp[s + 2] == 'n' &&
             cp[s + 3] == 'n' && cp[s + 4] == 'o' && cp[s + 5] == 't')
             PUT(cannot, n_cannot, s);
-        int64_t m = 0;
-        for (int64_t i = s; i <= e; i++) if (f[i] & F_OTHER) P[m++] = i;
         if (m == 0) {
             s = e + 1;
             continue;
@@ -307,7 +314,7 @@ int rule_starts(const uint32_t *cp, const uint16_t *f, int64_t n, const uint32_t
         int url = 0;
         for (int64_t j = 0; j < m; j++) {
             int64_t p = P[j];
-            if (cp[p] == ':' && cp[(p + 1) % n] == '/' && cp[(p + 2) % n] == '/') url = 1;
+            if (cp[p] == ':' && cp[wrap(p + 1, n)] == '/' && cp[wrap(p + 2, n)] == '/') url = 1;
             if (cp[p] == '.' && cp[wrap(p - 1, n)] == 'w' && cp[wrap(p - 2, n)] == 'w' &&
                 cp[wrap(p - 3, n)] == 'w') url = 1;
         }

@@ -424,7 +424,7 @@ def _split_specials(tstart: Any, tend: Any, h: Any, f: Any) -> tuple[Any, Any, A
             int(w): (ph, np.array([len(x) for x in p])) for w, ph, p in zip(whole, parts,
                                                                              pieces)})
     known = _SPECIALS["hashes"]
-    maybe = np.flatnonzero(np.take(_SPECIALS["bucket"], (h >> np.uint64(48)).astype(np.intp)))
+    maybe = np.flatnonzero(np.take(_SPECIALS["bucket"], (h >> np.uint64(48)).view(np.int64)))
     at = np.minimum(np.searchsorted(known, h[maybe]), len(known) - 1)
     # (a special word starts with a letter)
     hit = maybe[(known[at] == h[maybe]) & ((f[tstart[maybe]] & ALPHA) != 0)]
@@ -436,14 +436,20 @@ def _split_specials(tstart: Any, tend: Any, h: Any, f: Any) -> tuple[Any, Any, A
     reps[hit] = [len(ph) for ph, _ in pieces]
     before = np.zeros(len(reps) + 1, dtype=np.int64)
     np.cumsum(reps, out=before[1:])
-    index = np.repeat(np.arange(len(reps)), reps)  # each split word once per piece
-    ts, te, hh = tstart[index], tend[index], h[index]
-    for i, (hashes, lengths) in zip(hit.tolist(), pieces):
-        j, k = before[i], len(hashes)
-        cuts = tstart[i] + np.cumsum(lengths)
-        ts[j + 1:j + k] = cuts[:-1]
-        te[j:j + k] = cuts
-        hh[j:j + k] = hashes
+    # each split word once per piece
+    ts, te, hh = np.repeat(tstart, reps), np.repeat(tend, reps), np.repeat(h, reps)
+    # the pieces of all split words at once: piece p of word i goes to before[i] + p
+    ks = reps[hit]
+    lengths = np.concatenate([lengths for _, lengths in pieces])
+    first = np.cumsum(ks) - ks  # each word's first piece among all pieces
+    within = np.arange(len(lengths)) - np.repeat(first, ks)
+    at = np.repeat(before[hit], ks) + within
+    ends = np.cumsum(lengths)
+    cuts = np.repeat(tstart[hit] - (ends[first] - lengths[first]), ks) + ends
+    te[at] = cuts
+    hh[at] = np.concatenate([hashes for hashes, _ in pieces])
+    later = np.flatnonzero(within > 0)
+    ts[at[later]] = cuts[later - 1]
     return ts, te, hh
 
 
