@@ -193,7 +193,7 @@ def test_photos_cluster_with_their_near_duplicates(tmp_path, photos_file):
     table = pq.read_table(sorted(photos_file.glob("*.parquet")))
     rows = table.to_pylist()
     dropped = dm.dropped_rows(tmp_path / "w", "image_dedup").to_pylist()
-    # ids are per file and position: map them back through the dropped rows' cluster ids
+    # the source step numbers the rows in input order: its _ids name the input rows
     ids = _ids(tmp_path / "w", ds)
     by_id = {i: r for i, r in zip(ids, rows)}
     for d in dropped:
