@@ -22,6 +22,7 @@ compared against all pairs, and the peak RSS of each child's process tree.
 Results: benchmarks/results/image_dedup.json. `--no-brute` (for sizes where all pairs take
 hours: memory and time at scale) checks the operation's clusters against the band search's
 pairs instead, which equal brute force's wherever both ran; results: image_dedup-<n>.json.
+`--no-datamill` measures the two searches only (image_dedup[-<n>]-search.json).
 """
 
 from __future__ import annotations
@@ -224,7 +225,8 @@ def main() -> None:
         columns += ["datamill_s"] + ([] if args.no_brute else ["speedup_datamill"]) + [
             "candidate_share_of_all_pairs", "datamill_peak_rss_mb", "datamill_peak_pss_mb"]
     print_table(rows, columns, title=f"image_dedup, {n:,} hashes")
-    name = "image_dedup" if n == 100_000 and not args.no_brute else f"image_dedup-{n}"
+    name = "image_dedup" + ("" if n == 100_000 and not args.no_brute else f"-{n}") + (
+        "-search" if args.no_datamill else "")
     path = write_results(name, {"hashes": n, "seed": SEED, "files": FILES,
                                          "note": "2 shared cores, other jobs running: "
                                                  "compare ratios within this run",
