@@ -11,14 +11,14 @@ the scikit-image photos (384 px, about 30-60 KB each). Two URL lists:
 
 Variants, each in a fresh child process, interleaved and repeated:
 
-  datamill    read (4 JSONL files) -> download_images, 2 workers, 64 requests in flight per
-              worker (per_host=64: every URL is on one host here), timeout=2 s
+  datamill    read (4 JSONL files) -> download_images, 2 workers, 32 requests in flight per
+              worker (per_host=32: every URL is on one host here), timeout=5 s
   reference   a ThreadPoolExecutor of 64 threads calling requests.get(url, timeout=10) in one
               process, keeping 200 answers: the loop a user writes
 
 images_s counts images kept per second of the whole run (worker start-up included). On the
 faulty list, `requests`' timeout is per read: a drip that sends a byte every 0.2 s never
-trips it, so each one holds a thread for 20 s; datamill cuts each off at the 2 s total
+trips it, so each one holds a thread for 20 s; datamill cuts each off at the 5 s total
 timeout while the worker's other requests go on. Ratios matter, not absolute times (shared
 machine).
 """
@@ -50,8 +50,8 @@ def _child_datamill(args: argparse.Namespace) -> None:
     import datamill as dm
 
     ds = dm.Dataset.read(args.urls).apply(
-        "download_images", timeout=2.0, read_timeout=2.0, connect_timeout=2.0,
-        concurrency=64, per_host=64, batch_rows=1024, retries=0)
+        "download_images", timeout=5.0, read_timeout=5.0, connect_timeout=5.0,
+        concurrency=32, per_host=32, batch_rows=1024, retries=0)
     start = time.perf_counter()
     result = ds.run(args.workdir, workers=2, cache=False, progress=False)
     wall = time.perf_counter() - start
