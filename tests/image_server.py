@@ -18,6 +18,7 @@ Endpoints (all GET):
     /big?size=B&chunked=1     B bytes (default 200 MB) starting like a JPEG, streamed in
                               64 KiB chunks from one buffer (never built in memory)
     /drip?interval=S&size=B   a JPEG start, then one byte every S seconds up to B bytes
+                              (`during[target]`: the requests that came meanwhile)
     /hang                     reads the request, never answers
 """
 
@@ -82,6 +83,8 @@ class ImageServer:
         self.in_flight: Counter[str] = Counter()  # Host header -> /slow requests now
         self.max_in_flight: Counter[str] = Counter()  # Host header -> most at once
         self.max_total_in_flight = 0
+        self.requests = 0  # all requests so far
+        self.during: dict[str, int] = {}  # drip target -> requests that came while it dripped
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -160,6 +163,7 @@ class ImageServer:
         path = parts.path
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         self.hits[path] += 1
+        self.requests += 1
         seg = path.strip("/").split("/")
         kind = seg[0]
         ctype = ("Content-Type: image/jpeg",)
@@ -204,8 +208,12 @@ class ImageServer:
                             query.get("chunked") == "1")
             return False
         if kind == "drip":
-            await self._drip(writer, path, float(query.get("interval", 0.05)),
-                             int(query.get("size", 10**6)))
+            start = self.requests
+            try:
+                await self._drip(writer, path, float(query.get("interval", 0.05)),
+                                 int(query.get("size", 10**6)))
+            finally:
+                self.during[target] = self.requests - start
             return False
         if kind == "hang":
             await reader.read()  # until the client gives up and closes

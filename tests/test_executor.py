@@ -172,6 +172,42 @@ def test_filter_that_produces_columns_must_return_them(tmp_path):
         ds.collect(tmp_path / "w", progress=False)
 
 
+class Overlapping(MapOperation):
+    """`double` = 2n, submitted ahead; `waiting`: the batches submitted and not yet collected
+    when this one was. Raises on n == 13 (a row error, isolated through `process`)."""
+
+    name = "test_overlapping"
+    consumes = {"n": "int64"}
+    produces = {"double": "int64", "waiting": "int64"}
+    batch_size = 10
+    batches_in_flight = 3
+
+    def submit(self, batch):
+        self.waiting = getattr(self, "waiting", 0) + 1
+        return batch["n"].to_pylist()
+
+    def collect(self, handle):
+        waiting, self.waiting = self.waiting, self.waiting - 1
+        if 13 in handle:
+            raise ValueError("thirteen")
+        return {"double": [2 * v for v in handle], "waiting": [waiting] * len(handle)}
+
+    def process(self, batch):
+        return self.collect(self.submit(batch))
+
+
+def test_overlapping_batches_keep_order_and_row_errors(tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", [{"n": i} for i in range(95)])
+    ds = dm.Dataset.read(str(tmp_path / "in.jsonl")).apply(Overlapping, on_error="skip")
+    result = ds.run(tmp_path / "w", workers=1, progress=False)
+    table = ds.collect(tmp_path / "w", progress=False)
+    assert table["n"].to_pylist() == [i for i in range(95) if i != 13]
+    assert table["double"].to_pylist() == [2 * i for i in range(95) if i != 13]
+    assert max(table["waiting"].to_pylist()) == 3  # three batches submitted at once, no more
+    step = result.step("test_overlapping")
+    assert step["errors"] == 1 and step["rows_out"] == 94
+
+
 def test_setup_runs_once_per_worker(tmp_path):
     ds = _many_partitions(tmp_path).apply(SetupCounter)
     table = ds.collect(tmp_path / "w", workers=2, progress=False)

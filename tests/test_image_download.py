@@ -114,6 +114,19 @@ def test_slow_and_hanging_servers_do_not_stall_the_run(tmp_path, server):
     assert server.sent["/drip"] - sent_before < 4 * 10**6  # cut off long before the end
 
 
+def test_batches_overlap_so_a_slow_url_holds_up_no_other(tmp_path, server):
+    """Batches of 8 URLs, the first with a drip: while it drips (until the 1.5 s timeout),
+    the following batches download. Without overlap only its own batch's 7 other URLs
+    could (the count is of requests, not of time)."""
+    drip = server.url("/drip?interval=0.05&k=overlap")
+    urls = [drip] + [server.url(f"/img/horse.png?o={i}") for i in range(63)]
+    kept, reasons, step = download(tmp_path, urls, batch_rows=8, batches_in_flight=4,
+                                   timeout=1.5)
+    assert reasons == {drip: "timeout"} and step["rows_out"] == 63
+    assert server.during["/drip?interval=0.05&k=overlap"] >= 3 * 8  # 3 more batches
+    assert kept["url"].to_pylist() == urls[1:]  # in order
+
+
 def test_concurrency_per_host_and_per_worker(server):
     urls = [server.url(f"/slow/{n}?delay=0.05", host=h) for n in list(server.images)[:12]
             for h in ("127.0.0.1", "localhost")]

@@ -8,6 +8,12 @@ An operation is a small class over a batch (a pyarrow Table, or a pandas DataFra
     consumes / produces      {column: Arrow type}; keys may be "{arg}" templates
     resources                cpus, gpus, memory, concurrency
     setup() / teardown()     once per worker (load models here)
+
+A row-wise operation that waits on I/O may overlap its batches: with `batches_in_flight = N`
+(N > 1) and `submit(batch) -> handle` / `collect(handle) -> result`, the engine submits up to
+N batches of a partition before collecting the oldest, and collects them in order (rows keep
+their order). `process(batch)` remains the call for single rows when a batch fails;
+`cancel(handle)`, if defined, is called for batches submitted to a pass that failed.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -77,6 +77,7 @@ class StepRun:
         self.files: list[str] = []
         self.outputs: list[dict] = []  # files a sink committed
         self.part = self.dropped_writer = self.quarantine = self.sink_writer = None
+        self.pending: deque = deque()  # (batch, handle) submitted to an overlapping operation
         fields = []
         if stores_index(step):
             fields.append((INDEX, pa.int64()))
@@ -293,8 +294,10 @@ def _consumed_input(step: Step, table: Any) -> Any:
     return table.select(refs).rename_columns(names)
 
 
-def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun) -> tuple[Any, Any, list]:
-    """Call the operation; isolate failing rows per the step's on_error policy.
+def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun,
+          handle: Any = None) -> tuple[Any, Any, list]:
+    """Call the operation (or collect what it was submitted: `handle`); isolate failing rows
+    per the step's on_error policy, row by row through `process`.
 
     Returns (result, ok, bad): ok is None (all rows fine) or a boolean mask of good rows;
     bad lists (position, exception) of the rows that raised."""
@@ -303,7 +306,7 @@ def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun) -> tuple[Any, A
     fmt = op.batch_format
     op.take_counters()
     try:
-        result = op.process(to_format(inp, fmt))
+        result = op.process(to_format(inp, fmt)) if handle is None else op.collect(handle)
         run.counters.update(op.take_counters())
         return result, None, []
     except DatamillError:
@@ -367,8 +370,10 @@ def _merge_row_results(step: Step, results: list[Any]) -> Any:
     return pa.concat_tables(tables)
 
 
-def _apply_step(run: StepRun, op: Any, table: Any, report: Report | None) -> Any:
-    """Run one step on the in-flight batch; write what it stores; return the next batch."""
+def _apply_step(run: StepRun, op: Any, table: Any, report: Report | None,
+                handle: Any = None) -> Any:
+    """Run one step on the in-flight batch; write what it stores; return the next batch.
+    `handle`: what `op.submit` returned for this batch (an overlapping operation)."""
     import numpy as np
     import pyarrow as pa
 
@@ -392,7 +397,7 @@ def _apply_step(run: StepRun, op: Any, table: Any, report: Report | None) -> Any
                               .rename_columns(list(cols)))
         out = table
     else:
-        result, ok, bad = _call(step, op, _consumed_input(step, table), id_col, run)
+        result, ok, bad = _call(step, op, _consumed_input(step, table), id_col, run, handle)
         positions = np.arange(run.offset, run.offset + n, dtype=np.int64)
         if bad and run.quarantine is not None:
             _quarantine(run, table, id_col, bad)
@@ -485,7 +490,28 @@ def _push(runs: list[StepRun], ops: list[Any], i: int, batch: Any,
         for start in range(0, batch.num_rows, limit):
             _push(runs, ops, i, batch.slice(start, limit), report)
         return
+    in_flight = getattr(ops[i], "batches_in_flight", 1) if rowwise else 1
+    if in_flight > 1:  # submit now, collect (and pass on) the oldest once too many wait
+        run = runs[i]
+        run.pending.append((batch, ops[i].submit(to_format(_consumed_input(run.step, batch),
+                                                           ops[i].batch_format))))
+        if len(run.pending) >= in_flight:
+            _collect_oldest(runs, ops, i, report)
+        return
     _push(runs, ops, i + 1, _apply_step(runs[i], ops[i], batch, report), report)
+
+
+def _collect_oldest(runs: list[StepRun], ops: list[Any], i: int,
+                    report: Report | None) -> None:
+    batch, handle = runs[i].pending.popleft()
+    _push(runs, ops, i + 1, _apply_step(runs[i], ops[i], batch, report, handle), report)
+
+
+def _flush(runs: list[StepRun], ops: list[Any], report: Report | None) -> None:
+    """Collect the batches still submitted, step after step, in order."""
+    for i, run in enumerate(runs):
+        while run.pending:
+            _collect_oldest(runs, ops, i, report)
 
 
 def run_partition(workdir: Workdir, stage: Stage, partition: int,
@@ -504,13 +530,16 @@ def run_partition(workdir: Workdir, stage: Stage, partition: int,
             if reads:  # input the reader set aside before this batch
                 _write_rejected(runs[0], ops[0].take_rejected())
             _push(runs, ops, 0, batch, report)
+        _flush(runs, ops, report)
         if reads:
             _write_rejected(runs[0], ops[0].take_rejected())
             runs[0].counters.update(ops[0].take_counters())
         for run in runs:
             run.commit()
     except BaseException:
-        for run in runs:
+        for run, op in zip(runs, ops):
+            for _batch, handle in run.pending:  # submitted, never to be collected
+                getattr(op, "cancel", lambda h: None)(handle)
             run.abort()
         raise
     stats = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import Field
@@ -9,7 +10,7 @@ from pydantic import Field
 from ...image_type import as_image
 from ...operation import Arguments, FilterOperation, Resources
 from ...schema import normalize_columns
-from .fetch import FetchSettings, fetch_urls
+from .fetch import BackgroundFetcher, FetchSettings
 
 OPT_OUT = ["noai", "noimageai", "noindex", "noimageindex"]
 
@@ -46,8 +47,12 @@ class DownloadImagesArgs(Arguments):
         description="X-Robots-Tag directives that opt an image out (as img2dataset); [] "
                     "ignores the header.")
     verify_tls: bool = Field(True, description="Check TLS certificates.")
-    batch_rows: int = Field(512, gt=0, description="URLs fetched together; memory holds up "
-                                                   "to this many bodies.")
+    batch_rows: int = Field(256, gt=0, description="URLs per batch.")
+    batches_in_flight: int = Field(8, ge=1, description="Batches a worker downloads at once "
+                                                        "(the next ones go on while a batch "
+                                                        "waits for its slowest URL); memory "
+                                                        "holds up to batch_rows x this many "
+                                                        "bodies.")
     max_units: int | None = Field(None, gt=0, description="Units downloading at once across "
                                                           "a Ray cluster (caps the load on "
                                                           "hosts); default: --workers.")
@@ -61,11 +66,12 @@ class DownloadImages(FilterOperation):
     `invalid_url`, `bad_content_encoding`.
 
     Each worker keeps `concurrency` requests in flight (asyncio, httpx), at most `per_host` to
-    one host. A 429 or 5xx is retried after its Retry-After (at most `max_retry_wait`) or an
-    exponential backoff. The format is sniffed from the bytes, never taken from
-    Content-Type; HTML and unknown bytes are `not_an_image`, SVG `vector_refused`.
-    `X-Robots-Tag: noai` (and noimageai, noindex, noimageindex; for all agents or for the
-    `user_agent`'s token) opts an image out. Counters: `bytes_downloaded`, `retries`, `redirected`.
+    one host, over `batches_in_flight` batches so that a slow URL holds up no other. A 429 or
+    5xx is retried after its Retry-After (at most `max_retry_wait`) or an exponential
+    backoff. The format is sniffed from the bytes, never taken from Content-Type; HTML and
+    unknown bytes are `not_an_image`, SVG `vector_refused`. `X-Robots-Tag: noai` (and
+    noimageai, noindex, noimageindex; for all agents or for the `user_agent`'s token) opts an
+    image out. Counters: `bytes_downloaded`, `retries`, `redirected`.
 
     Downloads are an input like any other: the step is cached on its URLs and arguments, so a
     re-run reuses what was fetched; `run(cache=False)` (`--no-cache`) fetches again."""
@@ -78,6 +84,7 @@ class DownloadImages(FilterOperation):
         super().__init__(**arguments)
         a = self.args
         self.batch_size = a.batch_rows
+        self.batches_in_flight = a.batches_in_flight
         self.resources = Resources(cpus=1.0, concurrency=a.max_units)
         self.settings = FetchSettings(
             connect_timeout=a.connect_timeout, read_timeout=a.read_timeout, timeout=a.timeout,
@@ -95,11 +102,36 @@ class DownloadImages(FilterOperation):
             cols[self.args.final_url_column] = "string"
         return normalize_columns(cols)
 
+    # --- batches overlap: submit() starts a batch, collect() waits for it (see Operation) --
+    def _fetcher(self) -> BackgroundFetcher:
+        pid, fetcher = self.__dict__.get("_background", (None, None))
+        if fetcher is None or pid != os.getpid():  # none yet, or inherited through a fork
+            fetcher = BackgroundFetcher(self.settings)
+            self._background = (os.getpid(), fetcher)
+        return fetcher
+
+    def submit(self, batch: Any) -> Any:
+        return self._fetcher().submit(batch.column(self.args.column).to_pylist())
+
+    def cancel(self, handle: Any) -> None:
+        handle.cancel()
+
     def process(self, batch: Any) -> Any:
+        return self.collect(self.submit(batch))
+
+    def teardown(self) -> None:
+        pid, fetcher = self.__dict__.pop("_background", (None, None))
+        if fetcher is not None and pid == os.getpid():
+            fetcher.close()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_background"}
+
+    def collect(self, handle: Any) -> Any:
         import numpy as np
         import pyarrow as pa
 
-        got = fetch_urls(batch.column(self.args.column).to_pylist(), self.settings)
+        got = handle.result()
         keep = np.array([g.data is not None for g in got], dtype=bool)
         self.count("bytes_downloaded", sum(len(g.data) for g in got if g.data is not None))
         self.count("retries", sum(max(0, g.attempts - 1) for g in got))

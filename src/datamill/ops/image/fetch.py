@@ -6,6 +6,7 @@ a reason string (`http_404`, `timeout`, `too_large`, ...), never an exception.""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import functools
 import random
@@ -139,12 +140,12 @@ class Fetcher:
             headers={"User-Agent": s.user_agent, "Accept": "image/*,*/*;q=0.5"},
         ) for _ in range(-(-s.concurrency // self.SHARD))]
 
-    async def fetch_all(self, urls: Sequence[str | None]) -> list[Fetched]:
-        try:
-            return list(await asyncio.gather(*(self.fetch(u) for u in urls)))
-        finally:
-            for client in self.clients:
-                await client.aclose()
+    async def fetch_many(self, urls: Sequence[str | None]) -> list[Fetched]:
+        return list(await asyncio.gather(*(self.fetch(u) for u in urls)))
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
 
     async def fetch(self, url: str | None) -> Fetched:
         parts = urlsplit(url) if isinstance(url, str) else None
@@ -241,27 +242,42 @@ class Fetcher:
                    self.s.backoff * 2**attempt * random.uniform(0.5, 1.5))
 
 
+class BackgroundFetcher:
+    """A Fetcher on an event loop of its own, in a daemon thread, that outlives batches: lists
+    of URLs submitted one after the other share its slots and connections, and the next list
+    downloads while the last one's slowest URLs finish."""
+
+    def __init__(self, settings: FetchSettings):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                       name="datamill-fetch")
+        self.thread.start()
+        self.fetcher = self._run(self._make(settings)).result()
+
+    @staticmethod
+    async def _make(settings: FetchSettings) -> Fetcher:
+        return Fetcher(settings)  # its queues and clients belong to this loop
+
+    def _run(self, coro: Any) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def submit(self, urls: Sequence[str | None]) -> concurrent.futures.Future:
+        """Start fetching `urls`; the future's result is one `Fetched` per URL, in order."""
+        return self._run(self.fetcher.fetch_many(list(urls)))
+
+    def close(self) -> None:
+        try:
+            self._run(self.fetcher.aclose()).result(30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
+            self.loop.close()
+
+
 def fetch_urls(urls: Sequence[str | None], settings: FetchSettings) -> list[Fetched]:
-    """Fetch `urls` concurrently; one `Fetched` per URL, in order. Runs its own event loop
-    (in a helper thread when the caller's thread already runs one)."""
-    async def main() -> list[Fetched]:
-        return await Fetcher(settings).fetch_all(urls)
-
+    """Fetch `urls` concurrently; one `Fetched` per URL, in order."""
+    background = BackgroundFetcher(settings)
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    box: list[Any] = []
-    thread = threading.Thread(target=lambda: box.append(_run_catching(main)))
-    thread.start()
-    thread.join()
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
-
-
-def _run_catching(main) -> Any:
-    try:
-        return asyncio.run(main())
-    except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
-        return exc
+        return background.submit(urls).result()
+    finally:
+        background.close()
