@@ -145,6 +145,31 @@ def test_bad_files_are_read_as_bytes_and_sniffed_or_refused(tmp_path: Path) -> N
         == 3
 
 
+def test_files_that_are_not_images_are_dropped_downstream_with_reasons(tmp_path: Path) -> None:
+    """What read_images leaves to the image operations: image_filter drops each bad file
+    with its reason, and the good ones flow on."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = encode(skdata.coffee(), "jpg")
+    (folder / "good.jpg").write_bytes(good)
+    (folder / "good.heic").write_bytes(encode(skdata.chelsea(), "heic"))
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("this is not a jpeg\n")
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (folder / "script.png").write_text("<svg><script>alert(1)</script></svg>")
+    ds = dm.Dataset.read(folder, format="images").apply("image_filter")
+    result = ds.run(tmp_path / "w", workers=1, progress=False)
+    assert result.step("read_images")["rows_out"] == 6
+    reasons = {r["_id"]: r["_reason"] for r in dm.dropped_rows(tmp_path / "w").to_pylist()}
+    read = _collect(dm.Dataset.read(folder, format="images"), tmp_path / "p")
+    paths = dict(zip(read.column("_id").to_pylist(), read.column("path").to_pylist()))
+    assert {paths[i]: why for i, why in reasons.items()} == {
+        "empty.jpg": "empty", "text.jpg": "not_an_image", "truncated.jpg": "truncated",
+        "script.png": "vector_refused"}
+    assert sorted(_collect(ds, tmp_path / "w").column("path").to_pylist()) == [
+        "good.heic", "good.jpg"]
+
+
 def test_an_added_image_is_the_only_one_read_again(tmp_path: Path) -> None:
     """Partitions of unchanged files are kept on a rerun, as for other file readers."""
     folder = tmp_path / "in"
@@ -531,3 +556,31 @@ def test_write_images_makes_a_folder_of_files(tmp_path: Path) -> None:
     assert by_key["000000002"].read_bytes() == samples[2]["image"]
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_image_sources_and_sinks_run_on_ray_as_they_do_locally(tmp_path: Path,
+                                                               ray_cluster) -> None:
+    """Shards in, image files and shards out: the Ray executor writes the same bytes."""
+    shards = tmp_path / "in"
+    shards.mkdir()
+    samples = _samples(12)
+    write_shard(shards / "00000.tar", samples[:6])
+    write_shard(shards / "00001.tar", samples[6:])
+
+    def pipeline(where: str) -> dm.Dataset:
+        return dm.Dataset.read(shards).write(tmp_path / where / "shards", format="webdataset")
+
+    def written(where: str) -> dict[str, bytes]:
+        root = tmp_path / where
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and not p.name.startswith(("_", "."))}
+
+    for where, options in (("local", {"workers": 2}),
+                           ("ray", {"executor": "ray", "address": ray_cluster.address})):
+        ds = pipeline(where)
+        dm.Dataset.read(shards).write(tmp_path / where / "files", format="images").run(
+            tmp_path / f"w-{where}", progress=False, **options)
+        ds.run(tmp_path / f"w-{where}", progress=False, **options)
+    local, ray = written("local"), written("ray")
+    assert len([n for n in local if n.startswith("files/")]) == 12 * 3
+    assert local == ray
