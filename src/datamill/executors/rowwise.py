@@ -473,8 +473,9 @@ def _set(table: Any, name: str, column: Any) -> Any:
 def _push(runs: list[StepRun], ops: list[Any], i: int, batch: Any,
           report: Report | None) -> None:
     """Pass `batch` through steps i.. of the fused pass, depth first. A step whose operation
-    declares `batch_size` gets slices of at most that many rows (rows reach later steps, and
-    the progress report, slice by slice, in the same order)."""
+    declares `batch_size` gets slices of at most that many rows, one that declares
+    `batch_bytes` slices of at most that many bytes (rows reach later steps, and the progress
+    report, slice by slice, in the same order)."""
     if i == len(runs):
         return
     rowwise = runs[i].step.kind in ("map", "filter", "expand")
