@@ -166,6 +166,7 @@ def test_resize_modes_follow_img2dataset(tmp_path):
         ds = images_dataset(tmp_path, {"c": photo}).apply("resize_images", mode=mode,
                                                           max_side=max_side, format="png")
         out = ds.collect(tmp_path / f"w-{mode}-{max_side}", progress=False)
+        assert is_image(out.schema.field("image").type)  # outputs stay the image type
         image = decode_image(out["image"][0].as_py())
         assert image.size == size, (mode, max_side)
         assert probe_image(out["image"][0].as_py()).format == "png"
