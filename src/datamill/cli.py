@@ -382,7 +382,7 @@ def _duplicates_of(workdir: Path, row_id: int, columns: list[str] | bool) -> dic
     steps = rows.dedup_steps(workdir)
     if not steps:
         raise CLIError(f"no step of the last run in {workdir} records duplicates "
-                       "(drop_duplicates, minhash_dedup, semantic_dedup)")
+                       "(drop_duplicates, minhash_dedup, semantic_dedup, image_dedup)")
     for step in steps:
         kept = rows.find_row(workdir, row_id, step, columns=columns)
         if kept is not None:
