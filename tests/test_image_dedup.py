@@ -167,15 +167,26 @@ def test_exact_copies_are_joined_not_compared_pairwise():
     assert set(_reference_clusters(len(hashes), a, b)) == {0}
 
 
-def test_the_cache_key_follows_the_hashing_code():
-    """A datamill module counts by its own source: the ops' version carries the digests of
-    the modules their hashes come from, so an edit there is a new cache key."""
-    from datamill.code_fingerprint import file_digest
-    from datamill.ops.image.dedup import ImageDedup, ImageHash
+def test_the_cache_key_follows_the_hashing_code(monkeypatch):
+    """A datamill module counts by its own source: the ops' version carries a digest of the
+    modules their hashes come from, so an edit there is a new cache key."""
+    import importlib
 
-    for module in ("hashing", "decode", "_common"):
-        digest = file_digest(f"datamill.ops.image.{module}")
-        assert digest != "no-file" and digest in ImageDedup.version == ImageHash.version
+    from datamill import code_fingerprint
+    from datamill.ops.image import dedup
+
+    assert dedup.ImageDedup.version == dedup.ImageHash.version == dedup.VERSION
+    assert all(code_fingerprint.file_digest(f"datamill.ops.image.{m}") != "no-file"
+               for m in dedup.CODE_MODULES)
+    real = code_fingerprint.file_digest
+    monkeypatch.setattr(code_fingerprint, "file_digest", lambda m: real(m) + (
+        "edited" if m.endswith(".hashing") else ""))
+    try:
+        edited = importlib.reload(dedup).VERSION
+    finally:
+        monkeypatch.undo()
+        importlib.reload(dedup)
+    assert edited != dedup.VERSION and len(edited) <= 12  # short: `ops list` shows it
 
 
 # --- the operation --------------------------------------------------------------------------

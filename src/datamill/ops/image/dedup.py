@@ -11,6 +11,7 @@ connected components, executors/components.py) and keeps the row of smallest ran
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import Field
@@ -36,9 +37,12 @@ from .hashing import (
 Keep = Literal["most_pixels", "largest_bytes", "first"]
 HASH_COLUMN = "image_hash"
 MAX_THRESHOLD = 16  # 17 bands of 3-4 bits: beyond, the band search compares nearly all pairs
-# the hashes depend on these modules too (a datamill module's fingerprint is its own source)
-VERSION = "1+" + "+".join(file_digest(f"datamill.ops.image.{m}")
-                          for m in ("hashing", "decode", "_common"))
+# the hashes depend on these modules too (a datamill module's fingerprint is its own source):
+# their digests, digested, in the version (part of the cache key)
+CODE_MODULES = ("hashing", "decode", "_common")
+VERSION = "1+" + hashlib.blake2b("".join(
+    file_digest(f"datamill.ops.image.{m}") for m in CODE_MODULES).encode(),
+    digest_size=4).hexdigest()
 
 
 def _pixels(data: Any) -> int:
