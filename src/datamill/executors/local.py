@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -17,6 +16,7 @@ from ..dataset import Step
 from ..errors import DatamillError
 from ..storage import HELD_LOCKS
 from .base import Executor, RunResult
+from .forking import frozen_heap, pyarrow_without_pandas
 from .progress import Progress
 from .workers import prepared
 
@@ -35,6 +35,7 @@ def _worker_init() -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     _keep_freed_memory()
+    pyarrow_without_pandas()
 
 
 def _keep_freed_memory() -> None:
@@ -55,15 +56,6 @@ def _keep_freed_memory() -> None:
         import pyarrow as pa
 
         pa.set_memory_pool(pa.system_memory_pool())
-
-
-def _preload_in_driver() -> None:
-    """Import once, before forking, what every worker would otherwise import on its own
-    (pyarrow's numpy conversions import pandas when it is installed)."""
-    import importlib.util
-
-    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is not None:
-        import pandas  # noqa: F401
 
 
 def _setup_before_fork(steps: list[Step]) -> None:
@@ -92,7 +84,6 @@ class LocalExecutor(Executor):
 
     def _dispatch(self, units: dict[str, Callable], name: str, items: list[int],
                   progress: Progress, phase: str | None, steps: list[Step]) -> None:
-        _preload_in_driver()
         _setup_before_fork(steps)
         ctx = mp.get_context("fork")
         queue = ctx.Queue() if progress.wants_rows else None
@@ -102,7 +93,8 @@ class LocalExecutor(Executor):
         try:
             with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=ctx,
                                      initializer=_worker_init) as pool:
-                with progress.forking:  # the pool forks its workers at the first submit
+                # the pool forks its workers at the first submits
+                with progress.forking, frozen_heap():
                     futures = {pool.submit(_call_unit, name, item): item for item in items}
                 remaining = set(futures)
                 while remaining:

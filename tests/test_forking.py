@@ -1,0 +1,112 @@
+"""Memory around forking workers: the driver imports nothing for them, pyarrow in a worker
+does not import pandas for numpy conversions, and a worker that imports pandas gets pyarrow's
+full pandas support. Each case runs in a fresh interpreter (the test process has pandas)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pandas")
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _run(code: str, tmp_path: Path) -> dict:
+    script = tmp_path / "probe.py"
+    script.write_text(textwrap.dedent(code))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_workers_convert_numpy_without_importing_pandas(tmp_path):
+    """A two-worker run whose operations hand numpy arrays to pyarrow: pandas is imported
+    neither in the driver nor in any worker."""
+    result = _run("""
+        import json, os, sys
+        import numpy as np
+        import datamill as dm
+
+        rows = [{"n": i} for i in range(4000)]
+        os.makedirs("in")
+        for f in range(2):
+            with open(f"in/{f}.jsonl", "w") as fh:
+                fh.writelines(json.dumps(r) + "\\n" for r in rows)
+
+        @dm.map_operation(consumes={"n": "int64"}, produces={"pid": "int64", "pandas": "bool"})
+        def probe(batch):
+            n = batch["n"].to_numpy()
+            return {"pid": np.full(len(n), os.getpid()),
+                    "pandas": np.full(len(n), "pandas" in sys.modules)}
+
+        ds = dm.Dataset.read("in", block_size=20_000).apply(probe)
+        t = ds.collect("work", workers=2, progress=False)
+        print(json.dumps({"pids": len(set(t["pid"].to_pylist()) - {os.getpid()}),
+                          "pandas_in_workers": any(t["pandas"].to_pylist()),
+                          "rows": t.num_rows}))
+    """, tmp_path)
+    assert result["rows"] == 8000
+    assert result["pids"] == 2  # the operation ran in two forked workers
+    assert result["pandas_in_workers"] is False
+
+
+def test_pandas_imported_later_is_fully_supported(tmp_path):
+    """After pyarrow settled its pandas check with pandas hidden, importing pandas restores
+    pandas conversions (nulls from NaN, DataFrames) before the importer uses it."""
+    result = _run("""
+        import json, sys
+        import numpy as np
+        import pyarrow as pa
+        from datamill.executors.forking import pyarrow_without_pandas
+
+        hidden = pyarrow_without_pandas()
+        pa.array(np.arange(3))
+        before = "pandas" in sys.modules
+        import pandas as pd
+
+        s = pa.array(pd.Series([1.0, None, 3.0]), from_pandas=True)
+        t = pa.table(pd.DataFrame({"x": [1, 2]}))
+        print(json.dumps({"hidden": hidden, "before": before, "nulls": s.null_count,
+                          "rows": t.num_rows, "again": pyarrow_without_pandas()}))
+    """, tmp_path)
+    assert result == {"hidden": True, "before": False, "nulls": 1, "rows": 2, "again": False}
+
+
+def test_pandas_batches_in_workers(tmp_path):
+    """An operation with batch_format='pandas' in a worker: to_pandas imports pandas there."""
+    result = _run("""
+        import json, os
+        import datamill as dm
+        from datamill import MapOperation
+
+        os.makedirs("in")
+        for f in range(2):
+            with open(f"in/{f}.jsonl", "w") as fh:
+                fh.writelines(json.dumps({"n": i, "x": None if i % 3 else 1.5}) + "\\n"
+                              for i in range(3000))
+
+        class Double(MapOperation):
+            name = "double"
+            consumes = {"x": "float64"}
+            produces = {"y": "float64"}
+            batch_format = "pandas"
+
+            def process(self, df):
+                return {"y": df["x"] * 2}
+
+        ds = dm.Dataset.read("in", block_size=20_000).apply(Double())
+        t = ds.collect("work", workers=2, progress=False)
+        ys = t["y"].to_pylist()
+        print(json.dumps({"rows": t.num_rows, "nulls": t["y"].null_count,
+                          "three": sum(1 for y in ys if y == 3.0)}))
+    """, tmp_path)
+    assert result == {"rows": 6000, "nulls": 4000, "three": 2000}
