@@ -10,6 +10,7 @@ variants interleaved and repeats them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -184,6 +185,22 @@ class TreeRssSampler:
                 "peak_pss_tree_mb": round(self.peak_pss / 2**20, 1),
                 "peak_rss_single_mb": round(self.peak_single / 2**20, 1),
                 "max_processes": self.peak_procs, "rss_samples": self.samples}
+
+
+def bench_parser(doc: str | None, *, docs: int | None = None, workers: int | None = None,
+                 repeat: int | None = None, child: dict | None = None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser (description: the first paragraph of `doc`) with the
+    options most benchmarks share, each added when given: --docs, --workers and --repeat
+    (with these defaults) and the hidden --child (with these add_argument keywords)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    for name, default, text in (("--docs", docs, "documents in the generated corpus"),
+                                ("--workers", workers, "worker processes"),
+                                ("--repeat", repeat, "runs of each variant")):
+        if default is not None:
+            parser.add_argument(name, type=int, default=default, help=text)
+    if child is not None:
+        parser.add_argument("--child", **{"help": argparse.SUPPRESS, **child})
+    return parser
 
 
 def run_child(args: list[str], timeout: float | None = None, env: dict | None = None) -> dict:

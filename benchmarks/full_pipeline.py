@@ -1,7 +1,7 @@
 """The whole text-curation chain, datamill against datatrove 0.10.1, in core-hours per TB.
 
     python benchmarks/full_pipeline.py --docs 100000 [--backends auto langid] [--repeat 1]
-        [--workers 2] [--skip-datatrove]
+        [--workers 2] [--skip-datatrove] [--before-src OLD/src] [--results NAME]
 
 Input: the web-like corpus of tests/quality_corpus.py (~2,000 characters a document, some
 documents in German, French, Russian or Chinese), as two JSONL shards with `id` and `text`
@@ -32,7 +32,6 @@ benchmarks/results/full_pipeline.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -44,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import (  # noqa: E402
     WORK_DIR,
+    bench_parser,
     fresh_dir,
     median,
     print_table,
@@ -242,14 +242,16 @@ def summarize(label: str, runs: list[dict], gigabytes: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=100_000)
+    parser = bench_parser(__doc__, docs=100_000, workers=2, repeat=1,
+                          child={"nargs": 2, "metavar": ("SIDE", "BACKEND")})
     parser.add_argument("--backends", nargs="+", default=["auto", "langid"],
                         help="detect_language backends to run datamill with")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--skip-datatrove", action="store_true")
-    parser.add_argument("--child", nargs=2, metavar=("SIDE", "BACKEND"))
+    parser.add_argument("--before-src", type=Path, default=None,
+                        help="also run datamill (first backend) from this src folder: an "
+                             "older checkout, for before/after in one run")
+    parser.add_argument("--results", default=NAME,
+                        help="name of the results file in benchmarks/results/")
     args = parser.parse_args()
     files = input_files(args.docs)
     if args.child:
@@ -261,17 +263,22 @@ def main() -> None:
 
     gigabytes = sum(f.stat().st_size for f in files) / 1e9
     variants = [("datamill", b) for b in args.backends]
+    if args.before_src:
+        variants.insert(0, ("before", args.backends[0]))
     if not args.skip_datatrove:
         variants.append(("datatrove", "ft176"))
     runs: dict[tuple, list] = {v: [] for v in variants}
     for i in range(args.repeat):
         for side, backend in variants if i % 2 == 0 else variants[::-1]:
             print(f"running {side} ({backend}) on {args.docs} docs...", flush=True)
-            workdir(side, backend)
+            workdir("datamill" if side == "before" else side, backend)
+            env = {"PYTHONPATH": str(args.before_src.resolve())} if side == "before" else None
             runs[(side, backend)].append(run_child(
                 [__file__, "--docs", str(args.docs), "--workers", str(args.workers),
-                 "--child", side, backend], timeout=6 * 3600))
-    rows = [summarize(f"{side} (detect_language {backend})" if side == "datamill"
+                 "--child", "datamill" if side == "before" else side, backend],
+                timeout=6 * 3600, env=env))
+    labels = {"datamill": "datamill", "before": f"datamill before ({args.before_src})"}
+    rows = [summarize(f"{labels[side]} (detect_language {backend})" if side in labels
                       else "datatrove (LanguageFilter ft176)", runs[(side, backend)], gigabytes)
             for side, backend in variants]
     print_table(rows, ["variant", "cpu_s", "cpu_s_per_gb", "core_hours_per_tb", "wall_s",
@@ -280,7 +287,7 @@ def main() -> None:
                       f"{args.workers} workers")
     for row in rows:
         print_table(row["steps"], ["step", "seconds", "share"], title=row["variant"])
-    path = write_results(NAME, {"docs": args.docs, "input_gb": round(gigabytes, 4),
+    path = write_results(args.results, {"docs": args.docs, "input_gb": round(gigabytes, 4),
                                 "workers": args.workers, "rows": rows,
                                 "runs": {f"{s}-{b}": v for (s, b), v in runs.items()}})
     print(f"results: {path}")
