@@ -18,13 +18,12 @@ Ratios matter, not absolute times (shared machine).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import time
 from pathlib import Path
 
-from _common import WORK_DIR, environment, print_table, write_results
+from _common import WORK_DIR, bench_parser, environment, print_table, write_results
 
 
 def _committed_files(workdir: Path, out: Path) -> list[Path]:
@@ -33,10 +32,8 @@ def _committed_files(workdir: Path, out: Path) -> list[Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, workers=2, repeat=3)
     parser.add_argument("--gb", type=float, default=0.25)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     from _ops import Lowercase, WordCount

@@ -28,7 +28,6 @@ against the corpus's ground-truth clusters. Results: benchmarks/results/minhash_
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -40,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DATA_DIR,
     WORK_DIR,
+    bench_parser,
     fresh_dir,
     print_table,
     report_child,
@@ -222,16 +222,14 @@ def score(labels: Path, expected: dict[str, int]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=10_000)
+    parser = bench_parser(__doc__, docs=10_000, workers=2,
+                          child={"choices": ["datamill", "datatrove"]})
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--files", type=int, default=2, help="JSONL files of the corpus")
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--datatrove-spacy-cache", action="store_true",
                         help="keep datatrove's spaCy tokenizer warm between documents")
     parser.add_argument("--datamill-only", action="store_true",
                         help="run datamill alone (wall time, peak RSS; the scaling goal)")
-    parser.add_argument("--child", choices=["datamill", "datatrove"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     files = corpus_files(args.docs, args.files, args.seed)

@@ -16,7 +16,6 @@ record). Ratios matter, not absolute times (shared machine; see `cpu_probe`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from _common import (
     DATA_DIR,
     WORK_DIR,
+    bench_parser,
     fresh_dir,
     median,
     print_table,
@@ -86,11 +86,7 @@ def _child(variant: str, docs: int, workers: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--docs", type=int, default=4000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--child")
+    parser = bench_parser(__doc__, docs=4000, workers=2, repeat=2, child={})
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.docs, args.workers)

@@ -15,7 +15,6 @@ benchmarks/results/quality_kernels.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import print_table, write_results  # noqa: E402
+from _common import bench_parser, print_table, write_results  # noqa: E402
 
 BATCH = 1000
 
@@ -51,9 +50,7 @@ def _chain(batch: object, ops: list, totals: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--docs", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = bench_parser(__doc__, docs=5000, repeat=3)
     args = parser.parse_args()
 
     import pyarrow as pa

@@ -22,7 +22,6 @@ of the run (imports excluded). The kept document ids of both sides are compared.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import (  # noqa: E402
     DATA_DIR,
     WORK_DIR,
+    bench_parser,
     fresh_dir,
     median,
     print_table,
@@ -124,15 +124,13 @@ def child_datamill(folder: Path, out: Path, tokenizer: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser = bench_parser(__doc__, docs=100_000, repeat=1,
+                          child={"nargs": 2, "metavar": ("VARIANT", "OPTION")})
     parser.add_argument("--datatrove-spacy-cache", choices=["both", "on", "off"], default="both",
                         help="run datatrove with spaCy's tokenizer cache kept between "
                              "documents (on), as released (off), or both")
     parser.add_argument("--tokenizer", choices=["fast", "spacy"], default="fast")
     parser.add_argument("--skip-datatrove", action="store_true")
-    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "OPTION"))
     args = parser.parse_args()
     folder = corpus(args.docs)
     if args.child:
