@@ -434,14 +434,17 @@ def find_spans(texts: Any, types: tuple[str, ...] = TYPES) -> list[list[tuple[in
 
     if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
         texts = pa.array(texts, pa.string())
-    values = texts.to_pylist()
-    found: list[list[tuple[int, int, str]]] = [[] for _ in values]
+    values: dict[int, str] = {}  # Python strings of the rows a prefilter matched, only
+    found: list[list[tuple[int, int, str]]] = [[] for _ in range(len(texts))]
     for kind in types:
         for det in DETECTORS[kind]:
             mask = pc.fill_null(pc.match_substring_regex(texts, det.prefilter), False)
             rows = pc.indices_nonzero(mask).to_pylist()
             if not rows:
                 continue
+            new = [i for i in rows if i not in values]
+            if new:
+                values.update(zip(new, texts.take(pa.array(new, pa.int64())).to_pylist()))
             starts, pos = [], 0
             for i in rows:
                 starts.append(pos)
@@ -566,28 +569,36 @@ class RedactPii(MapOperation):
             self.setup()
         types = self._types()
         texts = batch[self.args.column]
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks()
         spans = find_spans(texts, types)
-        out = texts.to_pylist()
         index = {t: i for i, t in enumerate(types)}
-        counts = [[0] * len(types) for _ in out]
+        counts = [[0] * len(types) for _ in spans]
         totals = [0] * len(types)
-        with_pii = 0
-        for row, row_spans in enumerate(spans):
-            if not row_spans:
-                continue
-            with_pii += 1
-            text, pieces, pos = out[row], [], 0
-            for start, end, kind in row_spans:
+        rows = [row for row, row_spans in enumerate(spans) if row_spans]
+        # only the rows with PII become Python strings; the others stay as they are
+        redacted = texts.take(pa.array(rows, pa.int64())).to_pylist()
+        for i, row in enumerate(rows):
+            text, pieces, pos = redacted[i], [], 0
+            for start, end, kind in spans[row]:
                 pieces += [text[pos:start], self.token(kind, text[start:end])]
                 pos = end
                 counts[row][index[kind]] += 1
                 totals[index[kind]] += 1
             pieces.append(text[pos:])
-            out[row] = "".join(pieces)
+            redacted[i] = "".join(pieces)
         for kind, n in zip(types, totals):
             self.count(kind, n)
-        self.count("rows_with_pii", with_pii)
-        result = {self.args.output or self.args.column: pa.array(out, pa.string())}
+        self.count("rows_with_pii", len(rows))
+        out = texts.cast(pa.string()) if texts.type != pa.string() else texts
+        if rows:
+            import numpy as np
+            import pyarrow.compute as pc
+
+            mask = np.zeros(len(texts), bool)
+            mask[rows] = True
+            out = pc.replace_with_mask(out, pa.array(mask), pa.array(redacted, pa.string()))
+        result = {self.args.output or self.args.column: out}
         if self.args.counts_column:
             columns = list(zip(*counts)) if counts else [[] for _ in types]
             result[self.args.counts_column] = pa.StructArray.from_arrays(
