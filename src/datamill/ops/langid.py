@@ -130,6 +130,15 @@ class DetectLanguage(MapOperation):
         """(language, score) of one text (already cut to max_chars)."""
         return self.detect_texts([text])[0]
 
+    def _read_chars(self) -> int:
+        """How much of each text the backend reads (the rest is never made a Python string)."""
+        a = self.args
+        if a.backend == "fasttext":
+            return min(a.max_chars, a.fasttext_chars)
+        if a.backend == "auto":
+            return min(a.max_chars, max(a.fasttext_chars, a.second_opinion_chars))
+        return a.max_chars
+
     def process(self, batch: Any) -> Any:
         import numpy as np
         import pyarrow as pa
@@ -143,7 +152,7 @@ class DetectLanguage(MapOperation):
             column = column.combine_chunks()
         unknown = backends.undetermined_column(column, a.max_chars, a.min_letters)
         rows = np.flatnonzero(~unknown)
-        texts = pc.utf8_slice_codeunits(column.take(rows), 0, a.max_chars).to_pylist()
+        texts = pc.utf8_slice_codeunits(column.take(rows), 0, self._read_chars()).to_pylist()
         languages, scores = [UNDETERMINED] * len(column), [0.0] * len(column)
         for row, (language, score) in zip(rows.tolist(), self._classify(texts)):
             languages[row], scores[row] = language, score
@@ -183,6 +192,15 @@ class LanguageFilter(FilterOperation):
         if isinstance(actual, pa.DataType) and pa.types.is_floating(actual):
             consumed[self.args.score_column] = actual  # any float width will do
         return consumed
+
+    def _read_chars(self) -> int:
+        """How much of each text the backend reads (the rest is never made a Python string)."""
+        a = self.args
+        if a.backend == "fasttext":
+            return min(a.max_chars, a.fasttext_chars)
+        if a.backend == "auto":
+            return min(a.max_chars, max(a.fasttext_chars, a.second_opinion_chars))
+        return a.max_chars
 
     def process(self, batch: Any) -> Any:
         import numpy as np
