@@ -73,3 +73,47 @@ def test_quickstart_runs(tmp_path):
     module = load("quickstart")
     path = module.generate(tmp_path / "docs.jsonl")
     assert path.stat().st_size > 100_000
+
+
+def test_image_text_pairs_funnel_drops_what_it_plants(tmp_path):
+    """The image example on real photos: every planted bad file dropped with its reason, one
+    of each near-duplicate pair kept, GPS stripped, shards the webdataset package reads and a
+    LanceDB index that answers text queries through the CLIP text tower."""
+    import io
+
+    import webdataset as wds
+    from PIL import Image
+
+    from datamill.ops.image.decode import probe_image
+    from datamill.search import search
+
+    example = load("image_text_pairs")
+    models = load("stand_in_models")
+    data = example.generate(tmp_path / "shards")
+    clip, blip = models.tiny_clip(tmp_path / "clip"), models.tiny_blip(tmp_path / "blip")
+    datasets = example.build(data, tmp_path / "out", clip, blip, min_similarity=-1.0)
+    dm.running.run(datasets, tmp_path / "work", progress=False)
+
+    dropped = dm.dropped_rows(tmp_path / "work", columns=["key"])
+    reasons = dict(zip(dropped["key"].to_pylist(), dropped["_reason"].to_pylist()))
+    dupes = {k for k, r in reasons.items() if r == "near_duplicate_image"}
+    assert {k: r for k, r in reasons.items() if k not in dupes} == {
+        "thumbnail": "too_small", "strip": "too_wide", "bomb": "decompression_bomb",
+        "text_named_jpg": "not_an_image", "svg_script": "vector_refused", "empty": "empty",
+        "moon_truncated": "truncated"}
+    assert {"astronaut_half", "coffee_cropped"} <= dupes and len(dupes) == 4
+    for pair in ({"chelsea", "chelsea_q30"}, {"rocket", "rocket_png"}):
+        assert len(dupes & pair) == 1
+
+    samples = list(wds.WebDataset(sorted(str(p) for p in (tmp_path / "out" / "image_text_pairs")
+                                         .glob("*.tar")), shardshuffle=False))
+    planted = {k for k, *_ in example.samples()}
+    kept = {s["__key__"] for s in samples}
+    assert kept == planted - set(reasons)
+    for s in samples:
+        image = next(v for k, v in s.items() if k in ("jpg", "png", "webp"))
+        assert min(Image.open(io.BytesIO(image)).size) == 256  # keep_ratio, shorter side
+        assert not probe_image(image).has_gps and s["txt"]
+    hits = search(str(tmp_path / "out" / "image_text_pairs.lancedb"), "a cat", k=3,
+                  table="images")
+    assert len(hits) == 3 and all(h.text in example.PHOTOS.values() or h.text for h in hits)
