@@ -200,6 +200,21 @@ def test_installed_code_counts_by_distribution_and_datamill_by_version_and_sourc
     assert origin("tests.test_code_fingerprint") is None  # local: followed by its source
 
 
+def test_datamill_code_counts_with_the_datamill_modules_it_imports():
+    from datamill import code_fingerprint
+
+    used = code_fingerprint._datamill_imports("datamill.ops.quality.gopher")
+    assert "datamill.ops.quality.kernels" in used  # imported by the module
+    assert not any(m.startswith(("datamill.executors", "datamill.operation")) for m in used)
+    closure = set()
+    todo = ["datamill.ops.quality.gopher"]
+    while todo:  # followed through the imports of what it imports
+        m = todo.pop()
+        closure.add(m)
+        todo += [n for n in code_fingerprint._datamill_imports(m) if n not in closure]
+    assert "datamill.ops.quality.tokenize" in closure
+
+
 def _define(source: str, name: str, namespace: dict | None = None):
     """Define `name` from `source` as a notebook or `python -c` would: no source file."""
     namespace = namespace if namespace is not None else {"__name__": "__main__"}

@@ -168,25 +168,25 @@ def test_exact_copies_are_joined_not_compared_pairwise():
 
 
 def test_the_cache_key_follows_the_hashing_code(monkeypatch):
-    """A datamill module counts by its own source: the ops' version carries a digest of the
-    modules their hashes come from, so an edit there is a new cache key."""
-    import importlib
-
+    """The ops' code fingerprint follows the datamill modules their hashes come from."""
     from datamill import code_fingerprint
-    from datamill.ops.image import dedup
 
-    assert dedup.ImageDedup.version == dedup.ImageHash.version == dedup.VERSION
-    assert all(code_fingerprint.file_digest(f"datamill.ops.image.{m}") != "no-file"
-               for m in dedup.CODE_MODULES)
+    module = "datamill.ops.image.dedup"
+    assert {"datamill.ops.image.hashing", "datamill.ops.image.decode"} <= set(
+        code_fingerprint._datamill_imports(module))
+    before = code_fingerprint.origin(module)
     real = code_fingerprint.file_digest
     monkeypatch.setattr(code_fingerprint, "file_digest", lambda m: real(m) + (
         "edited" if m.endswith(".hashing") else ""))
+    for cached in (code_fingerprint.origin, code_fingerprint.datamill_digest):
+        cached.cache_clear()
     try:
-        edited = importlib.reload(dedup).VERSION
+        assert code_fingerprint.origin(module) != before
     finally:
         monkeypatch.undo()
-        importlib.reload(dedup)
-    assert edited != dedup.VERSION and len(edited) <= 12  # short: `ops list` shows it
+        for cached in (code_fingerprint.origin, code_fingerprint.datamill_digest):
+            cached.cache_clear()
+    assert code_fingerprint.origin(module) == before
 
 
 # --- the operation --------------------------------------------------------------------------

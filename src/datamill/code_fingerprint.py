@@ -2,10 +2,11 @@
 
 Where the code lives decides what is hashed:
 
-- datamill's own modules: datamill's version plus the source of the defining module
-  (datamill is often installed editable while it is developed, when its version alone would
-  not see an edit). The base classes of `datamill.operation` are the engine's contract and
-  count for nothing.
+- datamill's own modules: datamill's version plus the source of the defining module and of
+  the datamill modules it imports, followed through their imports (datamill is often
+  installed editable while it is developed, when its version alone would not see an edit).
+  The engine (`ENGINE`: the base classes of `datamill.operation`, executors, storage, the
+  DAG) is the operations' contract and counts for nothing beyond the version.
 - a module of an installed distribution (a file under site-packages): the distribution's
   name and version.
 - the standard library and builtins: nothing.
@@ -34,6 +35,14 @@ import weakref
 from typing import Any
 
 _FRAMEWORK = frozenset({"datamill.operation"})
+# datamill modules whose source an operation's fingerprint does not follow: the engine
+ENGINE = frozenset({
+    "datamill", "datamill._version", "datamill.errors", "datamill.operation",
+    "datamill.schema", "datamill.registry", "datamill.storage", "datamill.integrity",
+    "datamill.dataset",
+    "datamill.formats", "datamill.plan", "datamill.reader", "datamill.manifest",
+    "datamill.cache", "datamill.cache_history", "datamill.code_fingerprint",
+    "datamill.running", "datamill.rows", "datamill.cli", "datamill.executors"})
 _MISSING = object()
 # obj -> (digest, [(namespace, name, value) looked up]): valid while every lookup still holds
 _MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -68,7 +77,7 @@ def origin(module: str | None) -> str | None:
     if top == "datamill":
         from ._version import __version__
 
-        return f"datamill=={__version__} {module}:{file_digest(module)}"
+        return f"datamill=={__version__} {module}:{datamill_digest(module)}"
     if top in sys.stdlib_module_names:
         return ""
     path = _module_file(module)
@@ -92,6 +101,61 @@ def file_digest(module: str) -> str:
             return hashlib.sha256(fh.read()).hexdigest()[:16]
     except (OSError, TypeError):
         return "no-file"
+
+
+@functools.cache
+def datamill_digest(module: str) -> str:
+    """A digest of a datamill module's source and of the datamill modules it imports, lazily
+    or not, followed through their imports (the engine excepted)."""
+    seen: dict[str, str] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen[name] = file_digest(name)
+        todo.extend(m for m in _datamill_imports(name) if m not in seen)
+    return hashlib.sha256(" ".join(f"{n}:{d}" for n, d in sorted(seen.items())).encode()
+                          ).hexdigest()[:16]
+
+
+def _in_engine(module: str) -> bool:
+    return module in ENGINE or any(module.startswith(e + ".") for e in ENGINE - {"datamill"})
+
+
+@functools.cache
+def _datamill_imports(module: str) -> tuple[str, ...]:
+    """The datamill modules (engine excepted) that `module`'s source imports anywhere."""
+    import ast
+    import importlib.util
+
+    path = _module_file(module) or getattr(importlib.util.find_spec(module), "origin", None)
+    try:
+        with open(path, "rb") as fh:  # type: ignore[arg-type]
+            tree = ast.parse(fh.read())
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return ()
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package
+                                               ) if node.level else node.module or ""
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # `from . import module`
+    return tuple(sorted(m for m in found if m.startswith("datamill.") and not _in_engine(m)
+                        and _is_module(m)))
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @functools.cache

@@ -11,12 +11,10 @@ connected components, executors/components.py) and keeps the row of smallest ran
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 
 from pydantic import Field
 
-from ...code_fingerprint import file_digest
 from ...errors import SchemaError
 from ...executors.components import row_locators
 from ...image_type import is_image, storage
@@ -37,12 +35,6 @@ from .hashing import (
 Keep = Literal["most_pixels", "largest_bytes", "first"]
 HASH_COLUMN = "image_hash"
 MAX_THRESHOLD = 16  # 17 bands of 3-4 bits: beyond, the band search compares nearly all pairs
-# the hashes depend on these modules too (a datamill module's fingerprint is its own source):
-# their digests, digested, in the version (part of the cache key)
-CODE_MODULES = ("hashing", "decode", "_common")
-VERSION = "1+" + hashlib.blake2b("".join(
-    file_digest(f"datamill.ops.image.{m}") for m in CODE_MODULES).encode(),
-    digest_size=4).hexdigest()
 
 
 def _pixels(data: Any) -> int:
@@ -92,7 +84,6 @@ class ImageHash(MapOperation):
     apart. An image that cannot be decoded is a row error (the step's on_error decides)."""
 
     name = "image_hash"
-    version = VERSION
     Args = ImageHashArgs
 
     def resolve_consumes(self, schema: dict) -> dict:
@@ -155,7 +146,6 @@ class ImageDedup(GlobalOperation):
     rows, then one bucket of pairs."""
 
     name = "image_dedup"
-    version = VERSION
     Args = ImageDedupArgs
     default_reason = "near_duplicate_image"
     resolves = "components"
