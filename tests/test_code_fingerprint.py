@@ -213,6 +213,7 @@ def test_datamill_code_counts_with_the_datamill_modules_it_imports():
         closure.add(m)
         todo += [n for n in code_fingerprint._datamill_imports(m) if n not in closure]
     assert "datamill.ops.quality.tokenize" in closure
+    assert code_fingerprint._c_source_digest("datamill.ops.quality.kernels").startswith("+c:")
 
 
 def _define(source: str, name: str, namespace: dict | None = None):

@@ -113,10 +113,24 @@ def datamill_digest(module: str) -> str:
         name = todo.pop()
         if name in seen:
             continue
-        seen[name] = file_digest(name)
+        seen[name] = file_digest(name) + _c_source_digest(name)
         todo.extend(m for m in _datamill_imports(name) if m not in seen)
     return hashlib.sha256(" ".join(f"{n}:{d}" for n, d in sorted(seen.items())).encode()
                           ).hexdigest()[:16]
+
+
+def _c_source_digest(module: str) -> str:
+    """The digest of `_NAME.c` beside module `NAME`: the C source a ctypes wrapper loads."""
+    from pathlib import Path
+
+    path = _module_file(module)
+    if not path:
+        return ""
+    source = Path(path).with_name(f"_{module.rpartition('.')[2]}.c")
+    try:
+        return "+c:" + hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return ""
 
 
 def _in_engine(module: str) -> bool:
