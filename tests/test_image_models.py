@@ -344,24 +344,99 @@ def test_caption_prompt_starts_every_caption(tmp_path, tiny_blip, small_photos) 
     assert all(c.startswith("a photo of") for c in out["caption"].to_pylist())
 
 
+@pytest.fixture(scope="module")
+def tiny_vit_bert(tmp_path_factory) -> str:
+    """A VisionEncoderDecoderModel (ViT encoder, BERT decoder) whose image processor and
+    tokenizer are saved apart, without a processor file (as many such models are)."""
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+    )
+
+    try:  # transformers >= 5 without torchvision
+        from transformers.models.vit import ViTImageProcessorPil as ImageProcessor
+    except ImportError:
+        from transformers import ViTImageProcessor as ImageProcessor
+
+    folder = tmp_path_factory.mktemp("tiny-vit-bert")
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)})
+    encoder = ViTConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                        num_attention_heads=4, image_size=32, patch_size=8)
+    decoder = BertConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=37,
+                         num_hidden_layers=2, num_attention_heads=4, is_decoder=True,
+                         add_cross_attention=True)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id = tokenizer.cls_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    config.eos_token_id = tokenizer.sep_token_id
+    torch.manual_seed(0)
+    model = VisionEncoderDecoderModel(config=config)
+    model.generation_config.decoder_start_token_id = tokenizer.cls_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.sep_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    ImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return str(folder)
+
+
+def test_caption_images_with_a_vision_encoder_decoder(tmp_path, tiny_vit_bert,
+                                                      small_photos) -> None:
+    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+
+    out = run(tmp_path, small_photos, ("caption_images", {
+        "model": tiny_vit_bert, "batch_size": 3, "max_new_tokens": 5, "device": "cpu"}))
+    model = VisionEncoderDecoderModel.from_pretrained(tiny_vit_bert).eval()
+    images = AutoImageProcessor.from_pretrained(tiny_vit_bert)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_vit_bert)
+    pics = [Image.open(io.BytesIO(b)).convert("RGB") for b in small_photos]
+    with torch.inference_mode():
+        ids = model.generate(images(images=pics, return_tensors="pt")["pixel_values"],
+                             max_new_tokens=5, num_beams=1, do_sample=False)
+    want = [" ".join(t.split()) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    assert out["caption"].to_pylist() == want
+
+
+def test_building_the_pipeline_loads_no_model(tmp_path, tiny_clip) -> None:
+    """Vector sizes come from files: torch and transformers are not even imported."""
+    import subprocess
+    import sys
+
+    path = image_table(tmp_path / "in.parquet", [b"x"], text=["t"])
+    code = ("import sys, datamill as dm\n"
+            f"ds = dm.Dataset.read({path!r}).apply('embed_images', model='efficientnet-lite0')"
+            f".apply('embed_images', model={tiny_clip!r}, output='clip')"
+            f".apply('embed_text_clip', model={tiny_clip!r}, output='t')\n"
+            "print(ds.schema['embedding'].list_size, ds.schema['clip'].list_size)\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["1280 16", "[]"]
+
+
 # --- resources, Ray actor pools ------------------------------------------------------------------
-def test_model_steps_declare_resources_and_run_in_ray_actor_pools(tmp_path, tiny_clip) -> None:
+def test_model_steps_declare_resources_and_run_in_ray_actor_pools(tmp_path, tiny_clip,
+                                                                  tiny_blip) -> None:
+    """The Ray executor runs a stage in an actor pool (set up once per actor) when an
+    operation loads something in setup(), asking for the stage's declared resources."""
     from datamill.executors.ray import loads_in_setup, stage_resources
 
-    ds = dm.Dataset.read(image_table(tmp_path / "in.parquet", [b"x"], text=["t"]))
-    for op, args in (("embed_images", {"model": "efficientnet-lite0", "device": "cuda"}),
-                     ("embed_text_clip", {"model": tiny_clip, "device": "cuda"}),
-                     ("caption_images", {"model": tiny_clip, "device": "cuda"}),
-                     ("embed_text", None)):
-        if args is None:
-            continue
-        step = ds.apply(op, **args)._step
+    ds = dm.Dataset.read(image_table(tmp_path / "in.parquet", [b"x"], text=["t"],
+                                     score=pa.array([0.5], pa.float32())))
+    for op, model in (("embed_images", "efficientnet-lite0"), ("embed_text_clip", tiny_clip),
+                      ("image_text_similarity", tiny_clip), ("caption_images", tiny_blip)):
+        step = ds.apply(op, model=model, device="cuda")._step
         assert loads_in_setup([step]), op
         wanted = stage_resources([step])
-        assert wanted.gpus == 1.0 and wanted.memory > 2 * 40_000, op
+        assert wanted.gpus == 1.0 and wanted.memory > 512 << 20, op
     cpu = ds.apply("embed_images", model="efficientnet-lite0", device="cpu")._step
     assert stage_resources([cpu]).gpus == 0.0
-    assert cpu.op.resources.memory > 2 * 18_000_000  # twice the 18 MB of weights, plus room
+    assert cpu.op.resources.memory > 2 * 18_000_000 + (512 << 20)  # twice the weights + room
+    assert not loads_in_setup([ds.apply("image_text_filter", column="score")._step])
 
 
 def test_model_kinds_are_told_from_files(tmp_path, tiny_clip) -> None:
@@ -429,3 +504,30 @@ def test_lancedb_image_index_answers_text_queries(tmp_path, tiny_clip, small_pho
         db, format="lancedb", table="effnet").run(tmp_path / "w2", workers=1, progress=False)
     with pytest.raises(PipelineError, match="no text tower"):
         search(db + "/effnet", "a cat")
+
+
+def test_the_docs_example_runs(tmp_path, monkeypatch, tiny_clip, tiny_blip,
+                               small_photos) -> None:
+    """The LAION-style chain of docs/images.md, with the tiny models in place of the real."""
+    import re
+    import shutil
+
+    text = (Path(__file__).parent.parent / "docs" / "images.md").read_text()
+    section = text[text.index("## Embeddings and captions"):]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_clip, "models/clip-b32")
+    shutil.copytree(tiny_blip, "models/blip-base")
+    captions = ["an astronaut", "a cup of coffee", "a cat", "a rocket"]
+    pq.write_table(pa.table({"image": small_photos, "caption": captions,
+                             "path": [f"{i}.jpg" for i in range(4)]}), "pairs.parquet")
+    namespace: dict = {}
+    exec(compile(blocks[0], "docs/images.md", "exec"), namespace)  # noqa: S102
+    import lancedb
+
+    rows = lancedb.connect("index").open_table("images").to_arrow()
+    dropped = dm.dropped_rows("work")
+    assert rows.num_rows + dropped.num_rows == 4
+    assert set(dropped["_reason"].to_pylist()) <= {"low_image_text_similarity"}
+    assert all(isinstance(c, str) for c in rows["blip_caption"].to_pylist())

@@ -92,16 +92,19 @@ class CaptionImages(MapOperation):
         self.model = kind.from_pretrained(folder, dtype=dtype, **where).eval().to(device)
         self.device, self.dtype = device, dtype
         try:
-            self.processor = tf.AutoProcessor.from_pretrained(folder, **where)
-            self.images = getattr(self.processor, "image_processor", self.processor)
-            self.tokenizer = getattr(self.processor, "tokenizer", None)
-        except (OSError, ValueError, TypeError):  # image processor and tokenizer saved apart
-            self.processor = None
-            self.images = tf.AutoImageProcessor.from_pretrained(folder, **where)
-            self.tokenizer = tf.AutoTokenizer.from_pretrained(folder, **where)
-        if self.tokenizer is None:
-            raise PipelineError(f"{folder} has no tokenizer to decode captions with",
-                                operation=self.name)
+            processor = tf.AutoProcessor.from_pretrained(folder, **where)
+        except Exception:  # noqa: BLE001 - no processor file: its parts are read apart
+            processor = None
+        # a processor bundles both; else (or when AutoProcessor falls back to one part)
+        # the image processor and the tokenizer are saved apart
+        self.images = getattr(processor, "image_processor", None) or \
+            tf.AutoImageProcessor.from_pretrained(folder, **where)
+        try:
+            self.tokenizer = getattr(processor, "tokenizer", None) or \
+                tf.AutoTokenizer.from_pretrained(folder, **where)
+        except (OSError, ValueError) as exc:
+            raise PipelineError(f"{folder} has no tokenizer to decode captions with: {exc}",
+                                operation=self.name) from None
 
     def generate(self, images: list) -> list[str]:
         import torch
