@@ -513,7 +513,9 @@ def test_the_docs_example_runs(tmp_path, monkeypatch, tiny_clip, tiny_blip,
     import shutil
 
     text = (Path(__file__).parent.parent / "docs" / "images.md").read_text()
-    section = text[text.index("## Embeddings and captions"):]
+    start = text.index("## Embeddings and captions")
+    end = text.find("\n## ", start)
+    section = text[start:end if end > 0 else None]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1
     monkeypatch.chdir(tmp_path)
