@@ -214,3 +214,21 @@ def test_the_docs_example_runs(tmp_path, server, monkeypatch):
     namespace: dict = {}
     exec(compile(blocks[0], "docs/images.md", "exec"), namespace)  # noqa: S102
     assert namespace["dropped"] == {"http_404": 1}
+
+
+def test_download_on_ray_as_locally(tmp_path, server, ray_cluster):
+    urls = [server.url(p) for p in ("/img/astronaut.png", "/status/404", "/html",
+                                    "/redirect/2", "/robots/noai", "/img/camera.png")]
+    rows = [{"url": u} for u in urls]
+    write_jsonl(tmp_path / "in" / "a.jsonl", rows[:3])
+    write_jsonl(tmp_path / "in" / "b.jsonl", rows[3:])
+    ds = dm.Dataset.read(str(tmp_path / "in")).apply("download_images", **FAST)
+    local = ds.run(tmp_path / "local", workers=2, progress=False)
+    ray = ds.run(tmp_path / "ray", executor="ray", address=ray_cluster.address, progress=False)
+    keys = ("rows_in", "rows_out", "dropped")
+    assert {k: ray.step("download_images")[k] for k in keys} == {
+        k: local.step("download_images")[k] for k in keys} == {
+        "rows_in": 6, "rows_out": 3,
+        "dropped": {"http_404": 1, "not_an_image": 1, "opted_out": 1}}
+    tables = [ds.collect(tmp_path / w, progress=False) for w in ("local", "ray")]
+    assert tables[0]["image"].to_pylist() == tables[1]["image"].to_pylist()

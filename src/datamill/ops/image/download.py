@@ -110,6 +110,11 @@ class DownloadImages(FilterOperation):
             self._background = (os.getpid(), fetcher)
         return fetcher
 
+    def setup(self) -> None:
+        """Start the worker's event loop and clients (on Ray: once per actor, which calls
+        `teardown` at the end of the stage)."""
+        self._fetcher()
+
     def submit(self, batch: Any) -> Any:
         return self._fetcher().submit(batch.column(self.args.column).to_pylist())
 
