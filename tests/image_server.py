@@ -25,12 +25,15 @@ Endpoints (all GET):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import socket
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 403: "Forbidden",
@@ -72,12 +75,12 @@ class ImageServer:
     """`with ImageServer() as server: server.url("/img/chelsea.png")`."""
 
     def __init__(self, images: dict[str, bytes] | None = None, host: str = "127.0.0.1",
-                 port: int = 0):
+                 port: int = 0, tls: Any = None):
         self.images = images if images is not None else sample_images()
         self.first = self.images[next(iter(self.images))]
         self.jpeg = next((b for b in self.images.values() if b[:3] == b"\xff\xd8\xff"),
                          self.first)
-        self.host, self.port = host, port
+        self.host, self.port, self.tls = host, port, tls  # tls: a server SSLContext
         self.hits: Counter[str] = Counter()  # request path (no query) -> requests
         self.sent: Counter[str] = Counter()  # path -> body bytes sent (big, drip)
         self.in_flight: Counter[str] = Counter()  # Host header -> /slow requests now
@@ -109,7 +112,8 @@ class ImageServer:
             self._thread.join(10)
 
     def url(self, path: str, host: str | None = None) -> str:
-        return f"http://{host or self.host}:{self.port}{path}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host or self.host}:{self.port}{path}"
 
     def _serve(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -118,7 +122,7 @@ class ImageServer:
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
         server = await asyncio.start_server(self._connection, self.host, self.port,
-                                            backlog=1024, reuse_address=True)
+                                            backlog=1024, reuse_address=True, ssl=self.tls)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         async with server:
@@ -261,6 +265,41 @@ class ImageServer:
             writer.write(b"\x00")
             await writer.drain()
             self.sent[path] += 1
+
+
+def self_signed_tls(folder: str) -> Any:
+    """A server SSLContext with a fresh self-signed certificate for 127.0.0.1 (openssl)."""
+    import ssl
+    import subprocess
+
+    key, cert = os.path.join(folder, "key.pem"), os.path.join(folder, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@contextlib.contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose listen queue is full: connecting hangs (a connect timeout)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # more than the queue holds; never accepted
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
 
 
 def closed_port() -> int:

@@ -12,7 +12,7 @@ from datamill.image_type import is_image, sniff_format
 from datamill.ops.image.fetch import FetchSettings, fetch_urls, opted_out, retry_after
 
 from .conftest import write_jsonl
-from .image_server import ImageServer, closed_port
+from .image_server import ImageServer, closed_port, self_signed_tls, unanswered_port
 
 pytest.importorskip("httpx")
 
@@ -150,6 +150,20 @@ def test_opt_out_directives(server):
     assert [g.reason for g in as_mybot] == ["opted_out", "opted_out", None, "opted_out", None]
     ignoring = fetch_urls(urls, FetchSettings(opt_out=()))
     assert all(g.data is not None for g in ignoring)
+
+
+def test_connect_timeout_and_tls(tmp_path, server):
+    with unanswered_port() as port:
+        got = fetch_urls([f"http://127.0.0.1:{port}/a.png"],
+                         FetchSettings(connect_timeout=0.5, read_timeout=30, timeout=30))
+    assert got[0].reason == "timeout"
+    with ImageServer(server.images, tls=self_signed_tls(str(tmp_path))) as secure:
+        url = secure.url("/img/chelsea.png")
+        assert url.startswith("https://")
+        checked = fetch_urls([url], FetchSettings(timeout=10))
+        unchecked = fetch_urls([url], FetchSettings(timeout=10, verify_tls=False))
+    assert checked[0].reason == "tls_error"  # a self-signed certificate
+    assert unchecked[0].data == server.images["chelsea.png"]
 
 
 def test_headers_parsing():
