@@ -201,14 +201,16 @@ def test_arguments_and_columns(tmp_path, server):
         dm.Dataset.read(str(path)).apply("download_images")  # no `url` column
 
 
-def test_null_urls_are_invalid(tmp_path, server):
-    table = pa.table({"url": [server.url("/img/moon.png"), None, ""]})
+def test_null_and_malformed_urls_are_invalid(tmp_path, server):
+    malformed = ["http://[::1", "http://127.0.0.1:99999/x", "https://", "javascript:x()",
+                 "//127.0.0.1/x", "http:///path"]
+    table = pa.table({"url": [server.url("/img/moon.png"), None, "", *malformed]})
     import pyarrow.parquet as pq
 
     pq.write_table(table, tmp_path / "in.parquet")
     ds = dm.Dataset.read(str(tmp_path / "in.parquet")).apply("download_images", **FAST)
     result = ds.run(tmp_path / "w", progress=False)
-    assert result.step("download_images")["dropped"] == {"invalid_url": 2}
+    assert result.step("download_images")["dropped"] == {"invalid_url": 2 + len(malformed)}
 
 
 def test_the_docs_example_runs(tmp_path, server, monkeypatch):

@@ -89,6 +89,20 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def valid_host(url: Any) -> str | None:
+    """The host of an http(s) URL with a host and a valid port; None for anything else."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range or not a number
+    except ValueError:  # "http://[::1", "http://h:99999/"
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.hostname.lower()
+
+
 def _transport_reason(exc: BaseException) -> str:
     """connection_error, or tls_error / dns_error when the cause says so."""
     cause: BaseException | None = exc
@@ -141,17 +155,22 @@ class Fetcher:
         ) for _ in range(-(-s.concurrency // self.SHARD))]
 
     async def fetch_many(self, urls: Sequence[str | None]) -> list[Fetched]:
-        return list(await asyncio.gather(*(self.fetch(u) for u in urls)))
+        """One `Fetched` per URL. Failures are reasons; an unexpected exception (a bug) is
+        raised once every URL is done, so that no request outlives its batch."""
+        got = await asyncio.gather(*(self.fetch(u) for u in urls), return_exceptions=True)
+        for g in got:
+            if isinstance(g, BaseException):
+                raise g
+        return list(got)
 
     async def aclose(self) -> None:
         for client in self.clients:
             await client.aclose()
 
     async def fetch(self, url: str | None) -> Fetched:
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        host = valid_host(url)
+        if host is None:
             return Fetched(reason="invalid_url")
-        host = parts.hostname.lower()
         gate = self.hosts.get(host)
         if gate is None:
             gate = self.hosts[host] = asyncio.Semaphore(self.s.per_host)
