@@ -498,6 +498,18 @@ def test_lancedb_image_index_answers_text_queries(tmp_path, tiny_clip, small_pho
     printed = capsys.readouterr().out
     assert f"path={paths[want[0]]}" in printed and captions[want[0]] in printed
 
+    # a re-run (another workdir) merges on the ids: the same rows, none rewritten twice
+    ds.write(db, format="lancedb", table="images").run(tmp_path / "w-again", workers=1,
+                                                       progress=False)
+    assert lancedb.connect(db).open_table("images").count_rows() == len(small_photos)
+
+    # texts embedded by embed_text_clip are searched through the same tower
+    texts = dm.Dataset.read(image_table(tmp_path / "t.parquet", small_photos, text=captions))
+    texts.apply("embed_text_clip", model=tiny_clip, device="cpu").write(
+        db, format="lancedb", table="texts").run(tmp_path / "w3", workers=1, progress=False)
+    best = search(db + "/texts", "a cup of coffee", k=1)[0]
+    assert best.text == "a cup of coffee" and best.score == pytest.approx(1.0, abs=1e-4)
+
     # an image-only model has no text tower: a clear error
     ds2 = dm.Dataset.read(image_table(tmp_path / "in2.parquet", small_photos[:2]))
     ds2.apply("embed_images", model="efficientnet-lite0", device="cpu").write(

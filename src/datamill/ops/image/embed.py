@@ -130,7 +130,7 @@ def vector_array(vectors: Any, valid: Any) -> Any:
     return pa.FixedSizeListArray.from_arrays(values, vectors.shape[1], mask=mask)
 
 
-def check_dim(op: Any, encoder: Encoder, got: Any, dim: int) -> None:
+def check_dim(op: Any, got: Any, dim: int) -> None:
     if got.shape[1] != dim:
         raise PipelineError(f"model {op.args.model!r} embeds into {got.shape[1]} dimensions "
                             f"but its config files say {dim}", operation=op.name)
@@ -174,7 +174,7 @@ class EmbedImages(ModelOperation, MapOperation):
 
         def encode(items: list) -> Any:
             out = encoder.images(encoder.preprocess([decode_rgb(b, a.column) for b in items]))
-            check_dim(self, encoder, out, dim)
+            check_dim(self, out, dim)
             return out
 
         vectors, valid = embed_batch(encoder, values, a.batch_size, dim,
