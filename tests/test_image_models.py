@@ -545,3 +545,16 @@ def test_the_docs_example_runs(tmp_path, monkeypatch, tiny_clip, tiny_blip,
     assert rows.num_rows + dropped.num_rows == 4
     assert set(dropped["_reason"].to_pylist()) <= {"low_image_text_similarity"}
     assert all(isinstance(c, str) for c in rows["blip_caption"].to_pylist())
+
+
+def test_the_model_loads_once_per_worker(tmp_path, monkeypatch, tiny_clip, small_photos) -> None:
+    from datamill.ops.image import embed
+
+    loads = []
+    real = embed.load_encoder
+    monkeypatch.setattr(embed, "load_encoder", lambda *a: loads.append(a) or real(*a))
+    files = [image_table(tmp_path / f"in-{i}.parquet", small_photos) for i in range(3)]
+    ds = dm.Dataset.read(files).apply("embed_images", model=tiny_clip, batch_size=2,
+                                      device="cpu")
+    ds.collect(tmp_path / "w", workers=1, progress=False)
+    assert len(loads) == 1  # three partitions, one worker: one load
