@@ -262,6 +262,12 @@ def test_image_text_similarity_and_filter(tmp_path, tiny_clip, small_photos) -> 
     assert reasons.pop(2) == "no_image_text_similarity"
     assert set(reasons) == {0, 1, 3} - set(want)
     assert set(reasons.values()) == {"low_image_text_similarity"}
+    # a float64 score from elsewhere is thresholded the same way
+    scored = dm.Dataset.read(image_table(tmp_path / "s.parquet", small_photos,
+                                         score=[0.1, 0.5, None, 0.3]))
+    scored = scored.apply("image_text_filter", column="score", min_similarity=0.3)
+    scored.collect(tmp_path / "s", workers=1, progress=False)
+    assert read_table(tmp_path / "s", scored.step, ["score"])["score"].to_pylist() == [0.5, 0.3]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -313,6 +313,14 @@ class ImageTextFilter(FilterOperation):
     consumes = {"{column}": "float32"}
     default_reason = "low_image_text_similarity"
 
+    def resolve_consumes(self, schema: dict) -> dict:
+        import pyarrow as pa
+
+        typ = schema.get(self.args.column)
+        if typ is not None and pa.types.is_floating(typ):  # a score from elsewhere: float64
+            return {self.args.column: typ}
+        return super().resolve_consumes(schema)
+
     def process(self, batch: Any) -> tuple:
         import numpy as np
 
