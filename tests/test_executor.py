@@ -402,6 +402,39 @@ def test_batches_are_capped_by_bytes(tmp_path, monkeypatch, source_batch):
     assert max(b for _, b in BatchSpy.seen) <= 16_000 + 2_500  # budget + at most one row
 
 
+class InFlightSpy(MapOperation):
+    """Counts, at each call, the batches it was given that are still alive (held anywhere)."""
+
+    name = "test_in_flight_spy"
+    consumes = {"text": "string"}
+    produces = {"chars": "int64"}
+    given: list = []
+    alive: list = []
+
+    def process(self, batch):
+        import weakref
+
+        InFlightSpy.given.append(weakref.ref(batch))
+        InFlightSpy.alive.append(sum(ref() is not None for ref in InFlightSpy.given))
+        return {"chars": pc.utf8_length(batch["text"]).cast(pa.int64())}
+
+
+def test_one_batch_in_flight_per_worker(tmp_path, monkeypatch):
+    """A pass holds no batch once the next one is given to an operation: the memory of a
+    worker is one batch, however many batches its partition has."""
+    from datamill.executors import rowwise
+
+    rows = [{"text": "word " * (200 + 50 * (i % 5)), "n": i} for i in range(400)]
+    src = write_jsonl(tmp_path / "long.jsonl", rows)
+    monkeypatch.setattr(rowwise, "BATCH_BYTES", 16_000)
+    InFlightSpy.given, InFlightSpy.alive = [], []
+    ds = dm.Dataset.read(src).apply(EvenOnly).apply(InFlightSpy)
+    table = ds.collect(tmp_path / "w", columns=["chars"], workers=1, progress=False)
+    assert table.num_rows == 200
+    assert len(InFlightSpy.alive) >= 20  # many batches went through
+    assert max(InFlightSpy.alive) == 1  # only the batch being processed
+
+
 def test_batch_slices_cover_the_table_once():
     from datamill.executors.rowwise import batch_slices
 

@@ -417,3 +417,47 @@ def test_token_flags_look_past_the_first_character():
     assert flags["x"] == (True, False, False)
     assert flags["--a"] == (True, False, False)  # a letter after punctuation
     assert flags["''"] == (False, True, True)
+
+
+def test_quality_pass_tokenizes_each_batch_once_in_bounded_memory(tmp_path, monkeypatch):
+    """The whole quality chain at the default batch size: every batch holds about
+    BATCH_BYTES of text, the token cache never holds more than CACHE_CHARS, and yet each
+    document is tokenized once (the later stats steps of a batch find its tokens cached)."""
+    from datamill.executors import rowwise
+    from datamill.ops.quality import tokenize
+
+    from .quality_corpus import generate
+
+    texts = generate(1500, seed=3)
+    path = write_jsonl(tmp_path / "docs.jsonl",
+                       [{"id": i, "text": t} for i, t in enumerate(texts)])
+    tokenized, held, batches = [], [], []
+    features = tokenize.FastTokenizer.features
+    add = tokenize._TokenCache.add
+
+    def counting_features(self, batch):
+        tokenized.append(sum(map(len, batch)))
+        return features(self, batch)
+
+    def counting_add(self, *args):
+        add(self, *args)
+        held.append(self.size)
+
+    def counting_slices(table, max_bytes=None, max_rows=None):
+        for piece in batch_slices(table, max_bytes, max_rows):
+            batches.append(piece.nbytes)
+            yield piece
+
+    batch_slices = rowwise.batch_slices
+    monkeypatch.setattr(tokenize.FastTokenizer, "features", counting_features)
+    monkeypatch.setattr(tokenize._TokenCache, "add", counting_add)
+    monkeypatch.setattr(rowwise, "batch_slices", counting_slices)
+    tokenize._CACHE.clear()
+    ds = apply_quality_filters(dm.Dataset.read(path, schema={"id": "int64", "text": "string"}))
+    ds.collect(tmp_path / "w", columns=["id"], workers=1, progress=False)
+    tokenize._CACHE.clear()
+    longest = max(len(t.encode()) for t in texts)
+    assert len(batches) >= sum(len(t.encode()) for t in texts) // rowwise.BATCH_BYTES
+    assert max(batches) <= rowwise.BATCH_BYTES + longest + 64  # budget + at most one row
+    assert 0 < max(held) <= tokenize.CACHE_CHARS
+    assert sum(tokenized) == sum(map(len, texts))  # every document tokenized exactly once

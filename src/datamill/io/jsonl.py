@@ -30,7 +30,7 @@ from .source import FileSource, FileSourceArgs, RowErrors, row_errors_field
 
 BLOCK = 64 * 2**20
 MIN_BLOCK = 16 * 2**10  # a file is cut finer for more workers, into ranges no smaller
-PARSE_CHUNK = 2 * 2**20  # bytes parsed at once: bounds a worker's memory
+PARSE_CHUNK = 1 * 2**20  # bytes parsed at once (one batch, rowwise.BATCH_BYTES): bounds memory
 SAMPLE = 1 * 2**20
 MAX_SAMPLE = 64 * 2**20  # a first line longer than this cannot be used to infer types
 BOM = b"\xef\xbb\xbf"

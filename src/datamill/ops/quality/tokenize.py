@@ -764,7 +764,7 @@ _CACHE: dict = {}  # tokenizer -> _TokenCache of the current batch's slices
 # Tokenized text kept per tokenizer: a little more than one batch of the row-wise pass
 # (executors.rowwise.BATCH_BYTES), so that the stats ops that follow each other on a batch
 # share its tokens; more would only hold memory (64M characters held ~400 MB per worker).
-CACHE_CHARS = 2_500_000
+CACHE_CHARS = 1_250_000
 
 
 class _TokenCache:
