@@ -160,50 +160,23 @@ def test_dim_is_known_before_running_and_a_missing_model_fails_early(tmp_path) -
 
 
 # --- tiny CLIP: the code path, not semantics -----------------------------------------------------
-def clip_vocab() -> dict[str, int]:
-    """A byte-level BPE vocabulary with no merges: every byte, alone and word-final."""
-    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    symbols = [chars[b] for b in range(256)]
-    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    return vocab
+def _stand_ins():
+    """examples/stand_in_models.py: the tiny random CLIP and BLIP the image example uses."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "stand_in_models.py"
+    spec = importlib.util.spec_from_file_location("stand_in_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stand_ins = _stand_ins()
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory) -> str:
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    try:  # transformers >= 5 without torchvision
-        from transformers.models.clip import CLIPImageProcessorPil as ImageProcessor
-    except ImportError:
-        from transformers import CLIPImageProcessor as ImageProcessor
-
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    vocab = clip_vocab()
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    eos = vocab["<|endoftext|>"]
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=24,
-                         bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos,
-                         pad_token_id=eos),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                           num_attention_heads=4, image_size=32, patch_size=8),
-        projection_dim=16)
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    processor = ImageProcessor(size={"shortest_edge": 32},
-                                      crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
-    return str(folder)
+    return stand_ins.tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 @pytest.fixture(scope="module")
@@ -290,39 +263,12 @@ def test_clip_dtype_and_device(tmp_path, tiny_clip, small_photos, dtype) -> None
 
 
 # --- tiny BLIP captioner -------------------------------------------------------------------------
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "photo", "of", "cat",
-         "dog", "the", "red", "on", "mat", "cup"]
+WORDS = stand_ins.CAPTION_WORDS
 
 
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory) -> str:
-    from transformers import (
-        BertTokenizer,
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipProcessor,
-    )
-
-    try:  # transformers >= 5 without torchvision
-        from transformers.models.blip import BlipImageProcessorPil as ImageProcessor
-    except ImportError:
-        from transformers import BlipImageProcessor as ImageProcessor
-
-    folder = tmp_path_factory.mktemp("tiny-blip")
-    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}, bos_token="[DEC]")
-    config = BlipConfig(
-        text_config=dict(vocab_size=len(WORDS), hidden_size=32, intermediate_size=37,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=40,
-                         bos_token_id=5, sep_token_id=3, pad_token_id=0, eos_token_id=3,
-                         encoder_hidden_size=32),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                           num_attention_heads=4, image_size=32, patch_size=8),
-        projection_dim=16)
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(config).save_pretrained(folder)
-    BlipProcessor(image_processor=ImageProcessor(size={"height": 32, "width": 32}),
-                  tokenizer=tokenizer).save_pretrained(folder)
-    return str(folder)
+    return stand_ins.tiny_blip(tmp_path_factory.mktemp("tiny-blip"))
 
 
 def test_caption_images_batches_and_matches_generate(tmp_path, tiny_blip, small_photos) -> None:
