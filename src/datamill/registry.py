@@ -29,6 +29,7 @@ _BUILTIN_MODULES = (
     "datamill.ops.image.dedup", "datamill.ops.image.download",
     "datamill.io.images", "datamill.io.webdataset",
     "datamill.ops.image.embed", "datamill.ops.image.caption",
+    "datamill.ops.image.nsfw", "datamill.ops.image.ocr",
 )
 
 

@@ -123,3 +123,19 @@ def image_array(values: list[Any]) -> Any:
     import pyarrow as pa
 
     return as_image(pa.array([None if v is None else bytes(v) for v in values], pa.binary()))
+
+
+def decode_rgb_within(data: Any, column: str, max_side: int) -> Any:
+    """An RGB PIL image (transparency over white) no larger than `max_side` on either side,
+    decoded safely (JPEG at the smallest DCT scale that covers it), or ImageDecodeError naming
+    the column: a row error."""
+    from PIL import Image
+
+    image = decode_in(data, column, draft=(max_side, max_side)).image
+    if image.mode != "RGB":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A") if image.mode == "RGBA" else None)
+        image = background
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
