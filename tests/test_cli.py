@@ -305,6 +305,42 @@ def test_inspect(project: Path, capsys: pytest.CaptureFixture) -> None:
     assert "did you mean 'text_length_filter'" in capsys.readouterr().err
 
 
+LONG_NAMES = """\
+from datamill import Dataset
+
+pipeline = (Dataset.read("data.jsonl", step_name="read_the_data_jsonl_file")
+            .apply("text_length_filter", min_words=3,
+                   step_name="keep_texts_of_three_words_or_more")
+            .apply("drop_duplicates", columns=["text"], step_name="drop_duplicated_texts")
+            .write("out/"))
+"""
+
+
+def test_inspect_shows_long_step_names_whole(project: Path, capsys: pytest.CaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step names are never cut or wrapped (`keep_texts_of_three_words_or_more` in the
+    first column); the other columns shrink, names among them wrapping after an
+    underscore, and every line stays within the width."""
+    (project / "long.py").write_text(LONG_NAMES)
+    assert main(["run", "long.py", "--workdir", "wl", "--no-progress"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["inspect", "wl"]) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 100
+    row = step_line(out, "keep_texts_of_three_words_or_more")
+    assert row[2:7] == ["filter", "6", "3", "3", "0"] and row[-1] == "no"
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(row[0]))
+    start = lines[at].index(row[1])  # the operation column: its name wraps after `_`
+    wrapped = [row[1]] + [line[start:].split()[0] for line in lines[at + 1:at + 3]]
+    assert "".join(wrapped) == "text_length_filter" and wrapped[0].endswith("_")
+    assert step_line(out, "read_the_data_jsonl_file")[1:3] == ["read_jsonl", "source"]
+    assert step_line(out, "drop_duplicated_texts")[1:3] == ["drop_", "global"]
+    reasons = out.split("drops by reason:")[1]
+    assert step_line(reasons, "keep_texts_of_three_words_or_more")[1:] == ["too_few_words", "3"]
+
+
 QUARANTINE = """\
 from datamill import Dataset
 

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import datamill as dm
@@ -134,7 +135,7 @@ def test_bad_files_are_read_as_bytes_and_sniffed_or_refused(tmp_path: Path) -> N
     assert sorted(kept) == ["good.jpg", "truncated.jpg", "truncated.png"]
     assert result.step("read_images")["errors"] == 3
     quarantined = pa.concat_tables(
-        [pa.parquet.read_table(p) for p in (tmp_path / "q").rglob("quarantine*.parquet")])
+        [pq.read_table(p) for p in (tmp_path / "q").rglob("quarantine*.parquet")])
     reasons = " ".join(str(v) for v in quarantined.to_pylist())
     assert "text.jpg" in reasons and "svg markup" in reasons and "empty" in reasons
     keep = _collect(dm.Dataset.read(folder, format="images", check_format=True,
@@ -304,7 +305,6 @@ def test_an_operation_declares_its_batch_bytes(tmp_path: Path) -> None:
 
 
 def test_readers_yield_batches_bounded_by_bytes(tmp_path: Path, monkeypatch) -> None:
-    import pyarrow.parquet as pq
 
     from datamill.io import files
     from datamill.io.images import ReadImages
@@ -343,7 +343,6 @@ def test_readers_yield_batches_bounded_by_bytes(tmp_path: Path, monkeypatch) -> 
 
 
 def test_parquet_with_image_bytes_reads_and_writes_as_images(tmp_path: Path) -> None:
-    import pyarrow.parquet as pq
 
     jpegs = [encode(p, "jpg") for p in photos().values()]
     pq.write_table(pa.table({"name": list(photos()), "jpeg": jpegs}), tmp_path / "in.parquet")
@@ -519,7 +518,6 @@ def test_write_webdataset_names_rows_it_cannot_write(tmp_path: Path) -> None:
 def test_write_images_makes_a_folder_of_files(tmp_path: Path) -> None:
     import json
 
-    import pyarrow.parquet as pq
 
     samples = _samples(9)
     samples[4]["key"] = "../../escape.me"  # keys become safe file names
@@ -584,3 +582,175 @@ def test_image_sources_and_sinks_run_on_ray_as_they_do_locally(tmp_path: Path,
     local, ray = written("local"), written("ray")
     assert len([n for n in local if n.startswith("files/")]) == 12 * 3
     assert local == ray
+
+
+# --- read in place -----------------------------------------------------------------------
+def _in_place_folder(root: Path) -> Path:
+    folder = root / "photos"
+    folder.mkdir()
+    for name, pixels in photos().items():
+        (folder / f"{name}.jpg").write_bytes(encode(pixels, "jpg", quality=90))
+    (folder / "small.png").write_bytes(encode(skdata.chelsea()[::4, ::4], "png"))
+    return folder
+
+
+def _two_stages(folder: Path, out: Path, **read_args) -> dm.Dataset:
+    """A map in the first stage, a global step, then a sink whose stage needs `path` and
+    `image` from the source again (read in place, unless materialized)."""
+    return (dm.Dataset.read(folder, format="images", bytes_per_partition=1, **read_args)
+            .apply("image_info")
+            .drop_duplicates(["path"])
+            .write(str(out)))
+
+
+def _source_record(workdir: Path) -> dict:
+    import json
+
+    records = [json.loads(p.read_text()) for p in (workdir / "steps").glob("*/_SUCCESS.json")]
+    return next(r for r in records if r["name"] == "read_images")
+
+
+def test_read_images_reads_files_in_place_with_the_same_rows(tmp_path: Path) -> None:
+    """No copy of the image bytes in the workdir; a later stage reads the files again and
+    gets the same rows, ids and bytes as a materialized read."""
+
+    folder = _in_place_folder(tmp_path)
+    tables = {}
+    for materialize in (False, True):
+        work, out = tmp_path / f"w-{materialize}", tmp_path / f"out-{materialize}"
+        ds = _two_stages(folder, out, materialize=materialize)
+        ds.run(work, workers=1, progress=False)
+        record = _source_record(work)
+        assert record["materialized"] is materialize
+        stored = list(work.glob(f"steps/{record['cache_key']}/part-*.parquet"))
+        assert len(stored) == (4 if materialize else 0)
+        tables[materialize] = (pq.read_table(sorted(out.glob("*.parquet"))).sort_by("path"),
+                               _collect(ds, work).sort_by("_id"))
+    assert tables[False][0].equals(tables[True][0])
+    assert tables[False][1].equals(tables[True][1])
+    written, collected = tables[False]
+    assert written.column("image").to_pylist() == [
+        (folder / p).read_bytes() for p in written.column("path").to_pylist()]
+    assert collected.column("_id").to_pylist() == [i << 40 for i in range(4)]
+
+
+def test_a_changed_or_removed_image_is_read_again(tmp_path: Path) -> None:
+    """The cache key covers each file's size and time: a rerun recomputes the changed file
+    (and only it) and serves its new bytes, and a removed file leaves the output."""
+    import os
+
+
+    folder = _in_place_folder(tmp_path)
+    log = tmp_path / "log"
+
+    def run() -> pa.Table:
+        out = tmp_path / "out"
+        (dm.Dataset.read(folder, format="images", bytes_per_partition=1)
+         .apply(LogPaths, log=str(log)).write(str(out))
+         .run(tmp_path / "w", workers=1, progress=False))
+        return pq.read_table(sorted(out.glob("*.parquet"))).sort_by("path")
+
+    run()
+    log.unlink()
+    changed = folder / "coffee.jpg"
+    stat = changed.stat()
+    new = encode(skdata.coffee()[::2, ::2], "jpg", quality=80)
+    changed.write_bytes(new)
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    second = run()
+    assert log.read_text().split() == ["coffee.jpg"]
+    row = second.column("path").to_pylist().index("coffee.jpg")
+    assert second.column("image")[row].as_py() == new
+    assert second.column("size")[row].as_py() == len(new)
+    log.unlink()
+    (folder / "chelsea.jpg").unlink()
+    third = run()
+    # the files after it move up in the listing (new row ids): the first one's unit is kept
+    assert log.read_text().split() == ["coffee.jpg", "small.png"]
+    assert third.column("path").to_pylist() == ["astronaut.jpg", "coffee.jpg", "small.png"]
+
+
+class DeleteOnce(dm.MapOperation):
+    """Deletes a file of the input while the first stage runs (as another process might)."""
+
+    name = "test_image_io_delete_once"
+    consumes = {"path": "string"}
+    produces = {"seen": "int64"}
+
+    class Args(dm.Arguments):
+        victim: str
+
+    def process(self, batch):
+        Path(self.args.victim).unlink(missing_ok=True)
+        return {"seen": pa.array([1] * batch.num_rows, pa.int64())}
+
+
+def test_a_file_that_vanishes_under_a_run_stops_the_read_in_place(tmp_path: Path) -> None:
+    """A later stage reads the files again: one that has vanished since the step read them
+    (skipped by errors='skip') would shift the rows after it, so the read stops instead."""
+    folder = _in_place_folder(tmp_path)
+    ds = (dm.Dataset.read(folder, format="images", errors="skip")
+          .drop_duplicates(["path"])
+          .apply(DeleteOnce, victim=str(folder / "astronaut.jpg")))
+    with pytest.raises(dm.InputError, match=r"changed while its workdir used it: unit 0 "
+                                            r"reads 3 rows now, 4 when the step ran"):
+        _collect(ds, tmp_path / "w")
+
+
+def test_a_file_that_vanishes_during_the_first_stage_is_named(tmp_path: Path) -> None:
+    folder = _in_place_folder(tmp_path)
+    victim = folder / "astronaut.jpg"
+    ds = dm.Dataset.read(folder, format="images").apply(DeleteOnce, victim=str(victim))
+    with pytest.raises(dm.InputError, match="has gone since") as info:
+        ds.run(tmp_path / "w", workers=1, progress=False)
+    assert str(victim) in str(info.value)
+
+
+class FailOnce(dm.MapOperation):
+    """Fails on one file while a flag file exists (a run that stops half-way)."""
+
+    name = "test_image_io_fail_once"
+    consumes = {"path": "string", "image": "image"}
+    produces = {"size": "int64"}
+
+    class Args(dm.Arguments):
+        flag: str
+        log: str
+
+    def process(self, batch):
+        paths = batch["path"].to_pylist()
+        if "coffee.jpg" in paths and Path(self.args.flag).exists():
+            raise RuntimeError("stopped half-way")
+        with open(self.args.log, "a") as fh:
+            fh.write("".join(f"{p}\n" for p in paths))
+        return {"size": pa.compute.binary_length(storage(batch["image"]))}
+
+
+def test_a_resumed_run_reading_in_place_writes_identical_bytes(tmp_path: Path) -> None:
+    folder = _in_place_folder(tmp_path)
+    flag, log = tmp_path / "flag", tmp_path / "log"
+
+    def pipeline(out: Path) -> dm.Dataset:
+        return (dm.Dataset.read(folder, format="images", bytes_per_partition=1)
+                .apply(FailOnce, flag=str(flag), log=str(log))
+                .apply("resize_images", mode="keep_ratio", size=64)
+                .drop_duplicates(["path"])
+                .write(str(out)))
+
+    pipeline(tmp_path / "clean").run(tmp_path / "wc", workers=1, progress=False)
+    flag.touch()
+    log.unlink()
+    with pytest.raises(dm.DatamillError, match="stopped half-way"):
+        pipeline(tmp_path / "out").run(tmp_path / "w", workers=1, progress=False)
+    done = log.read_text().split()
+    assert done == ["astronaut.jpg", "chelsea.jpg"]  # units committed before the failure
+    flag.unlink()
+    log.unlink()
+    pipeline(tmp_path / "out").run(tmp_path / "w", workers=1, progress=False)
+    assert log.read_text().split() == ["coffee.jpg", "small.png"]  # the rest only
+    clean = sorted(p.name for p in (tmp_path / "clean").iterdir())
+    assert clean == sorted(p.name for p in (tmp_path / "out").iterdir())
+    for name in clean:
+        if name.endswith(".parquet"):
+            assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name
+                                                              ).read_bytes()

@@ -51,27 +51,63 @@ def _width() -> int:
         return 100
 
 
-def _fit(widths: list[int], limit: int, gap: int = 2) -> list[int]:
-    """Cap the widest columns (no lower than 8) until a row fits `limit` characters."""
+def _fit(widths: list[int], limit: int, gap: int = 2, whole: Sequence[int] = (),
+         floors: Sequence[int] = ()) -> list[int]:
+    """Cap the widest columns until a row fits `limit` characters, each no narrower than
+    its floor (its longest word; 8 when not given); the columns in `whole` (names) keep
+    their natural width."""
+    floors = list(floors) or [min(w, 8) for w in widths]
     budget = limit - gap * (len(widths) - 1)
+
+    def capped(cap: int) -> list[int]:
+        return [w if i in whole else max(min(w, cap), floors[i]) for i, w in enumerate(widths)]
+
     cap = max(widths, default=0)
-    while cap > 8 and sum(min(w, cap) for w in widths) > budget:
+    while cap > 1 and sum(capped(cap)) > budget:
         cap -= 1
-    return [min(w, cap) for w in widths]
+    return capped(cap)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> None:
-    """A rich table on a terminal, plain aligned columns otherwise; both fit the width
-    (long cells wrap onto following lines)."""
+def _longest_word(text: str) -> int:
+    """The widest piece `_wrap_cell` leaves whole: a word, or a name's part up to `_`."""
+    import re
+
+    return max(map(len, re.findall(r"[^ _]+_?", text)), default=0)
+
+
+def _wrap_cell(text: str, width: int) -> list[str]:
+    """Lines of at most `width` characters: at spaces, and a name (`strip_image_metadata`)
+    after an underscore rather than mid-word."""
+    import re
     import textwrap
 
+    if " " in text.strip() or len(text) <= width:
+        return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    lines = [""]
+    for piece in re.findall(r"[^_]*_|[^_]+$", text):
+        while piece:
+            if lines[-1] and len(lines[-1]) + len(piece) > width:
+                lines.append("")
+            room = width - len(lines[-1])
+            lines[-1] += piece[:room]
+            piece = piece[room:]
+    return lines
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "",
+           whole: Sequence[int] = ()) -> None:
+    """A rich table on a terminal, plain aligned columns otherwise; both fit the width
+    (long cells wrap onto following lines), except that the columns in `whole` (indexes:
+    names) are never wrapped."""
     cells = [[str(c) for c in row] for row in rows]
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table(*map(escape, headers), title=escape(title) or None, title_justify="left")
+        table = Table(title=escape(title) or None, title_justify="left")
+        for i, header in enumerate(headers):
+            table.add_column(escape(header), no_wrap=i in whole)
         for row in cells:
             table.add_row(*map(escape, row))
         Console(width=_width()).print(table)
@@ -79,10 +115,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "
     if title:
         print(title)
     natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    widths = _fit(natural, _width())
+    floors = [min(12, max([_longest_word(h), *(_longest_word(r[i]) for r in cells)]))
+              for i, h in enumerate(headers)]
+    widths = _fit(natural, _width(), whole=whole, floors=floors)
     for row in [list(headers), *cells]:
-        wrapped = [textwrap.wrap(c, w, break_on_hyphens=False) or [""]
-                   for c, w in zip(row, widths)]
+        wrapped = [_wrap_cell(c, w) for c, w in zip(row, widths)]
         for k in range(max(map(len, wrapped))):
             print("  ".join((lines[k] if k < len(lines) else "").ljust(w)
                             for lines, w in zip(wrapped, widths)).rstrip())
@@ -107,7 +144,7 @@ def _why_recomputed(steps: Sequence[dict]) -> None:
             and not set(why.get("because") or []) <= {"new", "cache off"}]
     if rows:
         print()
-        _table(["step", "because", "detail"], rows, title="why recomputed:")
+        _table(["step", "because", "detail"], rows, title="why recomputed:", whole=[0])
 
 
 def _parallelism(steps: Sequence[dict]) -> None:
@@ -134,7 +171,7 @@ def _drop_reasons(steps: Sequence[dict]) -> None:
     rows = [[s["name"], reason, n] for s in steps for reason, n in s.get("dropped", {}).items()]
     if rows:
         print()
-        _table(["step", "reason", "rows"], rows, title="drops by reason:")
+        _table(["step", "reason", "rows"], rows, title="drops by reason:", whole=[0])
 
 
 # --- run ----------------------------------------------------------------------------------
@@ -263,7 +300,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _table(["step", "kind", "rows in -> out", "dropped", "errors", "cached"],
            [[s["name"], s.get("kind", "?"), f"{s.get('rows_in', 0)} -> {s.get('rows_out', 0)}",
              _dropped_total(s.get("dropped", {})), s.get("errors", 0),
-             "cached" if s.get("cached") else "computed"] for s in steps])
+             "cached" if s.get("cached") else "computed"] for s in steps], whole=[0])
     _drop_reasons(steps)
     _why_recomputed(steps)
     for s in steps:
@@ -492,7 +529,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                  s.get("rows_out", "?"), _dropped_total(s.get("dropped", {})),
                  s.get("errors", 0), f"{s.get('wall_seconds', 0):.2f}",
                  "yes" if s.get("cached") else "no"]
-                for s in ds["steps"]], title=f"dataset {ds.get('name')}:")
+                for s in ds["steps"]], title=f"dataset {ds.get('name')}:", whole=[0])
         _drop_reasons(ds["steps"])
         _why_recomputed(ds["steps"])
         for s in ds["steps"]:  # an operation's own counters (Operation.count)

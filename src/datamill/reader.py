@@ -124,11 +124,29 @@ def read_columns(workdir: Workdir, step: Step, partition: int, refs: list[Column
 
 def read_source_partition(workdir: Workdir, step: Step, partition: int,
                           columns: list[str] | None):
+    """A partition of a source read in place (not copied into the workdir), read again.
+    Its rows must be those the step read when it ran (the count its stats recorded): the
+    stored columns of later steps are positions into them, so a file that has vanished or
+    become unreadable since (skipped under `errors='skip'`) must stop the read, not shift
+    every row after it."""
     import pyarrow as pa
+
+    from .errors import InputError
 
     part = source_partitions(workdir, step)[partition]
     tables = [b if isinstance(b, pa.Table) else pa.Table.from_batches([b])
               for b in step.op.read(part, columns)]
+    rows = sum(t.num_rows for t in tables)
+    stats = read_json(workdir.step_dir(step.key) / part_name("stats", partition, "json"))
+    expected = stats.get("rows_out") if isinstance(stats, dict) else None
+    if expected is not None and rows != expected:
+        raise InputError(
+            f"the input of step {step.name!r} ({step.op.name}) changed while its workdir used "
+            f"it: unit {partition} reads {rows} rows now, {expected} when the step ran (its "
+            "files are read in place, not copied into the workdir: restore them, or run again "
+            "after changing them, since a new size or modification time makes a new input; "
+            "materialize=True keeps a copy instead)",
+            path=str(getattr(step.op.args, "path", "") or workdir.root))
     if not tables:
         return pa.schema([(c, step.schema[c]) for c in columns or step.schema]).empty_table()
     return pa.concat_tables(tables)

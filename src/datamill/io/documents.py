@@ -78,6 +78,19 @@ class DocumentArgs(Arguments):
         return absolute(value)
 
 
+class InPlaceArgs(DocumentArgs):
+    """The arguments of a document source that is cheap to read again (no parsing): its
+    files are read in place by default instead of copied into the workdir."""
+
+    materialize: bool = Field(
+        False, description="Keep a Parquet copy of what was read in the workdir, so that the "
+                           "workdir outlives the input files and a later step never reads "
+                           "them again (worth it for slow remote filesystems); by default the "
+                           "files are read in place again when a later step needs their "
+                           "columns, and the cache key covers their sizes and modification "
+                           "times.")
+
+
 class DocumentSource(SourceOperation):
     """A folder, glob or list of files read whole; subclasses give `columns()` and `rows()`.
 
@@ -90,6 +103,11 @@ class DocumentSource(SourceOperation):
     def __init__(self, **arguments: Any):
         super().__init__(**arguments)
         self._listing: tuple[Any, list[str]] | None = None
+
+    @property
+    def materialize(self) -> bool:  # type: ignore[override]
+        """Copied into the workdir, unless the arguments say otherwise (`InPlaceArgs`)."""
+        return bool(getattr(self.args, "materialize", True))
 
     # --- spec -------------------------------------------------------------------------
     def columns(self) -> dict:

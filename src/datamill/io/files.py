@@ -88,7 +88,11 @@ def fingerprint(fs: Any, files: list[str]) -> str:
     """Names, sizes and modification times: changes whenever the input does."""
     entries = []
     for f in files:
-        info = fs.info(f)
+        try:
+            info = fs.info(f)
+        except FileNotFoundError:
+            raise InputError("no such file: it was listed as input and has gone since (files "
+                             "must stay while a run reads them)", path=f) from None
         mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or ""
         entries.append([f, info.get("size"), str(mtime)])
     return json.dumps(entries)

@@ -7,6 +7,12 @@ an image (a text file named `.jpg`, zero bytes, an SVG) still becomes a row by d
 the operation that decodes it drops it with a reason, which `datamill inspect` shows in the
 funnel. With `check_format=True` such a file is bad input instead, handled by `errors`.
 A file that cannot be read at all (permissions, a vanished file) always follows `errors`.
+
+The files are read in place, like Parquet and JSON Lines inputs: the workdir keeps no copy of
+their bytes (encoded images do not compress, so a copy costs CPU and disk for nothing), and a
+later step that needs the `image` column reads the files again. The cache key covers each
+file's size and modification time, so a changed file is recomputed; `materialize=True` keeps
+a copy instead (for a slow remote filesystem, or a workdir that must outlive its input).
 """
 
 from __future__ import annotations
@@ -24,13 +30,13 @@ from pydantic import Field
 from ..errors import InputError, OperationError, StorageError
 from ..image_type import IMAGE_SUFFIXES, RASTER_FORMATS, ImageType, sniff_format
 from ..storage import Checksum
-from .documents import DocumentArgs, DocumentSource
+from .documents import DocumentSource, InPlaceArgs
 from .files import FilePart
 from .sink import LINEAGE, FileSink
 from .webdataset import SampleArgs, check_sample_columns, samples
 
 
-class ReadImagesArgs(DocumentArgs):
+class ReadImagesArgs(InPlaceArgs):
     check_format: bool = Field(
         False, description="False: every listed file becomes a row, and the image operations "
                            "drop those that are not images (with a reason). True: a file whose "
@@ -40,7 +46,8 @@ class ReadImagesArgs(DocumentArgs):
 class ReadImages(DocumentSource):
     """Read image files (JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC, AVIF), one row per file:
     `path` (relative to the folder given) and `image` (the encoded bytes, as read).
-    Folders are listed recursively, keeping the image suffixes (`suffixes=` to change)."""
+    Folders are listed recursively, keeping the image suffixes (`suffixes=` to change). The
+    files are read in place (read again when a later step needs them), unless `materialize`."""
 
     name = "read_images"
     Args = ReadImagesArgs

@@ -22,7 +22,7 @@ from pydantic import Field
 from ..errors import InputError, OperationError, SchemaError
 from ..image_type import RASTER_FORMATS, ImageType, is_image, sniff_format
 from ..operation import Arguments
-from .documents import ERROR, Batch, DocumentArgs, DocumentSource
+from .documents import ERROR, Batch, DocumentSource, InPlaceArgs
 from .files import FilePart, compression_of, open_file
 from .sink import FileSink, FileSinkArgs
 
@@ -35,7 +35,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _NAME = re.compile(r"^((?:.*/)?[^./]+)\.([^/]*)$")  # KEY.EXT, KEY up to the first dot
 
 
-class ReadWebDatasetArgs(DocumentArgs):
+class ReadWebDatasetArgs(InPlaceArgs):
     image_members: list[str] = Field(
         default=list(IMAGE_MEMBERS),
         description="Member extensions that hold the image, in order of preference.")
