@@ -670,6 +670,26 @@ def test_a_changed_or_removed_image_is_read_again(tmp_path: Path) -> None:
     assert third.column("path").to_pylist() == ["astronaut.jpg", "coffee.jpg", "small.png"]
 
 
+def test_a_dataset_built_before_its_files_changed_refuses_to_run(tmp_path: Path) -> None:
+    """Cache keys are made when the dataset is built: run after a file changed, it would
+    serve the old results (or mix them with new rows read in place), so it stops."""
+    import os
+
+    folder = _in_place_folder(tmp_path)
+    ds = dm.Dataset.read(folder, format="images").apply("image_info")
+    before = _collect(ds, tmp_path / "w")
+    assert _collect(ds, tmp_path / "w").equals(before)  # unchanged: served by the cache
+    changed = folder / "small.png"
+    changed.write_bytes(encode(skdata.coffee()[::4, ::4], "png"))
+    os.utime(changed, ns=(0, changed.stat().st_mtime_ns + 10**9))
+    with pytest.raises(dm.InputError, match="changed after this dataset was built"):
+        _collect(ds, tmp_path / "w")
+    again = _collect(dm.Dataset.read(folder, format="images").apply("image_info"),
+                     tmp_path / "w")
+    row = again.column("path").to_pylist().index("small.png")
+    assert again.column("image_width")[row].as_py() == skdata.coffee()[::4, ::4].shape[1]
+
+
 class DeleteOnce(dm.MapOperation):
     """Deletes a file of the input while the first stage runs (as another process might)."""
 

@@ -93,6 +93,27 @@ def _input_files(step: Step) -> list:
     return files if isinstance(files, list) else []
 
 
+def _check_inputs_unchanged(datasets: list[LazyDataset]) -> None:
+    """A dataset's cache keys are made when it is built, from its input files as they were
+    then (names, sizes, times): run after one changed, it would be served what the cache
+    holds for the old files (or, read in place, mix old results with new rows). Refuse."""
+    from ..cache import digest
+    from ..errors import InputError
+
+    seen: set[str] = set()
+    for ds in datasets:
+        source = ds.step.chain()[0]
+        if source.key in seen or source.parts is None:
+            continue
+        seen.add(source.key)
+        if digest(source.op.fingerprint()) not in source.parts.inputs:
+            raise InputError(
+                f"the input of step {source.name!r} ({source.op.name}) changed after this "
+                "dataset was built (file sizes or modification times differ), and its cache "
+                "keys describe the files as they were: build it again (Dataset.read...) to "
+                "run on them as they are", path=str(getattr(source.op.args, "path", "")))
+
+
 class Executor:
     """Runs datasets into a workdir: the plan, the cache, the commits and the records.
     Subclasses decide where units of work run (`_parallel`)."""
@@ -162,6 +183,7 @@ class Executor:
                     for step in ds.step.chain():
                         remove_tree(self.workdir.step_dir(step.key))
             self.check(datasets)
+            _check_inputs_unchanged(datasets)
             records: dict[str, dict] = {}
             cached: set[str] = set()
             self._history = CacheHistory(self.workdir)
