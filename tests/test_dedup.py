@@ -75,3 +75,22 @@ def test_dropped_rows_name_the_row_kept_in_their_place(tmp_path):
     assert sorted(dm.duplicates(tmp_path / "w", ids[0])["_id"].to_pylist()) == [ids[2], ids[4]]
     assert result.duplicates(ids[1])["_id"].to_pylist() == [ids[5]]
     assert result.duplicates(ids[3]).num_rows == 0  # kept, no duplicate
+
+
+def test_string_keys_are_hashed_from_arrow_buffers_as_from_python_strings():
+    """drop_duplicates hashes a string column straight from its Arrow buffers: the same
+    digests as b"\\x01" + UTF-8 of each value (b"\\x00" for null), for sliced, chunked and
+    large string arrays."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from datamill.ops.dedup import _string_digests
+
+    values = ["a", None, "", "é ü", "a", "\U0001F600 x", None, "long " * 300]
+    arrays = [pa.array(values), pa.array(values, pa.large_string()),
+              pa.array(values).slice(1, 5), pa.chunked_array([values[:3], values[3:]])]
+    for array in arrays:
+        want = b"".join(hashlib.blake2b(b"\x00" if v is None else b"\x01" + v.encode(),
+                                        digest_size=16).digest() for v in array.to_pylist())
+        assert _string_digests(array) == want

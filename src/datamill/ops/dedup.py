@@ -36,6 +36,34 @@ def normalize_strings(values: Any, steps: tuple[str, ...]) -> Any:
     return values
 
 
+
+def _string_digests(column: Any) -> bytes:
+    """16-byte BLAKE2b digests of a string column's values, one after the other: of
+    b"\\x01" + the value's UTF-8 bytes (read straight from the Arrow buffers, no Python
+    string made), or of b"\\x00" for a null."""
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        return b"".join(_string_digests(chunk) for chunk in column.chunks)
+    if not len(column):
+        return b""
+    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    _, off_buf, data_buf = column.buffers()
+    offsets = np.frombuffer(off_buf, width)[column.offset:column.offset + len(column) + 1]
+    data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
+    valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
+    blake2b = hashlib.blake2b
+    out = []
+    for i, (lo, hi) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist())):
+        if valid is not None and not valid[i]:
+            out.append(blake2b(b"\x00", digest_size=16).digest())
+        else:
+            h = blake2b(b"\x01", digest_size=16)
+            h.update(data[lo:hi])
+            out.append(h.digest())
+    return b"".join(out)
+
 class DropDuplicatesArgs(Arguments):
     columns: list[str] | None = Field(None, description="Key columns (default: all columns).")
     normalize: bool | list[Normalization] = Field(
@@ -82,13 +110,12 @@ class DropDuplicates(GlobalOperation):
             columns.append(normalize_strings(column, steps) if steps and is_text else column)
         if len(columns) == 1 and (pa.types.is_string(columns[0].type)
                                   or pa.types.is_large_string(columns[0].type)):
-            keys = [b"\x00" if v is None else b"\x01" + v.encode("utf-8", "surrogatepass")
-                    for v in columns[0].to_pylist()]
+            digests = _string_digests(columns[0])
         else:
             rows = zip(*(c.to_pylist() for c in columns))
             keys = [json.dumps(r, default=repr, ensure_ascii=False).encode() for r in rows]
-        digests = b"".join(hashlib.blake2b(k, digest_size=16).digest() for k in keys)
-        halves = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2) if keys else \
+            digests = b"".join(hashlib.blake2b(k, digest_size=16).digest() for k in keys)
+        halves = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2) if digests else \
             np.zeros((0, 2), np.uint64)
         return {"_key": pa.array(halves[:, 0]), "_key2": pa.array(halves[:, 1])}
 
