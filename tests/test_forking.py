@@ -110,3 +110,35 @@ def test_pandas_batches_in_workers(tmp_path):
                           "three": sum(1 for y in ys if y == 3.0)}))
     """, tmp_path)
     assert result == {"rows": 6000, "nulls": 4000, "three": 2000}
+
+
+def test_workers_run_torch_after_the_driver_did(tmp_path):
+    """GNU OpenMP is not fork-safe: a worker forked after the driver ran a parallel torch op
+    hung or crashed in libgomp at its first one ('a worker process died')."""
+    pytest.importorskip("torch")
+    out = _run("""
+        import json, sys
+        import pyarrow as pa, pyarrow.parquet as pq, torch
+        import datamill as dm
+        from datamill import map_operation
+
+        @map_operation(consumes={"n": "int64"},
+                       produces={"total": "float64", "threads": "int64"})
+        def torch_work(batch):
+            a = torch.ones(600, 600)
+            total = float((a @ a).sum())  # a parallel region in the worker
+            return {"total": [total] * batch.num_rows,
+                    "threads": [torch.get_num_threads()] * batch.num_rows}
+
+        torch.set_num_threads(2)
+        a = torch.randn(1500, 1500)
+        (a @ a).sum()  # the driver starts OpenMP's thread pool
+        for part in range(4):
+            pq.write_table(pa.table({"n": list(range(part * 10, part * 10 + 10))}),
+                           f"in-{part}.parquet")
+        out = dm.Dataset.read("in-*.parquet").apply(torch_work).collect(
+            "work", workers=2, progress=False)
+        print(json.dumps({"rows": out.num_rows, "totals": sorted(set(out["total"].to_pylist())),
+                          "threads": sorted(set(out["threads"].to_pylist()))}))
+    """, tmp_path)
+    assert out == {"rows": 40, "totals": [600.0 ** 3], "threads": [1]}

@@ -18,6 +18,7 @@ import contextlib
 import gc
 import importlib.abc
 import importlib.util
+import logging
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -93,4 +94,20 @@ def pyarrow_without_pandas() -> bool:
         for name in [m for m in sys.modules if m == "pandas" or m.startswith("pandas.")]:
             del sys.modules[name]
     sys.meta_path.insert(0, _PandasImportHook())
+    return True
+
+
+def torch_after_fork() -> bool:
+    """Keep a forked worker's torch off the OpenMP thread pool it inherited.
+
+    GNU OpenMP is not fork-safe: once the driver has run a parallel region (any sizeable torch
+    op: a model built or called in the driver, a test that embedded in-process), a forked child
+    that enters one hangs or crashes in libgomp. A worker forked from a driver that imported
+    torch therefore runs torch on one thread (each worker is one of the run's parallel
+    lanes anyway); a driver without torch leaves the workers' torch as it is."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "set_num_threads"):
+        return False
+    torch.set_num_threads(1)
+    logging.getLogger(__name__).debug("torch imported before the fork: one thread per worker")
     return True

@@ -16,7 +16,7 @@ from ..dataset import Step
 from ..errors import DatamillError
 from ..storage import HELD_LOCKS
 from .base import Executor, RunResult
-from .forking import frozen_heap, pyarrow_without_pandas
+from .forking import frozen_heap, pyarrow_without_pandas, torch_after_fork
 from .progress import Progress
 from .workers import prepared
 
@@ -36,6 +36,7 @@ def _worker_init() -> None:
             os.close(fd)
     _keep_freed_memory()
     pyarrow_without_pandas()
+    torch_after_fork()
 
 
 def _keep_freed_memory() -> None:
