@@ -59,6 +59,36 @@ def test_workers_convert_numpy_without_importing_pandas(tmp_path):
     assert result["pandas_in_workers"] is False
 
 
+def test_workers_read_step_files_without_pyarrow_dataset(tmp_path):
+    """Workers read the step files of earlier steps (a shuffle's buckets, a global step's
+    output) without importing pyarrow.dataset, which every forked worker would pay again."""
+    result = _run("""
+        import json, os, sys
+        import numpy as np
+        import datamill as dm
+
+        os.makedirs("in")
+        for f in range(2):
+            with open(f"in/{f}.jsonl", "w") as fh:
+                fh.writelines(json.dumps({"n": i}) + "\\n" for i in range(4000))
+
+        @dm.map_operation(consumes={"n": "int64"}, produces={"pid": "int64", "ds": "bool"})
+        def probe(batch):
+            n = batch["n"].to_numpy()
+            return {"pid": np.full(len(n), os.getpid()),
+                    "ds": np.full(len(n), "pyarrow.dataset" in sys.modules)}
+
+        ds = dm.Dataset.read("in", block_size=20_000).drop_duplicates(["n"]).apply(probe)
+        t = ds.collect("work", workers=2, progress=False)
+        print(json.dumps({"pids": len(set(t["pid"].to_pylist()) - {os.getpid()}),
+                          "dataset_in_workers": any(t["ds"].to_pylist()),
+                          "rows": t.num_rows}))
+    """, tmp_path)
+    assert result["rows"] == 4000
+    assert result["pids"] == 2
+    assert result["dataset_in_workers"] is False
+
+
 def test_pandas_imported_later_is_fully_supported(tmp_path):
     """After pyarrow settled its pandas check with pandas hidden, importing pandas restores
     pandas conversions (nulls from NaN, DataFrames) before the importer uses it."""

@@ -13,7 +13,7 @@ from .dataset import ColumnRef, Step
 from .integrity import check_step_file, corrupt
 from .manifest import SUCCESS
 from .plan import stores_data, stores_index
-from .storage import Workdir, atomic_write_json, part_name, read_json
+from .storage import Workdir, atomic_write_json, part_name, read_json, read_parquet
 
 INDEX = "_index"
 
@@ -59,14 +59,12 @@ def pin_partitioning(workdir: Workdir, step: Step, units: int) -> int:
 def read_step_file(workdir: Workdir, step: Step, partition: int, columns: list[str]):
     """Columns of a step's committed file, checked first against its commit (size and
     checksum): a damaged or unreadable file raises CorruptFileError."""
-    import pyarrow.parquet as pq
-
     from . import image_type  # noqa: F401  (registers the image type for reading)
 
     path = workdir.step_dir(step.key) / part_name("part", partition)
     check_step_file(workdir, step.key, step.name, partition, path)
     try:
-        return pq.read_table(path, columns=columns)
+        return read_parquet(path, columns=columns)
     except (OSError, ValueError) as exc:
         raise corrupt(workdir, step.key, step.name, partition, path,
                       f"unreadable: {exc}") from exc

@@ -44,6 +44,7 @@ from ..storage import (
     atomic_write_json,
     committed_files,
     part_name,
+    read_parquet,
     remove_tree,
     temp_path,
     write_parquet,
@@ -155,7 +156,6 @@ def scan_partition(workdir: Workdir, step: Step, partition: int, buckets: int) -
 
 def reduce_bucket(workdir: Workdir, step: Step, bucket: int, buckets: int) -> dict:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from .. import image_type  # noqa: F401  (registers the image type for reading)
 
@@ -169,7 +169,7 @@ def reduce_bucket(workdir: Workdir, step: Step, bucket: int, buckets: int) -> di
     op = prepared(step)
     start = time.perf_counter()
     files = sorted(root.glob(f"scan-*/bucket-{bucket:05d}.parquet"))
-    tables = [pq.read_table(f) for f in files]
+    tables = [read_parquet(f) for f in files]
     tmp = temp_path(final)
     tmp.mkdir(parents=True)
     rows = sum(t.num_rows for t in tables)
@@ -262,7 +262,6 @@ def unit_counters(workdir: Workdir, step: Step, partition: int) -> dict[str, int
 def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from .. import image_type  # noqa: F401  (registers the image type for reading)
 
@@ -281,7 +280,7 @@ def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
     reasons = np.full(n, None, dtype=object)
     values = {c: np.full(n, None, dtype=object) for c in {**produced, **lineage}}
     for f in files:
-        d = pq.read_table(f)
+        d = read_parquet(f)
         pos = d.column(POS).to_numpy()
         listed[pos] = True
         if REASON in d.schema.names:
