@@ -68,3 +68,27 @@ def test_readme_catalogue_lists_every_builtin():
     for name, cls in registry.load_all().items():
         if (cls.__module__ or "").startswith("datamill."):
             assert f"`{name}`" in readme, f"{name} missing from the README catalogue"
+
+
+def test_index_of_builtins_matches_their_modules():
+    """`get` imports only the module the index names: each indexed name is registered by
+    that module (an operation the index lacks still resolves, through load_all)."""
+    ops = registry.load_all()
+    wrong = {name: module for name, module in registry._MODULE_OF.items()
+             if name not in ops or ops[name].__module__ != module}
+    assert not wrong
+    for name in ("read_jsonl", "detect_language", "drop_duplicates", "minhash_dedup"):
+        assert name in registry._MODULE_OF
+
+
+def test_get_imports_only_the_operations_module():
+    code = textwrap.dedent('''
+        import sys
+        from datamill import registry
+        cls = registry.get("drop_duplicates")
+        print(cls.__module__, "datamill.ops.image.embed" in sys.modules, registry._loaded)
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["datamill.ops.dedup", "False", "False"]
