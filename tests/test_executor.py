@@ -435,6 +435,43 @@ def test_one_batch_in_flight_per_worker(tmp_path, monkeypatch):
     assert max(InFlightSpy.alive) == 1  # only the batch being processed
 
 
+class SmallBatches(MapOperation):
+    """Asks for batches of at most 16 kB."""
+
+    name = "test_small_batches"
+    consumes = {"text": "string"}
+    produces = {"chars": "int64"}
+    batch_bytes = 16_000
+
+    def process(self, batch):
+        return {"chars": pc.utf8_length(batch["text"]).cast(pa.int64())}
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_jsonl_parses_what_the_smallest_step_takes(tmp_path, monkeypatch, small):
+    """The JSONL reader parses chunks no larger than the smallest `batch_bytes` a step of the
+    pass declares, so no larger input sits in memory than a step takes at once."""
+    from datamill.io import jsonl
+
+    rows = [{"text": "word " * (200 + 50 * (i % 5)), "n": i} for i in range(400)]
+    src = write_jsonl(tmp_path / "long.jsonl", rows)
+    parsed = []
+    read_json = jsonl._read_json
+    monkeypatch.setattr(jsonl, "_read_json",
+                        lambda data, schema: parsed.append(len(data)) or read_json(data, schema))
+    monkeypatch.setattr(jsonl, "PARSE_CHUNK", 200_000)
+    ds = dm.Dataset.read(src, schema={"text": "string", "n": "int64"})
+    ds = ds.apply(SmallBatches if small else Upper)
+    ds.run(tmp_path / "w", workers=1, progress=False)
+    parsed, during_run = [], parsed
+    table = ds.collect(tmp_path / "w", columns=["n"], workers=1, progress=False)
+    assert table["n"].to_pylist() == list(range(400))
+    parsed = during_run
+    limit = 16_000 if small else 200_000
+    assert max(parsed) <= limit + 2_000  # the chunk, then the rest of its last line
+    assert len(parsed) >= sum(len(r["text"]) for r in rows) // limit
+
+
 def test_batch_slices_cover_the_table_once():
     from datamill.executors.rowwise import batch_slices
 

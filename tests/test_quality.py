@@ -420,11 +420,13 @@ def test_token_flags_look_past_the_first_character():
 
 
 def test_quality_pass_tokenizes_each_batch_once_in_bounded_memory(tmp_path, monkeypatch):
-    """The whole quality chain at the default batch size: every batch holds about
-    BATCH_BYTES of text, the token cache never holds more than CACHE_CHARS, and yet each
-    document is tokenized once (the later stats steps of a batch find its tokens cached)."""
+    """The whole quality chain: every stats op gets batches of about its `batch_bytes` of
+    text (smaller than the pass's), the token cache never holds more than CACHE_CHARS, and
+    yet each document is tokenized once (the later stats steps of a batch find its tokens
+    cached)."""
     from datamill.executors import rowwise
     from datamill.ops.quality import tokenize
+    from datamill.ops.quality._base import StatsOperation
 
     from .quality_corpus import generate
 
@@ -434,6 +436,7 @@ def test_quality_pass_tokenizes_each_batch_once_in_bounded_memory(tmp_path, monk
     tokenized, held, batches = [], [], []
     features = tokenize.FastTokenizer.features
     add = tokenize._TokenCache.add
+    process = StatsOperation.process
 
     def counting_features(self, batch):
         tokenized.append(sum(map(len, batch)))
@@ -443,21 +446,22 @@ def test_quality_pass_tokenizes_each_batch_once_in_bounded_memory(tmp_path, monk
         add(self, *args)
         held.append(self.size)
 
-    def counting_slices(table, max_bytes=None, max_rows=None):
-        for piece in batch_slices(table, max_bytes, max_rows):
-            batches.append(piece.nbytes)
-            yield piece
+    def counting_process(self, batch):
+        batches.append((type(self).__name__, batch.nbytes))
+        return process(self, batch)
 
-    batch_slices = rowwise.batch_slices
     monkeypatch.setattr(tokenize.FastTokenizer, "features", counting_features)
     monkeypatch.setattr(tokenize._TokenCache, "add", counting_add)
-    monkeypatch.setattr(rowwise, "batch_slices", counting_slices)
+    monkeypatch.setattr(StatsOperation, "process", counting_process)
     tokenize._CACHE.clear()
     ds = apply_quality_filters(dm.Dataset.read(path, schema={"id": "int64", "text": "string"}))
     ds.collect(tmp_path / "w", columns=["id"], workers=1, progress=False)
     tokenize._CACHE.clear()
+    budget = StatsOperation.batch_bytes
+    assert budget < rowwise.BATCH_BYTES
     longest = max(len(t.encode()) for t in texts)
-    assert len(batches) >= sum(len(t.encode()) for t in texts) // rowwise.BATCH_BYTES
-    assert max(batches) <= rowwise.BATCH_BYTES + longest + 64  # budget + at most one row
+    first = [b for name, b in batches if name == "GopherQualityStats"]
+    assert len(first) >= sum(len(t.encode()) for t in texts) // budget
+    assert max(b for _, b in batches) <= budget + longest + 64  # budget + at most one row
     assert 0 < max(held) <= tokenize.CACHE_CHARS
     assert sum(tokenized) == sum(map(len, texts))  # every document tokenized exactly once

@@ -270,6 +270,9 @@ class SourceOperation(Operation):
 
     kind = "source"
     materialize: ClassVar[bool] = True  # store a Parquet copy in the workdir
+    # set by a row-wise pass while it reads: the smallest `batch_bytes` its steps declare
+    # (None: none does); a reader that parses in chunks may parse pieces of about that size
+    read_bytes: int | None = None
 
     def schema(self) -> dict:
         raise NotImplementedError

@@ -28,9 +28,7 @@ from .batches import PARENT_INDEX, filter_columns, filter_result, produced_table
 from .workers import prepared
 
 BATCH_ROWS = 65_536
-# in-memory bytes of the input columns of one batch: a worker's peak memory follows it (the
-# quality pipeline's workers peak ~25 MB lower each at 1 MiB than at 2 MiB, at the same speed)
-BATCH_BYTES = 1 * 2**20
+BATCH_BYTES = 2 * 2**20  # in-memory bytes of the input columns of one batch
 # a batch holding images (or other binary columns): bigger, so that a model sees a few
 # hundred images per call, and cut row by row, so that one batch of large images is not
 # gigabytes (the rows of a batch may differ a thousandfold in size)
@@ -201,21 +199,28 @@ def worker_name() -> str:
 
 
 def _input_batches(workdir: Workdir, stage: Stage, partition: int,
-                   declared: int = 0) -> Iterator[Any]:
+                   declared: int = 0, smallest: int | None = None) -> Iterator[Any]:
     """The stage's input, in batches of at most BATCH_ROWS rows and the byte budget of
     `batch_budget` (whatever the source yields or the stored columns hold), so that memory
-    is bounded by the batch whether rows are short or long."""
+    is bounded by the batch whether rows are short or long. The source is told the smallest
+    `batch_bytes` a step declares (`read_bytes`): a reader that parses in chunks parses no more
+    than a step takes at once."""
     import pyarrow as pa
 
     first = stage.steps[0]
     if first.kind == "source":
         part = source_partitions(workdir, first)[partition]
         columns = None if stores_data(first) else [r.stored for r in stage.needed]
-        for batch in first.op.read(part, columns):
-            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-            yield from batch_slices(table.rename_columns(
-                [ref_name(ColumnRef(first.name, c)) for c in table.schema.names]),
-                batch_budget(table.schema, declared))
+        first.op.read_bytes = smallest
+        try:
+            for batch in first.op.read(part, columns):
+                table = (pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch)
+                         else batch)
+                yield from batch_slices(table.rename_columns(
+                    [ref_name(ColumnRef(first.name, c)) for c in table.schema.names]),
+                    batch_budget(table.schema, declared))
+        finally:
+            first.op.read_bytes = None
         return
     table = read_columns(workdir, stage.input_step, partition, stage.needed)
     if table.num_rows == 0:
@@ -529,7 +534,9 @@ def run_partition(workdir: Workdir, stage: Stage, partition: int,
             ops[0].take_counters()
             ops[0].take_rejected()
         declared = max((getattr(op, "batch_bytes", None) or 0 for op in ops), default=0)
-        for batch in _input_batches(workdir, stage, partition, declared):
+        smallest = min((b for op in ops[1:] if (b := getattr(op, "batch_bytes", None))),
+                       default=None)
+        for batch in _input_batches(workdir, stage, partition, declared, smallest):
             if reads:  # input the reader set aside before this batch
                 _write_rejected(runs[0], ops[0].take_rejected())
             _push(runs, ops, 0, batch, report)

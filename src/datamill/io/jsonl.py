@@ -30,7 +30,7 @@ from .source import FileSource, FileSourceArgs, RowErrors, row_errors_field
 
 BLOCK = 64 * 2**20
 MIN_BLOCK = 16 * 2**10  # a file is cut finer for more workers, into ranges no smaller
-PARSE_CHUNK = 1 * 2**20  # bytes parsed at once (one batch, rowwise.BATCH_BYTES): bounds memory
+PARSE_CHUNK = 2 * 2**20  # bytes parsed at once: bounds a worker's memory
 SAMPLE = 1 * 2**20
 MAX_SAMPLE = 64 * 2**20  # a first line longer than this cannot be used to infer types
 BOM = b"\xef\xbb\xbf"
@@ -337,9 +337,10 @@ class ReadJsonl(FileSource):
             if end is not None and pos >= end:
                 return  # no line starts in this range
             carry = b""  # bytes read after pos (an incomplete line)
+            size = min(PARSE_CHUNK, self.read_bytes or PARSE_CHUNK)  # the pass's steps ask
             while True:
                 read_to = pos + len(carry)
-                want = PARSE_CHUNK if end is None else min(PARSE_CHUNK, end - read_to)
+                want = size if end is None else min(size, end - read_to)
                 chunk = fh.read(want) if want > 0 else b""
                 data = carry + chunk
                 if end is not None and read_to + len(chunk) >= end:

@@ -761,8 +761,8 @@ def get_tokenizer(name: str) -> Any:
 
 
 _CACHE: dict = {}  # tokenizer -> _TokenCache of the current batch's slices
-# Tokenized text kept per tokenizer: a little more than one batch of the row-wise pass
-# (executors.rowwise.BATCH_BYTES), so that the stats ops that follow each other on a batch
+# Tokenized text kept per tokenizer: a little more than one batch of the stats ops
+# (StatsOperation.batch_bytes, 1 MiB), so that the stats ops that follow each other on a batch
 # share its tokens; more would only hold memory (64M characters held ~400 MB per worker).
 CACHE_CHARS = 1_250_000
 
