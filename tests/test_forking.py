@@ -89,6 +89,36 @@ def test_workers_read_step_files_without_pyarrow_dataset(tmp_path):
     assert result["dataset_in_workers"] is False
 
 
+def test_workers_inherit_the_modules_every_worker_imports(tmp_path):
+    """pyarrow.parquet and pyarrow.compute are imported once, in the driver, before the fork:
+    a worker's module is the driver's own object (same address), not a fresh import."""
+    result = _run("""
+        import json, os, sys
+        import numpy as np
+        import datamill as dm
+
+        os.makedirs("in")
+        for f in range(2):
+            with open(f"in/{f}.jsonl", "w") as fh:
+                fh.writelines(json.dumps({"n": i}) + "\\n" for i in range(4000))
+
+        @dm.map_operation(consumes={"n": "int64"}, produces={"pid": "int64", "pq": "int64",
+                                                               "pc": "int64"})
+        def probe(batch):
+            n = batch["n"].to_numpy()
+            return {"pid": np.full(len(n), os.getpid()),
+                    "pq": np.full(len(n), id(sys.modules["pyarrow.parquet"])),
+                    "pc": np.full(len(n), id(sys.modules["pyarrow.compute"]))}
+
+        t = dm.Dataset.read("in", block_size=20_000).apply(probe).collect(
+            "work", workers=2, progress=False)
+        print(json.dumps({"pids": len(set(t["pid"].to_pylist()) - {os.getpid()}),
+                          "pq": set(t["pq"].to_pylist()) == {id(sys.modules["pyarrow.parquet"])},
+                          "pc": set(t["pc"].to_pylist()) == {id(sys.modules["pyarrow.compute"])}}))
+    """, tmp_path)
+    assert result == {"pids": 2, "pq": True, "pc": True}
+
+
 def test_pandas_imported_later_is_fully_supported(tmp_path):
     """After pyarrow settled its pandas check with pandas hidden, importing pandas restores
     pandas conversions (nulls from NaN, DataFrames) before the importer uses it."""

@@ -16,7 +16,12 @@ from ..dataset import Step
 from ..errors import DatamillError
 from ..storage import HELD_LOCKS
 from .base import Executor, RunResult
-from .forking import frozen_heap, pyarrow_without_pandas, torch_after_fork
+from .forking import (
+    frozen_heap,
+    import_worker_modules,
+    pyarrow_without_pandas,
+    torch_after_fork,
+)
 from .progress import Progress
 from .workers import prepared
 
@@ -86,6 +91,7 @@ class LocalExecutor(Executor):
     def _dispatch(self, units: dict[str, Callable], name: str, items: list[int],
                   progress: Progress, phase: str | None, steps: list[Step]) -> None:
         _setup_before_fork(steps)
+        import_worker_modules()
         ctx = mp.get_context("fork")
         queue = ctx.Queue() if progress.wants_rows else None
         _STATE.update(units=units, queue=queue)
