@@ -193,15 +193,6 @@ class LanguageFilter(FilterOperation):
             consumed[self.args.score_column] = actual  # any float width will do
         return consumed
 
-    def _read_chars(self) -> int:
-        """How much of each text the backend reads (the rest is never made a Python string)."""
-        a = self.args
-        if a.backend == "fasttext":
-            return min(a.max_chars, a.fasttext_chars)
-        if a.backend == "auto":
-            return min(a.max_chars, max(a.fasttext_chars, a.second_opinion_chars))
-        return a.max_chars
-
     def process(self, batch: Any) -> Any:
         import numpy as np
         import pyarrow as pa

@@ -46,6 +46,10 @@ class ModelOperation:
     resources: Resources
     text_tower = False  # needs a CLIP-like model (one with a text tower)
 
+    def __init__(self, **arguments: Any) -> None:
+        super().__init__(**arguments)  # the Operation class mixed in after this one
+        self._init_model()
+
     def _init_model(self) -> None:
         self._ref: ModelRef | None = None
         self.encoder: Encoder | None = None
@@ -142,7 +146,16 @@ class EmbedImagesArgs(ModelArgs):
     normalize: bool = Field(True, description="Scale each vector to unit length.")
 
 
-class EmbedImages(ModelOperation, MapOperation):
+class EmbeddingOperation(ModelOperation, MapOperation):
+    """A model operation producing `output`: one float32 vector of the model's size a row."""
+
+    def resolve_produces(self, schema: dict) -> dict:
+        import pyarrow as pa
+
+        return {self.args.output: pa.list_(pa.float32(), self.model_ref().dim)}
+
+
+class EmbedImages(EmbeddingOperation):
     """Embed an image column with a local image model into a fixed_size_list<float32>[dim]
     column (unit vectors unless normalize=False): CLIP-family models (transformers, or
     open_clip), timm backbones (pooled features), or EfficientNet-Lite (pooled features; the
@@ -157,15 +170,6 @@ class EmbedImages(ModelOperation, MapOperation):
     consumes = {"{column}": "image"}
     produces = {"{output}": "fixed_size_list<float32>[dim]"}
     resources = Resources(cpus=1.0)
-
-    def __init__(self, **arguments: Any) -> None:
-        super().__init__(**arguments)
-        self._init_model()
-
-    def resolve_produces(self, schema: dict) -> dict:
-        import pyarrow as pa
-
-        return {self.args.output: pa.list_(pa.float32(), self.model_ref().dim)}
 
     def process(self, batch: Any) -> dict:
         encoder, a = self.loaded(), self.args
@@ -189,7 +193,7 @@ class EmbedTextClipArgs(ModelArgs):
     normalize: bool = Field(True, description="Scale each vector to unit length.")
 
 
-class EmbedTextClip(ModelOperation, MapOperation):
+class EmbedTextClip(EmbeddingOperation):
     """Embed a text column with the text tower of a CLIP-like model (transformers CLIP or
     SigLIP, or open_clip), into the space `embed_images` puts that model's images in: text and
     images compare by cosine. Texts longer than the model's context are truncated; null and
@@ -202,15 +206,6 @@ class EmbedTextClip(ModelOperation, MapOperation):
     produces = {"{output}": "fixed_size_list<float32>[dim]"}
     resources = Resources(cpus=1.0)
     text_tower = True
-
-    def __init__(self, **arguments: Any) -> None:
-        super().__init__(**arguments)
-        self._init_model()
-
-    def resolve_produces(self, schema: dict) -> dict:
-        import pyarrow as pa
-
-        return {self.args.output: pa.list_(pa.float32(), self.model_ref().dim)}
 
     def process(self, batch: Any) -> dict:
         encoder, a = self.loaded(), self.args
@@ -243,10 +238,6 @@ class ImageTextSimilarity(ModelOperation, MapOperation):
     produces = {"{output}": "float32"}
     resources = Resources(cpus=1.0)
     text_tower = True
-
-    def __init__(self, **arguments: Any) -> None:
-        super().__init__(**arguments)
-        self._init_model()
 
     def resolve_consumes(self, schema: dict) -> dict:
         import pyarrow as pa
