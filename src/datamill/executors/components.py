@@ -324,20 +324,33 @@ def round_source(round_no: int) -> str:
     return "reduce" if round_no == 1 else f"cc-{round_no - 1:04d}"
 
 
-def round_unit(graph: Graph, round_no: int, bucket: int, report: Any = None) -> dict:
-    """Round `round_no` over node bucket `bucket`: large-star when odd, small-star when even."""
-    final = round_folder(graph.root, round_no, bucket)
+def run_once(final: Path, work: Callable[[Path], dict]) -> dict:
+    """A unit of a global step, done once: the stats of `final` when it is committed, else
+    `work(tmp)` fills a fresh temp folder, which is committed as `final` with the stats that
+    `work` returns and the seconds it took."""
     done = committed(final)
     if done is not None:
         return done
     start = time.perf_counter()
-    a, b = read_edges(graph, round_source(round_no), bucket)
-    x, y, bent = star(a, b, large=round_no % 2 == 1)
     tmp = temp_path(final)
     tmp.mkdir(parents=True)
-    written = write_edges(tmp, x, y, graph.buckets)
-    return commit_unit(tmp, final, {"round": round_no, "edges_in": len(a), "edges_out": written,
-                                "not_star": bent, "seconds": time.perf_counter() - start})
+    try:
+        stats = work(tmp)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    return commit_unit(tmp, final, {**stats, "seconds": time.perf_counter() - start})
+
+
+def round_unit(graph: Graph, round_no: int, bucket: int, report: Any = None) -> dict:
+    """Round `round_no` over node bucket `bucket`: large-star when odd, small-star when even."""
+    def work(tmp: Path) -> dict:
+        a, b = read_edges(graph, round_source(round_no), bucket)
+        x, y, bent = star(a, b, large=round_no % 2 == 1)
+        written = write_edges(tmp, x, y, graph.buckets)
+        return {"round": round_no, "edges_in": len(a), "edges_out": written, "not_star": bent}
+
+    return run_once(round_folder(graph.root, round_no, bucket), work)
 
 
 # --- labels and decisions -------------------------------------------------------------------
@@ -347,35 +360,30 @@ def label_unit(graph: Graph, source: str, bucket: int, report: Any = None) -> di
     import numpy as np
     import pyarrow as pa
 
-    final = graph.root / f"label-{bucket:05d}"
-    done = committed(final)
-    if done is not None:
-        return done
-    start = time.perf_counter()
-    a, b = read_edges(graph, source, bucket)
-    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]]) if len(a) else np.zeros(0, np.int64)
-    degree = np.diff(np.r_[starts, len(a)])
-    nodes = a[starts]
-    center = b[starts] > nodes  # no smaller neighbor
-    if (degree[~center] != 1).any():
-        raise DatamillError(f"connected components: the edges of {source} in node bucket "
-                            f"{bucket} are not stars ({graph.root})")
-    centers, size = nodes[center], degree[center] + 1
-    in_star = np.repeat(center, degree)
-    node, ids, _ = read_nodes(graph, bucket)
-    center_id = ids[np.searchsorted(node, centers)]
-    members = pa.table({
-        "node": np.r_[centers, b[in_star]],
-        "label": np.r_[centers, a[in_star]],
-        "cluster_id": np.r_[center_id, np.repeat(center_id, degree[center])],
-        "cluster_size": np.r_[size, np.repeat(size, degree[center])],
-    })
-    tmp = temp_path(final)
-    tmp.mkdir(parents=True)
-    write_bucketed(tmp / "members.parquet", members, "node", graph.buckets)
-    return commit_unit(tmp, final, {"members": members.num_rows,
-                                     "counters": {CLUSTERS: len(centers)},
-                                     "seconds": time.perf_counter() - start})
+    def work(tmp: Path) -> dict:
+        a, b = read_edges(graph, source, bucket)
+        starts = (np.flatnonzero(np.r_[True, a[1:] != a[:-1]]) if len(a)
+                  else np.zeros(0, np.int64))
+        degree = np.diff(np.r_[starts, len(a)])
+        nodes = a[starts]
+        center = b[starts] > nodes  # no smaller neighbor
+        if (degree[~center] != 1).any():
+            raise DatamillError(f"connected components: the edges of {source} in node bucket "
+                                f"{bucket} are not stars ({graph.root})")
+        centers, size = nodes[center], degree[center] + 1
+        in_star = np.repeat(center, degree)
+        node, ids, _ = read_nodes(graph, bucket)
+        center_id = ids[np.searchsorted(node, centers)]
+        members = pa.table({
+            "node": np.r_[centers, b[in_star]],
+            "label": np.r_[centers, a[in_star]],
+            "cluster_id": np.r_[center_id, np.repeat(center_id, degree[center])],
+            "cluster_size": np.r_[size, np.repeat(size, degree[center])],
+        })
+        write_bucketed(tmp / "members.parquet", members, "node", graph.buckets)
+        return {"members": members.num_rows, "counters": {CLUSTERS: len(centers)}}
+
+    return run_once(graph.root / f"label-{bucket:05d}", work)
 
 
 def decide_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> dict:
@@ -384,25 +392,20 @@ def decide_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> d
     import numpy as np
     import pyarrow as pa
 
-    final = graph.root / f"decide-{bucket:05d}"
-    done = committed(final)
-    if done is not None:
-        return done
-    start = time.perf_counter()
-    tables = graph.read("label", "members", bucket)
-    tmp = temp_path(final)
-    tmp.mkdir(parents=True)
-    decided = 0
-    if tables:
+    def work(tmp: Path) -> dict:
+        tables = graph.read("label", "members", bucket)
+        if not tables:
+            return {"decisions": 0}
         members = pa.concat_tables(tables)
         member = members.column("node").to_numpy()
         node, ids, loc = read_nodes(graph, bucket)
         at = np.searchsorted(node, member)
         kept = member == members.column("label").to_numpy()
-        decided = write_decisions(tmp, loc[at], ids[at], kept, reason,
-                                  members.column("cluster_id").to_numpy(),
-                                  members.column("cluster_size").to_numpy())
-    return commit_unit(tmp, final, {"decisions": decided, "seconds": time.perf_counter() - start})
+        return {"decisions": write_decisions(tmp, loc[at], ids[at], kept, reason,
+                                             members.column("cluster_id").to_numpy(),
+                                             members.column("cluster_size").to_numpy())}
+
+    return run_once(graph.root / f"decide-{bucket:05d}", work)
 
 
 def write_decisions(folder: Path, loc: Any, ids: Any, kept: Any, reason: str,
@@ -433,16 +436,10 @@ def gather_unit(graph: Graph, bucket: int, report: Any = None) -> dict:
     import numpy as np
     import pyarrow as pa
 
-    final = graph.root / f"gather-{bucket:05d}"
-    done = committed(final)
-    if done is not None:
-        return done
-    start = time.perf_counter()
-    tables = graph.read("label", "members", bucket)
-    tmp = temp_path(final)
-    tmp.mkdir(parents=True)
-    rows = 0
-    if tables:
+    def work(tmp: Path) -> dict:
+        tables = graph.read("label", "members", bucket)
+        if not tables:
+            return {"members": 0}
         members = pa.concat_tables(tables)
         member = members.column("node").to_numpy()
         node, ids, loc, rank = read_nodes(graph, bucket, ranked=True)
@@ -451,8 +448,9 @@ def gather_unit(graph: Graph, bucket: int, report: Any = None) -> dict:
                            RANK: rank[at], ID: ids[at], "loc": loc[at],
                            "cluster_size": members.column("cluster_size")})
         write_bucketed(tmp / "ranked.parquet", ranked, "label", graph.buckets)
-        rows = ranked.num_rows
-    return commit_unit(tmp, final, {"members": rows, "seconds": time.perf_counter() - start})
+        return {"members": ranked.num_rows}
+
+    return run_once(graph.root / f"gather-{bucket:05d}", work)
 
 
 def elect_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> dict:
@@ -461,16 +459,10 @@ def elect_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> di
     import numpy as np
     import pyarrow as pa
 
-    final = graph.root / f"decide-{bucket:05d}"
-    done = committed(final)
-    if done is not None:
-        return done
-    start = time.perf_counter()
-    tables = graph.read("gather", "ranked", bucket)
-    tmp = temp_path(final)
-    tmp.mkdir(parents=True)
-    decided = 0
-    if tables:
+    def work(tmp: Path) -> dict:
+        tables = graph.read("gather", "ranked", bucket)
+        if not tables:
+            return {"decisions": 0}
         t = pa.concat_tables(tables)
         label, node, rank = (t.column(c).to_numpy() for c in ("label", "node", RANK))
         order = np.lexsort((node, rank, label))
@@ -481,8 +473,9 @@ def elect_unit(graph: Graph, reason: str, bucket: int, report: Any = None) -> di
         lengths = np.diff(np.r_[starts, len(label)])
         keeper = np.repeat(starts, lengths)
         kept = np.arange(len(label)) == keeper
-        decided = write_decisions(tmp, loc, ids, kept, reason, ids[keeper], size)
-    return commit_unit(tmp, final, {"decisions": decided, "seconds": time.perf_counter() - start})
+        return {"decisions": write_decisions(tmp, loc, ids, kept, reason, ids[keeper], size)}
+
+    return run_once(graph.root / f"decide-{bucket:05d}", work)
 
 
 # --- the driver ------------------------------------------------------------------------------
