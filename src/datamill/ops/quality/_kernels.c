@@ -440,6 +440,18 @@ static int space_len(const uint8_t *p, const uint8_t *end) {
     return 0;
 }
 
+/* Narrow [*s, *e) to its text without leading and trailing whitespace (str.strip()). */
+static void strip_spaces(const uint8_t **s, const uint8_t **e) {
+    int k;
+    while (*s < *e && (k = space_len(*s, *e))) *s += k;
+    while (*e > *s) {
+        const uint8_t *q = *e - 1;
+        while (q > *s && (*q & 0xC0) == 0x80) q--;
+        if (space_len(q, *e) != *e - q) break;
+        *e = q;
+    }
+}
+
 /* Bytes of the line break at p (Python's str.splitlines(): \n \r \r\n \v \f \x1c-\x1e \x85
  * U+2028 U+2029), 0 when there is none. */
 static int break_len(const uint8_t *p, const uint8_t *end) {
@@ -566,14 +578,7 @@ int64_t c4_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
             count++;
             /* strip */
             const uint8_t *s = ls, *e = le;
-            int k;
-            while (s < e && (k = space_len(s, e))) s += k;
-            while (e > s) {
-                const uint8_t *q = e - 1;
-                while (q > s && (*q & 0xC0) == 0x80) q--;
-                if (space_len(q, e) != e - q) break;
-                e = q;
-            }
+            strip_spaces(&s, &e);
             if (punct) {
                 if (s == e) continue;
                 uint8_t last = e[-1];
@@ -592,7 +597,8 @@ int64_t c4_lines(const uint8_t *data, const int64_t *offsets, int64_t n_texts,
                     continue;
                 }
                 if (b <= 0x20 || b == 0xC2 || b == 0xE1 || b == 0xE2 || b == 0xE3) {
-                    if ((k = space_len(q, e))) {
+                    int k = space_len(q, e);
+                    if (k) {
                         if (run) words++;
                         if (run > longest) longest = run;
                         run = 0;
@@ -652,14 +658,7 @@ void join_lines(const uint8_t *data, const uint8_t *side, const int64_t *rows, i
             w += row[3] - row[2];
         }
         const uint8_t *s = out + lo, *e = out + w;
-        int k;
-        while (s < e && (k = space_len(s, e))) s += k;
-        while (e > s) {
-            const uint8_t *q = e - 1;
-            while (q > s && (*q & 0xC0) == 0x80) q--;
-            if (space_len(q, e) != e - q) break;
-            e = q;
-        }
+        strip_spaces(&s, &e);
         memmove(out + lo, s, (size_t)(e - s));
         w = lo + (e - s);
         out_offsets[d + 1] = w;
