@@ -283,10 +283,31 @@ def _split_target(spec: str) -> tuple[Path, str | None]:
     return Path(spec), None
 
 
+def until_step(datasets: list, step_name: str) -> list:
+    """The datasets that end at the step named `step_name` of `datasets`' chains (one per
+    distinct step of that name): running them runs the pipeline up to that step."""
+    found: dict[str, Any] = {}
+    names: dict[str, None] = {}
+    for ds in datasets:
+        for step in ds.step.chain():
+            names[step.name] = None
+            if step.name == step_name:
+                found.setdefault(step.key, type(ds)(step))
+    if not found:
+        from .errors import did_you_mean
+
+        raise CLIError(f"--until {step_name}: the pipeline has no step of that name"
+                       f"{did_you_mean(step_name, list(names))} (steps: {', '.join(names)})",
+                       code=2)
+    return list(found.values())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     path, name = _split_target(args.pipeline)
     module = load_pipeline_file(path)
     datasets = pick_target(module, path, name)
+    if args.until:
+        datasets = until_step(datasets, args.until)
     from .executors import make_executor
 
     workdir = Path(args.workdir) if args.workdir else Path.cwd() / "datamill-work"
@@ -311,6 +332,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # --- ops ----------------------------------------------------------------------------------
+def cmd_compile_kfp(args: argparse.Namespace) -> int:
+    path, name = _split_target(args.pipeline)
+    module = load_pipeline_file(path)
+    datasets = pick_target(module, path, name)
+    from .kubeflow import compile_kfp
+
+    tasks = compile_kfp(datasets, path, args.output, image=args.image, volume=args.volume,
+                        target=name, mount_path=args.mount_path, workdir=args.workdir,
+                        workers=args.workers, pipeline_path=args.pipeline_path)
+    _table(["task", "steps", "image"],
+           [[t.name, ", ".join(s.name for s in t.steps), t.image] for t in tasks], whole=[0])
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
         return annotation.__name__
@@ -674,9 +710,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", metavar="HOST:PORT",
                      help="the Ray head node (default: $RAY_ADDRESS, else a local Ray)")
     run.add_argument("--no-cache", action="store_true", help="recompute every step")
+    run.add_argument("--until", metavar="STEP",
+                     help="run the pipeline up to its step STEP (and no further)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="live progress bars (default: when stderr is a terminal)")
     run.set_defaults(handler=cmd_run)
+
+    comp = sub.add_parser("compile", parents=[common],
+                          help="compile a pipeline file for a workflow service")
+    comp_sub = comp.add_subparsers(dest="target", metavar="TARGET", required=True)
+    kfp = comp_sub.add_parser("kfp", parents=[common],
+                              help="a Kubeflow Pipelines v2 YAML (Vertex AI Pipelines too)")
+    kfp.add_argument("pipeline", metavar="PIPELINE.py[:NAME]",
+                     help="a Python file; NAME picks a Dataset, list or function in it")
+    kfp.add_argument("-o", "--output", required=True, help="the YAML file to write")
+    kfp.add_argument("--image", required=True,
+                     help="container image with datamill installed (an operation may "
+                          "declare its own)")
+    kfp.add_argument("--volume", required=True, metavar="PVC",
+                     help="PersistentVolumeClaim every task mounts: workdir and outputs")
+    kfp.add_argument("--mount-path", default="/mnt/datamill",
+                     help="where tasks mount the volume, and run (default: /mnt/datamill)")
+    kfp.add_argument("--workdir", default="datamill-work",
+                     help="workdir, relative to the mount (default: datamill-work)")
+    kfp.add_argument("--workers", type=_positive_int, default=1,
+                     help="worker processes per task; its CPU and memory requests are the "
+                          "stage's declared resources times this (default: 1)")
+    kfp.add_argument("--pipeline-path", metavar="PATH",
+                     help="where the image holds the pipeline file (default: the file "
+                          "travels inside the YAML)")
+    kfp.set_defaults(handler=cmd_compile_kfp)
 
     ops = sub.add_parser("ops", parents=[common], help="list or describe operations")
     ops_sub = ops.add_subparsers(dest="ops_command", metavar="{list,show}")
