@@ -32,3 +32,15 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     chars = keyword.apply(namespace["char_count"], strip=True)
     table = chars.collect(tmp_path / "work", workers=1, progress=False)
     assert table.num_rows and all("data" in t for t in table["text"].to_pylist())
+
+
+def test_finetune_doc_examples_run(tmp_path, monkeypatch):
+    """docs/finetune.md's examples, in order, in one namespace."""
+    monkeypatch.chdir(tmp_path)
+    text = (README.parent / "docs" / "finetune.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/finetune.md", "exec"), namespace)  # noqa: S102
+    assert namespace["table"].num_rows == 1

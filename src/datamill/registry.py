@@ -30,6 +30,7 @@ _BUILTIN_MODULES = (
     "datamill.io.images", "datamill.io.webdataset",
     "datamill.ops.image.embed", "datamill.ops.image.caption",
     "datamill.ops.image.nsfw", "datamill.ops.image.ocr",
+    "datamill.ops.chat",
 )
 
 # The operations each built-in module registers, so that `get` imports only the module of
@@ -50,6 +51,10 @@ _BUILTIN_OPERATIONS: dict[str, tuple[str, ...]] = {
     "datamill.io.text_files": ("read_text_files",),
     "datamill.io.warc": ("read_warc",),
     "datamill.io.webdataset": ("read_webdataset", "write_webdataset"),
+    "datamill.ops.chat": (
+        "from_messages", "messages_to_preference", "preference_to_messages", "to_messages",
+        "validate_chat",
+    ),
     "datamill.ops.chunk": ("chunk_text",),
     "datamill.ops.columns": ("drop", "rename", "select"),
     "datamill.ops.decontaminate": ("decontaminate", "flag_contamination"),

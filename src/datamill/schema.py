@@ -51,6 +51,10 @@ def to_arrow_type(spec: TypeLike):
         from .image_type import ImageType
 
         return ImageType(pa.large_binary() if "large" in name else pa.binary())
+    if name == "messages":
+        from .messages import MESSAGES
+
+        return MESSAGES
     if name.startswith(("list<", "large_list<")) and ">" in name:
         outer, rest = name.split("<", 1)
         inner, _, size = rest.rpartition(">")
@@ -74,7 +78,18 @@ def to_arrow_type(spec: TypeLike):
 
 
 def type_name(t) -> str:
-    return "any" if t == ANY else str(t)
+    if t == ANY:
+        return "any"
+    from .messages import MESSAGES
+
+    return "messages" if t == MESSAGES else str(t)
+
+
+def is_messages(t) -> bool:
+    """Is `t` a conversation column (see datamill.messages)?"""
+    from .messages import is_messages as check
+
+    return check(t)
 
 
 def is_image(t) -> bool:
@@ -88,6 +103,7 @@ def is_compatible(actual, expected) -> bool:
     Exact matches pass, the wildcard passes, and the string/large_string and
     binary/large_binary pairs are treated as one type (they differ only in offset width).
     An image column is consumed where binary is declared; a plain binary column is not an image.
+    Where "messages" is declared, any list of structs with role and content strings is taken.
     """
     import pyarrow as pa
 
@@ -95,6 +111,8 @@ def is_compatible(actual, expected) -> bool:
         return True
     if is_image(expected):
         return is_image(actual)
+    if is_messages(expected):
+        return is_messages(actual)
     if is_image(actual):
         actual = actual.storage_type
         if actual == expected:
