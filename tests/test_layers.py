@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "datamill"
 FLOORS = [
     {"_version", "errors", "schema", "image_type", "messages", "cache", "code_fingerprint"},
-    {"operation", "registry", "storage", "integrity"},
+    {"operation", "remap", "registry", "storage", "integrity"},
     # the DAG and its stored form
     {"dataset", "formats", "plan", "reader", "manifest", "cache_history"},
     {"executors", "io"},

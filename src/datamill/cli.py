@@ -165,6 +165,16 @@ def _parallelism(steps: Sequence[dict]) -> None:
                        f"by {workers} worker process{'es' * (workers != 1)}", indent="    "))
 
 
+def _remapped(steps: Sequence[dict]) -> None:
+    """Steps whose operation was pointed at other columns (consumes=/produces=)."""
+    for s in steps:
+        remap = s.get("remapped") or {}
+        parts = [f"reads {name!r} from {col!r}" for name, col in remap.get("consumes", {}).items()]
+        parts += [f"stores {name!r} as {col!r}" for name, col in remap.get("produces", {}).items()]
+        if parts:
+            print(_wrapped(f"columns of {s['name']}: " + ", ".join(parts)))
+
+
 def _drop_reasons(steps: Sequence[dict]) -> None:
     """Rows dropped by each step, by reason: a table of their own, so that the summary
     stays narrow however many reasons a step has."""
@@ -568,6 +578,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 for s in ds["steps"]], title=f"dataset {ds.get('name')}:", whole=[0])
         _drop_reasons(ds["steps"])
         _why_recomputed(ds["steps"])
+        _remapped(ds["steps"])
         for s in ds["steps"]:  # an operation's own counters (Operation.count)
             if s.get("counters"):
                 print(_wrapped(f"counters of {s['name']}: "

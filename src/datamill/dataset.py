@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 from .cache import KeyParts, digest, key_parts
 from .errors import ArgumentError, PipelineError, SchemaError, did_you_mean
 from .operation import OnError, Operation, ensure_no_collision
+from .remap import Remap, check_writes
 from .schema import is_compatible, is_image, type_name
 
 ID = "_id"
 PARENT_ID = "_parent_id"
 _STEP_OPTIONS = ("step_name", "on_error", "overwrite")
+_APPLY_OPTIONS = (*_STEP_OPTIONS, "consumes", "produces")
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -51,6 +53,10 @@ class Step:
     # the key computed as if the source's files had not changed: partitions of a step of
     # the same family that read the same, unchanged files can be kept (executors/adopt.py)
     family: str = ""
+    # column remapping (remap.py): {name the operation declares: dataset column}, for every
+    # column it reads and every column it produces; empty means the same names
+    reads: dict[str, str] = field(default_factory=dict)
+    writes: dict[str, str] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -59,6 +65,14 @@ class Step:
     @property
     def changes_rows(self) -> bool:
         return self.op.kind in ("filter", "expand", "global", "source")
+
+    def op_reads(self) -> dict[str, str]:
+        """{name the operation reads: dataset column}."""
+        return self.reads or {c: c for c in self.consumed}
+
+    def op_writes(self) -> dict[str, str]:
+        """{name the operation returns: dataset column it is stored as}."""
+        return self.writes or {c: c for c in self.produced}
 
     def chain(self) -> list[Step]:
         steps: list[Step] = []
@@ -163,14 +177,18 @@ class LazyDataset:
 
     def apply(self, op: Any, **args: Any) -> Self:
         """Derive a dataset by applying an operation (a class, a registered name or an
-        instance). Step options: `step_name`, `on_error` (raise|skip|quarantine), `overwrite`."""
+        instance). Step options: `step_name`, `on_error` (raise|skip|quarantine), `overwrite`,
+        and `consumes` / `produces`: {name the operation declares: dataset column}, to point
+        any operation at other columns (remap.py)."""
         step_name = args.pop("step_name", None)
         on_error = args.pop("on_error", "raise")
         overwrite = bool(args.pop("overwrite", False))
+        consumes, produces = args.pop("consumes", None), args.pop("produces", None)
         if on_error not in ("raise", "skip", "quarantine"):
             raise PipelineError(f"on_error must be raise, skip or quarantine, got {on_error!r}")
-        with _step_option_hint(_STEP_OPTIONS):
+        with _step_option_hint(_APPLY_OPTIONS):
             op = _instantiate(op, args)
+        remap = Remap.given(consumes, produces, op.name)
         if op.kind in ("source", "sink"):
             raise PipelineError(f"use Dataset.read/.write for {op.kind} operations",
                                 operation=op.name)
@@ -178,13 +196,25 @@ class LazyDataset:
             raise PipelineError(f"a global operation cannot honour on_error={on_error!r}: it "
                                 "decides over all rows at once, with no row to set aside",
                                 operation=op.name)
+        if op.kind == "project" and remap:
+            raise PipelineError("select, drop and rename name their columns in their "
+                                "arguments: give the columns there, not consumes/produces",
+                                operation=op.name)
         name = step_name or self._unique_name(op.name)
         parent = self._step
         schema = dict(parent.schema)
         columns = dict(parent.columns)
-        consumed = op.resolve_consumes(_visible(schema))
-        self._check_consumes(name, op, consumed)
+        view = remap.view(_visible(schema))
+        declared_in = op.resolve_consumes(view)
+        reads = remap.reads(declared_in)
+        if remap:
+            remap.check_keys(declared_in, op.resolve_produces(view) if op.kind != "project"
+                             else {}, op.name, name)
+        for declared, column in reads.items():
+            self._check_consumes(name, op, {column: declared_in[declared]}, declared)
+        consumed = {column: declared_in[declared] for declared, column in reads.items()}
         produced: dict = {}
+        writes: dict[str, str] = {}
         if op.kind == "project":
             mapping = op.project(_visible(schema))
             for _new, old in mapping.items():
@@ -196,13 +226,18 @@ class LazyDataset:
                 schema[PARENT_ID] = parent.schema[PARENT_ID]
                 columns[PARENT_ID] = parent.columns[PARENT_ID]
         else:
-            produced = op.resolve_produces(_visible(schema))
+            declared_out = op.resolve_produces(view)
+            writes = remap.writes(declared_in, declared_out)
+            check_writes(writes, op.name, name)
+            produced = {writes[c]: typ for c, typ in declared_out.items()}
             reserved = [c for c in produced if c.startswith("_")]
             if reserved:
                 raise SchemaError(f"produces reserved column name(s) {reserved}; names "
                                   "starting with '_' belong to datamill", step=name,
                                   operation=op.name)
-            ensure_no_collision(name, op, _visible(schema), produced, overwrite)
+            replaced = {writes[c] for c in declared_out if c in reads and writes[c] == reads[c]}
+            ensure_no_collision(name, op, _visible(schema), produced, overwrite,
+                                replaced if remap else None)
             for col, typ in produced.items():
                 schema[col] = typ
                 columns[col] = ColumnRef(name, col)
@@ -210,12 +245,12 @@ class LazyDataset:
                 schema[PARENT_ID] = schema[ID]
                 columns[PARENT_ID] = ColumnRef(name, PARENT_ID)
                 columns[ID] = ColumnRef(name, ID)
-        parts = key_parts(op, [parent.key], {"on_error": on_error})
+        parts = key_parts(op, [parent.key], {"on_error": on_error, **remap.options()})
         family = replace(parts, inputs=(parent.family,)).key \
             if parent.family and op.kind != "global" else ""
         step = Step(name=name, op=op, parent=parent, key=parts.key, schema=schema,
                     columns=columns, consumed=consumed, produced=produced, on_error=on_error,
-                    parts=parts, family=family)
+                    parts=parts, family=family, reads=reads, writes=writes)
         return type(self)(step)
 
     def write(self, target: Any, format: str | None = None, **args: Any) -> Self:
@@ -245,11 +280,17 @@ class LazyDataset:
     def rename(self, mapping: dict[str, str] | None = None, **renames: str) -> Self:
         return self.apply("rename", mapping={**(mapping or {}), **renames})
 
-    def map(self, function: Any, produces: dict, **options: Any) -> Self:
-        return self.apply("python_map", function=function, produces=produces, **options)
+    def map(self, function: Any, produces: dict, consumes: list[str] | None = None,
+            **options: Any) -> Self:
+        """Add or replace columns with `function` (`produces`: {column: type} it returns;
+        `consumes`: the columns it reads, default all)."""
+        return self.apply("python_map", function=function, outputs=produces, inputs=consumes,
+                          **options)
 
-    def filter(self, function: Any, **options: Any) -> Self:
-        return self.apply("python_filter", function=function, **options)
+    def filter(self, function: Any, consumes: list[str] | None = None,
+               **options: Any) -> Self:
+        """Keep the rows for which `function` says True (`consumes`: the columns it reads)."""
+        return self.apply("python_filter", function=function, inputs=consumes, **options)
 
     def limit(self, n: int) -> Self:
         return self.apply("limit", n=n)
@@ -300,25 +341,32 @@ class LazyDataset:
             n += 1
         return f"{base}_{n}"
 
-    def _missing(self, name: str, op: Operation, column: str) -> None:
+    def _missing(self, name: str, op: Operation, column: str,
+                 declared: str | None = None) -> None:
         existing = ", ".join(f"{c} (from {ref.step})" for c, ref in self._step.columns.items()
                              if not c.startswith("_"))
         hint = did_you_mean(column, list(_visible(self._step.schema)))
-        raise SchemaError(f"consumes column {column!r}, which does not exist{hint} "
+        what = (f"consumes {declared!r} from column {column!r}" if declared not in (None, column)
+                else f"consumes column {column!r}")
+        raise SchemaError(f"{what}, which does not exist{hint} "
                           f"(columns: {existing or 'none'})", step=name, operation=op.name)
 
-    def _check_consumes(self, name: str, op: Operation, consumed: dict) -> None:
+    def _check_consumes(self, name: str, op: Operation, consumed: dict,
+                        declared: str | None = None) -> None:
+        """Each consumed column exists with a compatible type; `declared`: the name the
+        operation reads it as, when remapped."""
         schema = self._step.schema
         for col, expected in consumed.items():
             if col not in schema:
-                self._missing(name, op, col)
+                self._missing(name, op, col, declared)
             actual = schema[col]
             if not is_compatible(actual, expected):
                 producer = self._step.columns[col].step
                 hint = ("; mark its bytes as images with .apply(\"as_images\", "
                         f"columns=[{col!r}])" if is_image(expected) else "")
+                read_as = f" (read as {declared!r})" if declared not in (None, col) else ""
                 raise SchemaError(
-                    f"column {col!r} has type {type_name(actual)} (produced by step "
+                    f"column {col!r}{read_as} has type {type_name(actual)} (produced by step "
                     f"{producer!r}), but the operation consumes {type_name(expected)}{hint}",
                     step=name, operation=op.name)
 

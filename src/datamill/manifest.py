@@ -2,9 +2,9 @@
 
 A step record (`steps/<key>/_SUCCESS.json`) holds the operation, its version and arguments,
 its code fingerprint (`code`), the cache key, what the key is made of (`key_parts`: code,
-arguments, inputs) and input keys, rows in/out, drops by reason, errors, the operation's own
-counters (`Operation.count`), timings, and the files
-committed per partition. The manifest (`manifest.json`) lists, for each dataset a run
+arguments, inputs) and input keys, the columns it was pointed at (`remapped`), rows in/out,
+drops by reason, errors, the operation's own counters (`Operation.count`), timings, and the
+files committed per partition. The manifest (`manifest.json`) lists, for each dataset a run
 produced, its steps in order and, per column, the step that produced it and its type.
 """
 
@@ -20,12 +20,20 @@ from .code_fingerprint import code_fingerprint
 from .dataset import Step
 from .integrity import check_part_file
 from .plan import stores_data, stores_index
+from .remap import renamed
 from .schema import type_name
 from .storage import Workdir, atomic_write_json, part_name, read_json
 
 SUCCESS = "_SUCCESS.json"
 MANIFEST = "manifest.json"
 LINEAGE = "_datamill_lineage.json"
+
+
+def remapped_columns(step: Step) -> dict[str, dict[str, str]]:
+    """The step's column remapping (remap.py): {"consumes"/"produces": {the operation's
+    name: dataset column}}, only the names that differ; empty when none does."""
+    out = {"consumes": renamed(step.op_reads()), "produces": renamed(step.op_writes())}
+    return {k: v for k, v in out.items() if v}
 
 
 def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) -> dict:
@@ -54,6 +62,7 @@ def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) ->
         "seconds": round(sum(s.get("seconds", 0.0) for s in partitions.values()), 6),
         "wall_seconds": round(wall_seconds, 6),
         "produced": {c: type_name(t) for c, t in step.produced.items()},
+        "remapped": remapped_columns(step),
         "column_order": [c for c in step.schema if not c.startswith("_")],
         "stores_index": stores_index(step),
         "stores_data": stores_data(step),

@@ -403,8 +403,11 @@ expand_operation = _decorator("expand")
 
 
 def ensure_no_collision(step: str, op: Operation, schema: dict, produced: dict,
-                        overwrite: bool) -> None:
-    consumed = op.resolve_consumes(schema) if op.in_place else {}
+                        overwrite: bool, replaced: set[str] | None = None) -> None:
+    """Refuse produced columns that exist already, unless `overwrite` or the op is in place
+    (`replaced`: the columns it writes back where it read them; default: what it consumes)."""
+    consumed = (op.resolve_consumes(schema) if replaced is None else replaced) \
+        if op.in_place else {}
     clashes = [c for c in produced if c in schema and c not in consumed]
     if clashes and not overwrite:
         raise SchemaError(

@@ -45,24 +45,27 @@ def columns_of(result: Any) -> dict[str, Any]:
     raise TypeError(type(result).__name__)
 
 
-def produced_table(step: Step, result: Any, rows: int | None):
-    """Check and convert a map/expand result into a Table of the declared produced columns."""
+def produced_table(step: Step, result: Any, rows: int | None, stored: bool = True):
+    """Check and convert a map/expand result into a Table of the declared produced columns:
+    under the names the dataset stores them as (`stored`), or as the operation named them."""
     import pyarrow as pa
 
-    produced = step.produced
+    writes = step.op_writes()
+    declared = {name: step.produced[column] for name, column in writes.items()}
     if not isinstance(result, (pa.Table, pa.RecordBatch, dict)) and not hasattr(result, "columns"):
-        if len(produced) == 1 and step.op.kind == "map":
-            result = {next(iter(produced)): result}
+        if len(declared) == 1 and step.op.kind == "map":
+            result = {next(iter(declared)): result}
         else:
             raise OperationError(
                 f"operation {step.op.name!r} returned {type(result).__name__}; expected a Table, "
-                f"DataFrame or dict with columns {list(produced)}", step=step.name)
+                f"DataFrame or dict with columns {list(declared)}", step=step.name)
     cols = columns_of(result)
-    missing = [c for c in produced if c not in cols]
+    missing = [c for c in declared if c not in cols]
     if missing:
         raise OperationError(f"operation {step.op.name!r} did not return declared column(s) "
                              f"{missing}; it returned {list(cols)}", step=step.name)
-    arrays = {c: _array(cols[c], t, step, c) for c, t in produced.items()}
+    arrays = {(writes[c] if stored else c): _array(cols[c], t, step, c)
+              for c, t in declared.items()}
     if rows is not None:
         for c, a in arrays.items():
             if len(a) != rows:
@@ -106,14 +109,15 @@ def filter_result(step: Step, result: Any, rows: int):
     return mask, reasons
 
 
-def filter_columns(step: Step, result: Any, rows: int):
+def filter_columns(step: Step, result: Any, rows: int, stored: bool = True):
     """The produced columns of a filter that declares `produces`, as a Table of `rows` rows
-    (one value per input row; the engine keeps those of the kept rows); None otherwise."""
+    (one value per input row; the engine keeps those of the kept rows); None otherwise.
+    `stored`: under the names the dataset stores them as (else as the operation named them)."""
     if not step.produced:
         return None
     if not (isinstance(result, tuple) and len(result) == 3):
         raise OperationError(
-            f"filter {step.op.name!r} declares produced column(s) {list(step.produced)}; it "
+            f"filter {step.op.name!r} declares produced column(s) {list(step.op_writes())}; it "
             "must return (mask, reasons, columns) with one value per row in each column",
             step=step.name)
-    return produced_table(step, result[2], rows)
+    return produced_table(step, result[2], rows, stored)

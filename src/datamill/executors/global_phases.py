@@ -108,8 +108,9 @@ def scan_partition(workdir: Workdir, step: Step, partition: int, buckets: int) -
         return done
     op = prepared(step)
     start = time.perf_counter()
-    names = list(step.consumed)
-    refs = [step.parent.columns[c] for c in names] + [step.parent.columns[ID]]
+    reads = step.op_reads()  # the operation's names -> dataset columns (remap.py)
+    names = list(reads)
+    refs = [step.parent.columns[c] for c in reads.values()] + [step.parent.columns[ID]]
     table = read_columns(workdir, step.parent, partition, refs)
     ids = table.column(ref_name(step.parent.columns[ID]))
     inp = table.select([ref_name(r) for r in refs[:-1]]).rename_columns(names)
@@ -275,10 +276,12 @@ def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
     files = sorted(root.glob(f"reduce-*/{name}")) + sorted(root.glob(f"resolve/{name}")) \
         + sorted(root.glob(f"decide-*/{name}"))
     produced = step.produced
+    writes = step.op_writes()  # decisions name columns as the operation does (remap.py)
+    declared = {name: produced[column] for name, column in writes.items()}
     lineage = normalize_columns(op.lineage)
     listed = np.zeros(n, dtype=bool)
     reasons = np.full(n, None, dtype=object)
-    values = {c: np.full(n, None, dtype=object) for c in {**produced, **lineage}}
+    values = {c: np.full(n, None, dtype=object) for c in {**declared, **lineage}}
     for f in files:
         d = read_parquet(f)
         pos = d.column(POS).to_numpy()
@@ -295,8 +298,8 @@ def apply_partition(workdir: Workdir, step: Step, partition: int) -> dict:
     stored: dict[str, Any] = {}
     if stores_index(step):
         stored[INDEX] = pa.array(np.flatnonzero(keep).astype(np.int64))
-    for c, t in produced.items():
-        stored[c] = pa.array(values[c][keep].tolist(), type=t)
+    for c, t in declared.items():
+        stored[writes[c]] = pa.array(values[c][keep].tolist(), type=t)
     schema = pa.schema([(INDEX, pa.int64())] * stores_index(step) + list(produced.items()))
     write_parquet(out_dir / name, pa.table(stored, schema=schema))
     written = [name]

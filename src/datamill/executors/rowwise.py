@@ -296,9 +296,10 @@ def batch_slices(table: Any, max_bytes: int | None = None,
 
 
 def _consumed_input(step: Step, table: Any) -> Any:
-    names = list(step.consumed)
-    refs = [ref_name(step.parent.columns[c]) for c in names]
-    return table.select(refs).rename_columns(names)
+    """The columns the step consumes, under the names its operation declares (remap.py)."""
+    reads = step.op_reads()
+    refs = [ref_name(step.parent.columns[c]) for c in reads.values()]
+    return table.select(refs).rename_columns(list(reads))
 
 
 def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun,
@@ -356,13 +357,14 @@ def _merge_row_results(step: Step, results: list[Any]) -> Any:
             m, why = filter_result(step, r, 1)
             masks.append(m)
             reasons.append(why if isinstance(why, str) else why[0])
-            columns.append(filter_columns(step, r, 1))
+            columns.append(filter_columns(step, r, 1, stored=False))
         mask = np.concatenate(masks) if masks else np.zeros(0, bool)
         if not step.produced:
             return mask, reasons
-        empty = pa.schema(list(step.produced.items())).empty_table()
-        return mask, reasons, pa.concat_tables([empty, *columns])
-    tables = [produced_table(step, r, 1 if step.kind == "map" else None) for r in results]
+        return mask, reasons, pa.concat_tables([_declared_schema(step).empty_table(),
+                                                *columns])
+    tables = [produced_table(step, r, 1 if step.kind == "map" else None, stored=False)
+              for r in results]
     tables = [t for t in tables if t is not None]
     if step.kind == "expand":
         fixed = []
@@ -370,11 +372,19 @@ def _merge_row_results(step: Step, results: list[Any]) -> Any:
             fixed.append(t.set_column(0, PARENT_INDEX, pa.array(np.full(t.num_rows, k))))
         tables = fixed
     if not tables:
-        fields = list(step.produced.items())
+        fields = list(_declared_schema(step))
         if step.kind == "expand":
-            fields = [(PARENT_INDEX, pa.int64()), *fields]
+            fields = [pa.field(PARENT_INDEX, pa.int64()), *fields]
         return pa.schema(fields).empty_table()
     return pa.concat_tables(tables)
+
+
+def _declared_schema(step: Step) -> Any:
+    """The produced columns as the operation names them (before they are stored)."""
+    import pyarrow as pa
+
+    return pa.schema([(name, step.produced[column])
+                      for name, column in step.op_writes().items()])
 
 
 def _apply_step(run: StepRun, op: Any, table: Any, report: Report | None,

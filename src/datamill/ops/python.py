@@ -13,9 +13,10 @@ from ..operation import Arguments, FilterOperation, MapOperation
 class PythonMapArgs(Arguments):
     function: Callable = Field(description="fn(batch) -> columns, or fn(row: dict) -> dict "
                                            "with row=True. Part of the cache key by its source.")
-    produces: dict[str, Any] = Field(description="{column: type} the function returns.")
-    consumes: list[str] | None = Field(None, description="Columns the function reads "
-                                                         "(default: all).")
+    outputs: dict[str, Any] = Field(description="{column: type} the function returns "
+                                                "(`Dataset.map`'s `produces`).")
+    inputs: list[str] | None = Field(None, description="Columns the function reads (default: "
+                                                       "all; `Dataset.map`'s `consumes`).")
     row: bool = Field(False, description="Call the function once per row with a dict.")
     batch_format: Literal["arrow", "pandas"] = Field("arrow", description="Batch type passed.")
 
@@ -27,12 +28,12 @@ class PythonMap(MapOperation):
     Args = PythonMapArgs
 
     def resolve_consumes(self, schema: dict) -> dict:
-        return {c: "any" for c in (self.args.consumes or list(schema))}
+        return {c: "any" for c in (self.args.inputs or list(schema))}
 
     def resolve_produces(self, schema: dict) -> dict:
         from ..schema import normalize_columns
 
-        return normalize_columns(self.args.produces)
+        return normalize_columns(self.args.outputs)
 
     @property
     def batch_format(self) -> str:  # type: ignore[override]
@@ -43,14 +44,14 @@ class PythonMap(MapOperation):
         if not self.args.row:
             return fn(batch)
         rows = [fn(r) for r in batch.to_pylist()]
-        return {c: [r[c] for r in rows] for c in self.args.produces}
+        return {c: [r[c] for r in rows] for c in self.args.outputs}
 
 
 class PythonFilterArgs(Arguments):
     function: Callable = Field(description="fn(batch) -> mask or (mask, reasons); with "
                                            "row=True fn(row: dict) -> bool or (bool, reason).")
-    consumes: list[str] | None = Field(None, description="Columns the function reads "
-                                                         "(default: all).")
+    inputs: list[str] | None = Field(None, description="Columns the function reads (default: "
+                                                       "all; `Dataset.filter`'s `consumes`).")
     row: bool = Field(False, description="Call the function once per row with a dict.")
     reason: str = Field("python_filter", description="Drop reason when the function gives none.")
     batch_format: Literal["arrow", "pandas"] = Field("arrow", description="Batch type passed.")
@@ -63,7 +64,7 @@ class PythonFilter(FilterOperation):
     Args = PythonFilterArgs
 
     def resolve_consumes(self, schema: dict) -> dict:
-        return {c: "any" for c in (self.args.consumes or list(schema))}
+        return {c: "any" for c in (self.args.inputs or list(schema))}
 
     @property
     def batch_format(self) -> str:  # type: ignore[override]
