@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,6 +43,16 @@ class Arguments(BaseModel):
     """Base of every operation's `Args`: unknown names are refused, values are validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What `Operation.before_run` learns of the run: its workdir, the step's name, and how
+    many workers share the work (processes or Ray tasks at once, at most)."""
+
+    workdir: Path
+    step: str
+    workers: int
 
 
 class Resources(BaseModel):
@@ -144,6 +156,12 @@ class Operation:
         return {}
 
     # --- lifecycle --------------------------------------------------------------------
+    def before_run(self, context: RunContext) -> None:
+        """Runs on the driver before a run in which this step computes (the cache does not
+        hold it all), before any step runs: check what the step needs from outside (a
+        server that answers) and raise to stop the run early; note what it keeps in the
+        workdir. What it sets on `self` travels to the workers. Default: nothing."""
+
     def setup(self) -> None:
         """Runs once per worker before the first batch (load models, open clients)."""
 
@@ -155,7 +173,8 @@ class Operation:
         """Add `n` to the step's counter `name`. Row-wise steps sum their counters per
         partition (`stats-P.json`) and per step (the record's `counters`, shown by
         `datamill inspect`). Counts of a batch that fails and is retried row by row are
-        replaced by those of its rows that succeed."""
+        replaced by those of its rows, each row's kept whether it succeeds or fails (a
+        failure counted by kind stays counted)."""
         counters = self.__dict__.setdefault("_counters", {})
         counters[name] = counters.get(name, 0) + int(n)
 

@@ -31,6 +31,7 @@ _BUILTIN_MODULES = (
     "datamill.ops.image.embed", "datamill.ops.image.caption",
     "datamill.ops.image.nsfw", "datamill.ops.image.ocr",
     "datamill.ops.chat",
+    "datamill.ops.llm.generate",
 )
 
 # The operations each built-in module registers, so that `get` imports only the module of
@@ -74,6 +75,7 @@ _BUILTIN_OPERATIONS: dict[str, tuple[str, ...]] = {
     "datamill.ops.image.ocr": ("image_text_area", "text_area_filter"),
     "datamill.ops.image.transform": ("crop_borders", "resize_images"),
     "datamill.ops.langid": ("detect_language", "language_filter"),
+    "datamill.ops.llm.generate": ("llm_generate",),
     "datamill.ops.minhash": ("minhash_dedup",),
     "datamill.ops.normalize": ("normalize_text",),
     "datamill.ops.pii": ("redact_pii",),

@@ -184,6 +184,7 @@ class Executor:
                         remove_tree(self.workdir.step_dir(step.key))
             self.check(datasets)
             _check_inputs_unchanged(datasets)
+            self._before_run(datasets)
             records: dict[str, dict] = {}
             cached: set[str] = set()
             self._history = CacheHistory(self.workdir)
@@ -302,6 +303,13 @@ class Executor:
                 if step.key not in complete:
                     seen.setdefault(step.key, step)
         return list(seen.values())
+
+    def _before_run(self, datasets: list[LazyDataset]) -> None:
+        """Each step that will compute checks what it needs (`Operation.before_run`)."""
+        from ..operation import RunContext
+
+        for step in self._steps_to_run(datasets):
+            step.op.before_run(RunContext(self.workdir.root, step.name, self.workers))
 
     # --- hooks for subclasses -----------------------------------------------------------
     @contextlib.contextmanager

@@ -328,7 +328,7 @@ def _call(step: Step, op: Any, inp: Any, ids: Any, run: StepRun,
                 results.append(op.process(to_format(inp.slice(i, 1), fmt)))
                 run.counters.update(op.take_counters())
             except Exception as exc:  # noqa: BLE001 - reported per row
-                op.take_counters()
+                run.counters.update(op.take_counters())  # what the failing row counted
                 bad.append((i, exc))
                 if step.on_error == "raise":
                     break
