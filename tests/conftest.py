@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from .explore_runs import (  # noqa: F401  (the explorer's workdirs, built once a session)
+    dedup_workdir,
+    image_dedup_workdir,
+    quality_workdirs,
+    search_workdir,
+)
 from .ray_cluster import ray_cluster  # noqa: F401  (the Ray tests' cluster, started lazily)
 from .timeout_guard import (  # noqa: F401  (a fired timeout always fails its test)
     pytest_runtest_makereport,

@@ -15,7 +15,7 @@ FLOORS = [
     # the DAG and its stored form
     {"dataset", "formats", "plan", "reader", "manifest", "cache_history"},
     {"executors", "io"},
-    {"running", "rows", "ops", "search", "evaluate", "kubeflow"},
+    {"running", "rows", "ops", "search", "evaluate", "kubeflow", "explore"},
     {"cli", "__init__", "__main__"},
 ]
 

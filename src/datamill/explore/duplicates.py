@@ -1,0 +1,196 @@
+"""Duplicate clusters: each kept row beside the rows dropped as its duplicates.
+
+Deduplication steps (`drop_duplicates`, `minhash_dedup`, `semantic_dedup`, `image_dedup`)
+record, for every row they drop, the kept row it duplicates (`cluster_id`, the kept row's
+`_id`) and the cluster's size. Clusters are listed with DuckDB straight over those
+`dropped-*.parquet` files (largest first, paged); a cluster's rows are read back with
+`rowread` (only their row groups). Text that differs between the kept row and a duplicate
+is diffed word by word here, on the server; the template escapes every piece.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from .rowread import RunSteps, column_types, dropped_files, is_image_type, rows_by_id, visible
+
+MAX_DIFF_TOKENS = 3000  # words (and the spaces between) compared per text; the rest is cut
+MAX_CLUSTER_ROWS = 50  # duplicates shown per cluster (the count says how many there are)
+MAX_TEXT_CHARS = 20_000  # characters of a text value shown
+
+
+def duckdb_connection() -> Any:
+    """An in-memory DuckDB with bounded memory and threads (the explorer serves many pages
+    from one process)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '256MB'")
+    con.execute("SET threads = 2")
+    return con
+
+
+def dedup_steps(steps: RunSteps) -> list[str]:
+    """Names of the run's steps that recorded duplicate clusters (`cluster_id`)."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for name, record in steps.records.items():
+        if record.get("kind") == "sink":
+            continue
+        files = dropped_files(steps, name) if name in steps.by_name else []
+        if any("cluster_id" in pq.read_schema(f).names for f in files):
+            out.append(name)
+    return out
+
+
+@dataclass
+class ClusterPage:
+    step: str
+    clusters: list[dict]  # cluster_id (the kept row's id), dropped, size
+    total_clusters: int
+    total_dropped: int
+    offset: int
+    limit: int
+
+
+def clusters(steps: RunSteps, step_name: str, offset: int = 0, limit: int = 50) -> ClusterPage:
+    """The clusters of dedup step `step_name`, largest first (then by kept id)."""
+    if step_name not in dedup_steps(steps):
+        raise InputError(f"step {step_name!r} records no duplicate clusters "
+                         f"(steps that do: {', '.join(dedup_steps(steps)) or 'none'})",
+                         path=str(steps.workdir.root))
+    files = [str(f) for f in dropped_files(steps, step_name)]
+    con = duckdb_connection()
+    try:
+        source = "read_parquet($files, union_by_name = true)"
+        total_clusters, total_dropped = con.execute(
+            f"SELECT count(DISTINCT cluster_id), count(*) FROM {source}",
+            {"files": files}).fetchone()
+        rows = con.execute(
+            f"SELECT cluster_id, count(*) AS dropped, max(cluster_size) AS size FROM {source} "
+            "GROUP BY cluster_id ORDER BY dropped DESC, cluster_id LIMIT $limit OFFSET $offset",
+            {"files": files, "limit": int(limit), "offset": int(offset)}).fetchall()
+    finally:
+        con.close()
+    return ClusterPage(step_name, [{"cluster_id": int(c), "dropped": int(d),
+                                    "size": int(s) if s is not None else int(d) + 1}
+                                   for c, d, s in rows],
+                       int(total_clusters), int(total_dropped), offset, limit)
+
+
+@dataclass
+class Cluster:
+    step: str
+    kept: dict | None  # the kept row (None if it is not found among the step's input)
+    duplicates: list[dict]  # each: the row, `_reason`, and `diffs` {column: segments}
+    total: int  # how many rows were dropped as its duplicates
+    text_columns: list[str]
+    image_columns: list[str]
+    other_columns: list[str] = field(default_factory=list)
+
+
+def cluster(steps: RunSteps, step_name: str, kept_id: int,
+            limit: int = MAX_CLUSTER_ROWS) -> Cluster:
+    """The kept row `kept_id` of dedup step `step_name` and (up to `limit` of) its
+    duplicates, with a word diff of each text column against the kept row. Image columns
+    are not read (the page shows them through the thumbnail route)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if step_name not in dedup_steps(steps):
+        raise InputError(f"step {step_name!r} records no duplicate clusters",
+                         path=str(steps.workdir.root))
+    step = steps.step(step_name)
+    parent = step.parent or step
+    types = column_types(steps, parent)
+    images = [c for c in visible(parent) if c in types and is_image_type(types[c])]
+    texts = [c for c in visible(parent) if c in types and (pa.types.is_string(types[c])
+                                                           or pa.types.is_large_string(types[c]))]
+    others = [c for c in visible(parent) if c not in images and c not in texts]
+    members: list[tuple[int, str]] = []
+    total = 0
+    for f in dropped_files(steps, step_name):
+        t = pq.read_table(f, columns=["_id", "_reason", "cluster_id"])
+        t = t.filter(pc.equal(t.column("cluster_id"), pa.scalar(int(kept_id), pa.int64())))
+        total += t.num_rows
+        members += list(zip(t.column("_id").to_pylist(), t.column("_reason").to_pylist()))
+    members.sort()
+    shown = members[:limit]
+    names = texts + others
+    rows = rows_by_id(steps, parent, [kept_id, *[i for i, _r in shown]], names)
+    by_id = {r["_id"]: r for r in rows}
+    kept = by_id.get(int(kept_id))
+    if kept is None and not members:
+        raise InputError(f"no cluster kept by row {kept_id} in step {step_name!r}",
+                         path=str(steps.workdir.root))
+    dups = []
+    for i, reason in shown:
+        row = dict(by_id.get(i, {"_id": i}))
+        row["_reason"] = reason
+        row["diffs"] = {c: word_diff(_text(kept.get(c)), _text(row.get(c)))
+                        for c in texts if kept is not None}
+        dups.append(row)
+    if kept is not None:
+        kept = {k: (_cut(v) if k in texts else v) for k, v in kept.items()}
+    return Cluster(step_name, kept, dups, total, texts, images, others)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _cut(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+        return value[:MAX_TEXT_CHARS] + "\u2026"
+    return value
+
+
+_TOKEN = re.compile(r"\S+|\s+")
+
+
+def word_diff(kept: str, other: str) -> list[tuple[str, str]]:
+    """How `other` differs from `kept`, word by word: (tag, text) pieces in `other`'s
+    order, tag "equal", "insert" (only in `other`) or "delete" (only in `kept`). Texts
+    longer than MAX_DIFF_TOKENS tokens are compared on their beginning, and the rest of
+    `other` follows as one "equal" or "insert" piece ("cut" when it is not compared)."""
+    a = _TOKEN.findall(kept)
+    b = _TOKEN.findall(other)
+    rest = "".join(b[MAX_DIFF_TOKENS:])
+    a, b = a[:MAX_DIFF_TOKENS], b[:MAX_DIFF_TOKENS]
+    out: list[tuple[str, str]] = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            out.append(("equal", "".join(b[j1:j2])))
+            continue
+        if tag in ("delete", "replace") and "".join(a[i1:i2]).strip():
+            out.append(("delete", "".join(a[i1:i2])))
+        if tag in ("insert", "replace"):
+            out.append(("insert", "".join(b[j1:j2])))
+    if rest:
+        out.append(("cut", rest[:MAX_TEXT_CHARS]))
+    return _merged(out)
+
+
+def _merged(pieces: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Adjacent pieces of one tag joined."""
+    out: list[tuple[str, str]] = []
+    for tag, text in pieces:
+        if out and out[-1][0] == tag:
+            out[-1] = (tag, out[-1][1] + text)
+        elif text:
+            out.append((tag, text))
+    return out
+
+
+def similarity(pieces: list[tuple[str, str]]) -> float:
+    """The share of `other`'s characters that are equal to the kept text's."""
+    same = sum(len(t) for tag, t in pieces if tag == "equal")
+    total = sum(len(t) for tag, t in pieces if tag != "delete")
+    return 1.0 if total == 0 else same / total
