@@ -182,6 +182,32 @@ def test_jsonl_block_splitting_edge_cases(tmp_path, monkeypatch, parse_chunk):
         assert table.select(["n", "text"]).to_pylist() == [r for _, r in expected]
 
 
+@pytest.mark.parametrize("parse_chunk", [1, 97, 16 * 2**20])
+def test_jsonl_reading_only_ids_finds_lines_without_parsing(tmp_path, monkeypatch,
+                                                            parse_chunk):
+    """A later step re-reading only `_id` of a file read in place gets the ids a full read
+    gives, without parsing JSON (errors='raise': every non-blank line is a row)."""
+    monkeypatch.setattr(jsonl_module, "PARSE_CHUNK", parse_chunk)
+    src, expected = _messy_jsonl(tmp_path / "messy.jsonl")
+    parses = []
+    real = jsonl_module._read_json
+    monkeypatch.setattr(jsonl_module, "_read_json",
+                        lambda data, schema: parses.append(1) or real(data, schema))
+    for block_size in (1, 13, 500, 10**9):
+        op = jsonl_module.ReadJsonl(path=str(src), block_size=block_size,
+                                    schema={"n": "int64", "text": "string"})
+        tables = [t for part in op.partitions() for t in op.read(part, ["_id"])]
+        assert [c for t in tables for c in t.column_names] == ["_id"] * len(tables)
+        assert [i for t in tables for i in t.column("_id").to_pylist()] == \
+            [o for o, _ in expected], f"block_size={block_size}"
+    assert not parses
+    lenient = jsonl_module.ReadJsonl(path=str(src), errors="skip",
+                                     schema={"n": "int64", "text": "string"})
+    ids = [i for t in lenient.read(lenient.partitions()[0], ["_id"])
+           for i in t.column("_id").to_pylist()]
+    assert ids == [o for o, _ in expected] and parses  # skip/quarantine parse to know rows
+
+
 def test_jsonl_ids_unique_stable_and_independent_of_block_size(tmp_path):
     files = [_write_text_jsonl(tmp_path / f"in{i}.jsonl", _rows(200, seed=i)) for i in range(3)]
     glob = str(tmp_path / "in*.jsonl")

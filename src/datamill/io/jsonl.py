@@ -223,6 +223,10 @@ class ReadJsonl(FileSource):
     def read(self, partition: FilePart, columns: list[str] | None) -> Iterator[Any]:
         import numpy as np
 
+        if columns is not None and self.args.errors == "raise" \
+                and not [c for c in columns if c != "_id"]:
+            yield from self._ids_only(partition)
+            return
         schema = self.arrow_schema()
         path = partition.path
         first_line = 1 if partition.start == 0 else None
@@ -246,6 +250,19 @@ class ReadJsonl(FileSource):
                 yield with_ids(table, partition.ordinal, np.asarray(starts))
             if first_line is not None:
                 first_line += newlines
+
+    def _ids_only(self, partition: FilePart) -> Iterator[Any]:
+        """Only `_id` asked for (a later step re-reading a source read in place): row ids
+        are line offsets, so lines are found but not parsed. Only for errors='raise', where
+        every non-blank line is a row (the first read checked that each one parses);
+        `read_source_partition` still checks the row count against the step's record."""
+        import pyarrow as pa
+
+        for offset, data in self._chunks(partition):
+            starts, _ = _line_starts(data)
+            if len(starts):
+                rows = pa.table({"_": pa.nulls(len(starts))}).drop_columns(["_"])
+                yield with_ids(rows, partition.ordinal, starts + offset)
 
     # --- errors='skip' | 'quarantine' ---------------------------------------------------
     def _parses(self, data: bytes, offset: int, schema: Any, rows: int) -> Any:
