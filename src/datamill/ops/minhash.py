@@ -208,7 +208,35 @@ class MinHashDedup(GlobalOperation):
 
     def signatures(self, texts: Any) -> tuple[Any, Any]:
         """MinHash signatures of a string array: (uint32[docs with tokens, bands * rows],
-        index in `texts` of each signed document)."""
+        index in `texts` of each signed document). Computed in C when the kernels are built
+        (one pass per document), else with numpy (`vector_signatures`): the same values."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .quality import kernels
+
+        a, b = self.hash_functions()
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks()
+        compiled = kernels.minhash_signatures(pc.utf8_lower(texts), self.args.ngram,
+                                              LONG_TOKEN, a, b)
+        if compiled is None:
+            return self.vector_signatures(texts)
+        sig, status = compiled
+        if texts.null_count:
+            status[texts.is_null().to_numpy(zero_copy_only=False)] = 0
+        long = np.flatnonzero(status == 2)  # a token hashed with BLAKE2b: the numpy path's
+        if len(long):
+            long_sig, long_signed = self.vector_signatures(texts.take(pa.array(long)))
+            status[long] = 0
+            status[long[long_signed]] = 1
+            sig[long[long_signed]] = long_sig
+        signed = np.flatnonzero(status == 1)
+        return sig[signed], signed
+
+    def vector_signatures(self, texts: Any) -> tuple[Any, Any]:
+        """`signatures` with numpy over the whole array (the kernel's twin)."""
         import numpy as np
 
         a, b = self.hash_functions()

@@ -959,3 +959,145 @@ int64_t dfa_features(const uint8_t *text, int64_t n, const uint32_t *nextmove,
     for (int64_t i = 0; i < found; i++) seen[idx[i]] = -1;
     return found;
 }
+
+/* ---- MinHash signatures (ops/minhash.py) ------------------------------------------------
+ * One pass per document over its lowercased UTF-8 bytes, the same values as the numpy
+ * path: tokens split at Arrow's Unicode whitespace (utf8_split_whitespace), trimmed of
+ * minhash.PUNCTUATION at both ends (utf8_trim), empty ones dropped; each token hashed
+ * with FNV-1a over its bytes then splitmix64's finalizer with its length in the top byte;
+ * every `ngram` consecutive tokens (all of them for a shorter document) summed with the
+ * odd constants and mixed, keeping the top 32 bits; per hash function (a, b) the minimum
+ * of ((a*x + b) mod 2^64) >> 32. */
+
+static const uint64_t MH_ODD[8] = {
+    0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL, 0x165667B19E3779F9ULL, 0xD6E8FEB86659FD93ULL,
+    0xFF51AFD7ED558CCDULL, 0xC4CEB9FE1A85EC53ULL, 0x94D049BB133111EBULL, 0xBF58476D1CE4E5B9ULL};
+
+static inline uint64_t mh_mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* the code point at s[i] (valid UTF-8) and its byte length */
+static inline uint32_t mh_decode(const uint8_t *s, int64_t i, int *len) {
+    uint8_t c = s[i];
+    if (c < 0x80) { *len = 1; return c; }
+    if (c < 0xE0) { *len = 2; return ((uint32_t)(c & 0x1F) << 6) | (s[i + 1] & 0x3F); }
+    if (c < 0xF0) {
+        *len = 3;
+        return ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F);
+    }
+    *len = 4;
+    return ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[i + 1] & 0x3F) << 12)
+         | ((uint32_t)(s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F);
+}
+
+static inline int mh_space(uint32_t c) {  /* Arrow's utf8_split_whitespace */
+    if (c < 0x80) return (c >= 9 && c <= 13) || (c >= 0x1C && c <= 0x20);
+    return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A)
+        || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+static inline int mh_punct(uint32_t c) {  /* minhash.PUNCTUATION */
+    if (c < 0x80) return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40)
+                      || (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E);
+    switch (c) {
+    case 0xA1: case 0xAB: case 0xB7: case 0xBB: case 0xBF: case 0x2013: case 0x2014:
+    case 0x2018: case 0x2019: case 0x201C: case 0x201D: case 0x201E: case 0x2022:
+    case 0x2026: case 0x2039: case 0x203A:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* row[f] = min(row[f], ((a*x + b) mod 2^64) >> 32) for each function f, with x < 2^32, in
+ * 32-bit lanes: a = ah:al, b = bh:bl; al*x + bl < 2^64, so the top half is
+ * ah*x + bh + ((al*x + bl) >> 32) mod 2^32 (`split`: al, ah, bl, bh, k each). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void mh_min_update(uint32_t *restrict row, const uint32_t *restrict split, int64_t k,
+                          uint32_t x) {
+    const uint32_t *al = split, *ah = split + k, *bl = split + 2 * k, *bh = split + 3 * k;
+    for (int64_t f = 0; f < k; f++) {
+        uint32_t low = (uint32_t)(((uint64_t)al[f] * x + bl[f]) >> 32);
+        uint32_t v = ah[f] * x + bh[f] + low;
+        row[f] = v < row[f] ? v : row[f];
+    }
+}
+
+/* sig: n_docs x k uint32 (row d: document d's signature); status[d]: 0 no token (row left
+ * as is), 1 signed, 2 a token longer than long_token bytes (hashed otherwise: the caller's
+ * path). Returns -1 when out of memory, else 0. */
+int minhash_signatures(const uint8_t *data, const int64_t *offsets, int64_t n_docs,
+                       int64_t ngram, int64_t long_token, const uint64_t *a,
+                       const uint64_t *b, int64_t k, uint32_t *sig, uint8_t *status) {
+    int64_t cap = 1024;
+    uint64_t *words = malloc(cap * sizeof(uint64_t));
+    uint32_t *split = malloc(4 * k * sizeof(uint32_t));
+    if (!words || !split) { free(words); free(split); return -1; }
+    for (int64_t f = 0; f < k; f++) {
+        split[f] = (uint32_t)a[f];
+        split[k + f] = (uint32_t)(a[f] >> 32);
+        split[2 * k + f] = (uint32_t)b[f];
+        split[3 * k + f] = (uint32_t)(b[f] >> 32);
+    }
+    for (int64_t d = 0; d < n_docs; d++) {
+        int64_t i = offsets[d], end = offsets[d + 1], n = 0;
+        int too_long = 0, len;
+        while (i < end) {
+            uint32_t c = mh_decode(data, i, &len);
+            if (mh_space(c)) { i += len; continue; }
+            int64_t j = i + len;
+            while (j < end) {
+                c = mh_decode(data, j, &len);
+                if (mh_space(c)) break;
+                j += len;
+            }
+            int64_t ts = i, te = j;
+            i = j;
+            while (ts < te) {
+                c = mh_decode(data, ts, &len);
+                if (!mh_punct(c)) break;
+                ts += len;
+            }
+            while (te > ts) {
+                int64_t p = te - 1;
+                while (p > ts && (data[p] & 0xC0) == 0x80) p--;
+                c = mh_decode(data, p, &len);
+                if (!mh_punct(c)) break;
+                te = p;
+            }
+            if (te == ts) continue;
+            if (te - ts > long_token) { too_long = 1; break; }
+            uint64_t h = 0xCBF29CE484222325ULL;
+            for (int64_t q = ts; q < te; q++) { h ^= data[q]; h *= 0x100000001B3ULL; }
+            if (n == cap) {
+                uint64_t *grown = realloc(words, 2 * cap * sizeof(uint64_t));
+                if (!grown) { free(words); free(split); return -1; }
+                words = grown;
+                cap *= 2;
+            }
+            words[n++] = mh_mix64(h ^ ((uint64_t)(te - ts) << 56));
+        }
+        if (too_long) { status[d] = 2; continue; }
+        if (n == 0) { status[d] = 0; continue; }
+        status[d] = 1;
+        uint32_t *row = sig + d * k;
+        for (int64_t f = 0; f < k; f++) row[f] = 0xFFFFFFFFu;
+        int64_t shingles = n >= ngram ? n - ngram + 1 : 1;
+        int64_t width = n >= ngram ? ngram : n;
+        for (int64_t s = 0; s < shingles; s++) {
+            uint64_t acc = 0;
+            for (int64_t q = 0; q < width; q++) acc += words[s + q] * MH_ODD[q & 7];
+            mh_min_update(row, split, k, (uint32_t)(mh_mix64(acc) >> 32));
+        }
+    }
+    free(words);
+    free(split);
+    return 0;
+}

@@ -67,6 +67,8 @@ def _declare(lib: Any) -> None:
     lib.char_classes.restype = None
     lib.dfa_features.argtypes = [ctypes.c_char_p, i64, p, p, p, p, p, p]
     lib.dfa_features.restype = i64
+    lib.minhash_signatures.argtypes = [p, p, i64, i64, i64, p, p, i64, p, p]
+    lib.minhash_signatures.restype = ctypes.c_int
 
 
 def _ptr(a: Any) -> int:
@@ -333,3 +335,28 @@ class FeatureWalk:
             self._reserve(len(text))
         found = self.lib.dfa_features(text, len(text), *self.tables, *self.buffers)
         return self.idx[:found].copy(), self.count[:found].copy()
+
+
+@_kernel
+def minhash_signatures(lib: Any, lowered: Any, ngram: int, long_token: int, a: Any,
+                       b: Any) -> tuple[Any, Any] | None:
+    """minhash's signatures of a lowercased string array, in C: (uint32[docs, len(a)],
+    uint8 status per document: 0 no token, 1 signed, 2 a token over `long_token` bytes,
+    left to the caller); None without kernels."""
+    import numpy as np
+    import pyarrow as pa
+
+    lowered = lowered.cast(pa.large_string())
+    n = len(lowered)
+    buffers = lowered.buffers()
+    offsets = _c(np.frombuffer(buffers[1], dtype=np.int64)[lowered.offset:lowered.offset + n + 1],
+                 np.int64)
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else \
+        np.zeros(1, np.uint8)
+    a, b = _c(a, np.uint64), _c(b, np.uint64)
+    sig = np.empty((n, len(a)), np.uint32)
+    status = np.zeros(n, np.uint8)
+    if lib.minhash_signatures(_ptr(data), _ptr(offsets), n, ngram, long_token, _ptr(a),
+                              _ptr(b), len(a), _ptr(sig), _ptr(status)):
+        raise MemoryError("minhash_signatures: out of memory")
+    return sig, status
