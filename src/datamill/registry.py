@@ -30,7 +30,7 @@ _BUILTIN_MODULES = (
     "datamill.io.images", "datamill.io.webdataset",
     "datamill.ops.image.embed", "datamill.ops.image.caption",
     "datamill.ops.image.nsfw", "datamill.ops.image.ocr",
-    "datamill.ops.chat",
+    "datamill.ops.chat", "datamill.ops.split",
     "datamill.ops.llm.generate",
 )
 
@@ -53,8 +53,8 @@ _BUILTIN_OPERATIONS: dict[str, tuple[str, ...]] = {
     "datamill.io.warc": ("read_warc",),
     "datamill.io.webdataset": ("read_webdataset", "write_webdataset"),
     "datamill.ops.chat": (
-        "from_messages", "messages_to_preference", "preference_to_messages", "to_messages",
-        "validate_chat",
+        "from_messages", "messages_text", "messages_to_preference", "preference_to_messages",
+        "to_messages", "validate_chat",
     ),
     "datamill.ops.chunk": ("chunk_text",),
     "datamill.ops.columns": ("drop", "rename", "select"),
@@ -91,6 +91,7 @@ _BUILTIN_OPERATIONS: dict[str, tuple[str, ...]] = {
     "datamill.ops.retrieve": ("retrieve",),
     "datamill.ops.sample": ("limit", "sample"),
     "datamill.ops.semantic_dedup": ("semantic_dedup",),
+    "datamill.ops.split": ("assign_split",),
     "datamill.ops.text": ("text_length_filter",),
     "datamill.ops.url": ("url_filter",),
 }

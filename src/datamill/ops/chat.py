@@ -267,3 +267,33 @@ class ValidateChat(FilterOperation):
         keep = np.equal(reasons, None)
         self.count("tokens_kept", int(sum(c for c, k in zip(counts, keep) if k)))
         return keep, reasons, {a.output: pa.array(counts.tolist(), pa.int64())}
+
+
+class MessagesTextArgs(Arguments):
+    column: str = Field("messages", description="The messages column.")
+    roles: list[str] | None = Field(None, description="Keep only these roles' messages "
+                                                      "(e.g. ['assistant']); None: all.")
+    separator: str = Field("\n\n", description="Between two messages.")
+    output: str = Field("text", description="Column receiving the text.")
+
+
+class MessagesText(MapOperation):
+    """Flatten a conversation into one string column: the contents of its messages (of the
+    roles asked for) joined by `separator`, with no role markup. For the string operations:
+    `decontaminate` of generated answers against an evaluation set, `minhash_dedup`,
+    `drop_duplicates`. A conversation with no message of those roles gives an empty string."""
+
+    name = "messages_text"
+    Args = MessagesTextArgs
+    consumes = {"{column}": "messages"}
+    produces = {"{output}": "string"}
+
+    def process(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        roles = set(self.args.roles) if self.args.roles is not None else None
+        sep = self.args.separator
+        out = [None if c is None else sep.join(
+            m["content"] or "" for m in c if roles is None or m["role"] in roles)
+            for c in batch.column(self.args.column).to_pylist()]
+        return {self.args.output: pa.array(out, pa.string())}

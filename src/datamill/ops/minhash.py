@@ -167,6 +167,10 @@ class MinHashDedupArgs(Arguments):
     bands: int = Field(14, ge=1, description="LSH bands.")
     rows_per_band: int = Field(8, ge=1, description="Signature values per band.")
     seed: int = Field(1, description="Seed of the MinHash hash functions.")
+    keep_duplicates: bool = Field(
+        False, description="Drop nothing: every row gets its cluster in `cluster_id` and "
+                           "`cluster_size` columns (null for a row in no cluster), e.g. to "
+                           "keep near duplicates in one split (assign_split).")
 
 
 class MinHashDedup(GlobalOperation):
@@ -181,7 +185,9 @@ class MinHashDedup(GlobalOperation):
     (connected components); each keeps its first row in dataset order and drops the others
     with reason "near_duplicate", recording `cluster_id` (the kept row's `_id`) and
     `cluster_size`: `datamill.duplicates(workdir, id)` lists them. Rows with no token are
-    kept and never compared. Memory: one partition, one bucket of band rows, then one
+    kept and never compared. With `keep_duplicates=True` nothing is dropped and the
+    clusters become columns instead: `cluster_id` and `cluster_size`, null for a row in no
+    cluster (assign_split groups by them). Memory: one partition, one bucket of band rows, then one
     bucket of candidate pairs (the clusters are found in rounds of units; docs/dedup.md)."""
 
     name = "minhash_dedup"
@@ -192,6 +198,13 @@ class MinHashDedup(GlobalOperation):
 
     def resolve_consumes(self, schema: dict) -> dict:
         return normalize_columns({self.args.column: "string"})
+
+    def resolve_produces(self, schema: dict) -> dict:
+        return normalize_columns(CLUSTER_LINEAGE) if self.args.keep_duplicates else {}
+
+    @property
+    def drops_rows(self) -> bool:  # type: ignore[override]
+        return not self.args.keep_duplicates
 
     def shuffle_rows(self, input_rows: int) -> int:
         return input_rows * self.args.bands
