@@ -6,6 +6,8 @@
     datamill inspect WORKDIR [--json] [--dropped [STEP]] [--quarantine [STEP]]
                      [--duplicates ID] [--columns A,B] [--limit N]
     datamill verify WORKDIR [--dry-run] [--json]
+    datamill explore WORKDIR [WORKDIR ...] [--port N] [--host H] [--no-browser]
+    datamill report WORKDIR -o report.html
 
 Imports stay lazy (no pyarrow at startup) so that `datamill --version` is instant.
 """
@@ -652,6 +654,41 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- explore, report -----------------------------------------------------------------------
+def _explore_imports() -> None:
+    """The explorer's dependencies, or a CLIError naming the extra to install."""
+    import importlib.util
+
+    missing = [m for m in ("starlette", "jinja2", "duckdb", "uvicorn", "PIL")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise CLIError(f"the explorer needs {', '.join(missing)}: pip install "
+                       "'datamill[explore]'", code=2)
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    for workdir in args.workdirs:
+        _load_workdir_manifest(Path(workdir))
+    _explore_imports()
+    from .explore.server import serve
+
+    try:
+        serve(args.workdirs, host=args.host, port=args.port, open_browser=not args.no_browser)
+    except OSError as exc:
+        raise CLIError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _load_workdir_manifest(Path(args.workdir))
+    _explore_imports()
+    from .explore.report import write_report
+
+    out = write_report(args.workdir, args.output)
+    print(f"report: {out}")
+    return 0
+
+
 # --- entry point --------------------------------------------------------------------------
 def _positive_int(text: str) -> int:
     try:
@@ -783,6 +820,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only report: mark nothing for recompute, remove no temp file")
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
     check.set_defaults(handler=cmd_verify)
+
+    explore = sub.add_parser("explore", parents=[common],
+                             help="browse workdirs in a local web app (read-only)")
+    explore.add_argument("workdirs", nargs="+", metavar="WORKDIR")
+    explore.add_argument("--port", type=int, default=8765,
+                         help="port to serve on (default: 8765; 0: any free port)")
+    explore.add_argument("--host", default="127.0.0.1",
+                         help="address to bind (default: 127.0.0.1, this machine only; "
+                              "another one requires the access token printed in the URL)")
+    explore.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    explore.set_defaults(handler=cmd_explore)
+
+    report = sub.add_parser("report", parents=[common],
+                            help="write a workdir's overview as one self-contained HTML file")
+    report.add_argument("workdir")
+    report.add_argument("-o", "--output", required=True, metavar="REPORT.html",
+                        help="the HTML file to write")
+    report.set_defaults(handler=cmd_report)
 
     find = sub.add_parser("search", parents=[common], help="query a vector index")
     find.add_argument("index", help="LanceDB database[/table], or postgresql://...[?table=T]")

@@ -1,0 +1,56 @@
+"""Page 1: the list of workdirs (`/`) and a run's overview (`/run/{run}/`): the step graph,
+the funnel, and per dataset a table of its steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .svg import funnel, legend, step_graph
+from .workdir import RunView
+
+
+def overview(run: RunView, step_url: Callable[[str], str],
+             reason_url: Callable[[str, str], str] | None) -> dict[str, Any]:
+    """The charts of the overview (shared with the report)."""
+    steps = list(run.steps.values())
+    nodes = [{"name": s.name, "operation": s.record.get("operation"), "kind": s.kind,
+              "rows_out": s.record.get("rows_out", 0), "cached": s.record.get("cached"),
+              "seconds": s.record.get("wall_seconds", s.record.get("seconds"))} for s in steps]
+    edges = [(i, s.name) for s in steps for i in s.inputs]
+    rows = [{"name": s.name, **{k: s.record.get(k, 0) for k in ("rows_in", "rows_out",
+                                                                  "errors")},
+             "dropped": s.record.get("dropped", {})} for s in steps if s.kind != "sink"]
+    reasons = [r for s in steps for r in s.record.get("dropped", {})]
+    return {"graph": step_graph(nodes, edges, step_url),
+            "funnel": funnel(rows, step_url, reason_url), "legend": legend(reasons)}
+
+
+def routes(explorer: Any) -> list:
+    from starlette.routing import Route
+
+    async def index(request: Any) -> Any:
+        if len(explorer.runs) == 1:
+            from starlette.responses import RedirectResponse
+
+            return RedirectResponse(request.app.url_path_for("run", run="0"), status_code=302)
+        return explorer.render(request, "index.html", runs=explorer.runs)
+
+    async def run_page(request: Any) -> Any:
+        run = explorer.run_of(request)
+        app = request.app
+
+        def step_url(name: str) -> str:
+            return app.url_path_for("step", run=str(run.index), step=name)
+
+        def reason_url(name: str, reason: str) -> str:
+            from .templating import query
+
+            return app.url_path_for("dropped", run=str(run.index), step=name) + query(
+                {}, reason=reason)
+
+        return explorer.render(request, "run.html", run=run, report=False,
+                               **overview(run, step_url, reason_url))
+
+    return [Route("/", index, name="index"),
+            Route("/run/{run}/", run_page, name="run")]

@@ -1,0 +1,280 @@
+"""`datamill explore`: every route of pages 1-4 at the HTTP level, on real workdirs."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")  # the `explore` extra (declared in `test`)
+
+from .explore_fixtures import (  # noqa: F401
+    XSS_IMG,
+    XSS_SHORT,
+    image_workdir,
+    text_workdir,
+)
+
+BASE = "http://127.0.0.1:8765"
+
+
+@pytest.fixture(autouse=True)
+def _stats_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column statistics are cached outside the workdir: here, in the test's folder."""
+    monkeypatch.setenv("DATAMILL_EXPLORE_CACHE", str(tmp_path / "stats-cache"))
+
+
+@pytest.fixture(scope="module")
+def client(text_workdir: Path, image_workdir: Path):  # noqa: F811
+    from starlette.testclient import TestClient
+
+    from datamill.explore.app import create_app
+
+    return TestClient(create_app([text_workdir, image_workdir]), base_url=BASE)
+
+
+def links(page: str) -> list[str]:
+    return [html.unescape(h) for h in re.findall(r'href="([^"]+)"', page)]
+
+
+def cells(page: str, cls: str = "text") -> list[str]:
+    return [html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+            for c in re.findall(rf'<td class="{cls}">(.*?)</td>', page, re.S)]
+
+
+# --- page 1: workdirs and the run overview ---------------------------------------------
+def test_index_lists_the_workdirs(client, text_workdir: Path) -> None:  # noqa: F811
+    r = client.get("/")
+    assert r.status_code == 200
+    assert str(text_workdir) in r.text
+    assert "/run/0/" in links(r.text) and "/run/1/" in links(r.text)
+
+
+def test_one_workdir_redirects_to_its_overview(text_workdir: Path) -> None:  # noqa: F811
+    from starlette.testclient import TestClient
+
+    from datamill.explore.app import create_app
+
+    r = TestClient(create_app([text_workdir]), base_url=BASE).get("/", follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"] == "/run/0/"
+
+
+def test_overview_shows_graph_funnel_and_steps(client) -> None:
+    r = client.get("/run/0/")
+    assert r.status_code == 200
+    page = r.text
+    assert page.count('class="chart graph"') == 1 and page.count('class="chart funnel"') == 1
+    for step in ("read_jsonl", "redact_pii", "text_length_filter", "python_map",
+                 "drop_duplicates"):
+        assert f"/run/0/step/{step}/" in links(page)
+    # the funnel's drop segments lead to the dropped rows of each reason
+    assert "/run/0/step/text_length_filter/dropped?reason=too_few_words" in links(page)
+    assert "/run/0/step/drop_duplicates/dropped?reason=duplicate" in links(page)
+    assert "9 dropped (too_few_words)" in page  # the segment's tooltip
+    assert "email 7" in page  # redact_pii's counters
+    assert "computed" in page
+
+
+# --- page 2: a step, its dropped and quarantined rows --------------------------------
+def test_step_page_spec_arguments_counters_and_samples(client) -> None:
+    r = client.get("/run/0/step/text_length_filter/")
+    assert r.status_code == 200
+    page = r.text
+    assert "min_words" in page  # an argument, with its description from the spec
+    assert "too_few_words: 9 rows" in page
+    assert "/run/0/step/text_length_filter/dropped?reason=too_few_words" in links(page)
+    sample = cells(page)
+    assert len([c for c in sample if c and len(c.split()) == 1]) >= 5  # the one-word texts
+    pii = client.get("/run/0/step/redact_pii/").text
+    assert "rows_with_pii 7" in pii and "pii_counts" in pii
+
+
+def test_dropped_rows_are_paged_with_their_content(client) -> None:
+    url = "/run/0/step/text_length_filter/dropped"
+    first = client.get(url, params={"reason": "too_few_words", "size": 4})
+    assert first.status_code == 200
+    assert "9 rows, showing 1–4" in first.text
+    second = client.get(url, params={"reason": "too_few_words", "size": 4, "page": 2})
+    assert "showing 9–9" in second.text
+    ids = set()
+    for page in (0, 1, 2):
+        text = client.get(url, params={"reason": "too_few_words", "size": 4,
+                                       "page": page}).text
+        ids |= set(re.findall(r'href="/run/0/row/(\d+)"', text))
+    assert len(ids) == 9  # every dropped row once, across pages
+    dups = client.get("/run/0/step/drop_duplicates/dropped").text
+    assert "duplicate" in dups and "cluster_id" in dups
+
+
+def test_quarantined_rows_show_their_error(client) -> None:
+    r = client.get("/run/0/step/python_map/quarantine")
+    assert r.status_code == 200
+    assert "row 13 is unlucky" in r.text
+    assert "1 rows, showing 1–1" in r.text
+    step = client.get("/run/0/step/python_map/").text
+    assert "row 13 is unlucky" in step
+
+
+def test_image_steps_show_thumbnails_never_the_data_bytes(client) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    page = client.get("/run/1/step/image_filter/").text
+    assert "too_small: 1 rows" in page and "vector_refused: 1 rows" in page
+    thumbs = re.findall(r'src="(/run/1/step/[^"]+/thumb/[^"]+)"', page)
+    assert len(thumbs) == 2  # the tiny image and the SVG, dropped
+    for src in thumbs:
+        r = client.get(html.unescape(src))
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert Image.open(BytesIO(r.content)).format == "PNG"
+        assert b"<svg" not in r.content and b"alert" not in r.content
+    rows = client.get("/run/1/step/image_info/rows").text
+    kept = re.findall(r'src="(/run/1/step/image_info/thumb/[^"]+)"', rows)
+    assert len(kept) == 4
+    image = Image.open(BytesIO(client.get(html.unescape(kept[0])).content))
+    assert max(image.size) <= 256 and image.size != (48, 48)  # a real thumbnail
+
+
+# --- page 3: column statistics ---------------------------------------------------------
+def test_column_statistics_are_computed_once_per_step(client) -> None:
+    from datamill.explore import stats
+
+    stats._MEMORY.clear()
+    key = client.app.app.state.explorer.runs[0].steps["python_map"].key
+    before = stats.COMPUTED[key]
+    r = client.get("/run/0/step/python_map/stats")
+    assert r.status_code == 200
+    page = r.text
+    for name in ("score", "words", "text", "lang", "pii_counts.email"):
+        assert f"<h3>{name} " in page
+    assert page.count('class="chart hist"') >= 4
+    assert 'column=lang&amp;op=eq&amp;value=' in page  # top values link to the row browser
+    assert stats.COMPUTED[key] == before + 1
+    client.get("/run/0/step/python_map/stats")
+    assert stats.COMPUTED[key] == before + 1  # served from memory
+    stats._MEMORY.clear()
+    client.get("/run/0/step/python_map/stats")
+    assert stats.COMPUTED[key] == before + 1  # served from the cache folder
+
+
+def test_statistics_values(text_workdir: Path) -> None:  # noqa: F811
+    from datamill.explore.stats import compute
+    from datamill.explore.workdir import RunView
+
+    run = RunView(text_workdir)
+    by_name = {f["name"]: f for f in compute(run, "python_map")}
+    words = by_name["words"]
+    assert words["count"] == 50 and words["nulls"] == 0
+    assert sum(words["counts"]) == 50
+    assert words["low"] >= 3  # text_length_filter kept rows of 3 words or more
+    lang = by_name["lang"]
+    assert {v for v, _n in lang["top"]} == {"en", "fr", "de"}
+    assert sum(n for _v, n in lang["top"]) == 50
+
+
+# --- page 4: the row browser and a row's lineage -------------------------------------
+def test_row_browser_pages_and_filters(client) -> None:
+    r = client.get("/run/0/step/drop_duplicates/rows", params={"size": 10})
+    assert r.status_code == 200 and "47 rows, showing 1–10" in r.text
+    fr = client.get("/run/0/step/drop_duplicates/rows",
+                    params={"column": "lang", "op": "eq", "value": "fr", "size": 200}).text
+    count = int(re.search(r"([\d,]+) rows", fr).group(1))
+    langs = [c for c in cells(fr) if c in ("en", "fr", "de")]
+    assert langs and set(langs) == {"fr"} and len(langs) == count
+    ranged = client.get("/run/0/step/python_map/rows",
+                        params={"column": "words", "op": "range", "low": "20", "high": "25"})
+    assert ranged.status_code == 200
+    contains = client.get("/run/0/step/redact_pii/rows",
+                          params={"column": "text", "op": "contains", "value": "EMAIL"})
+    assert contains.status_code == 200  # redacted addresses read as placeholders
+
+
+def test_row_filter_errors_are_400(client) -> None:
+    url = "/run/0/step/python_map/rows"
+    assert client.get(url, params={"column": "words", "value": "many"}).status_code == 400
+    assert client.get(url, params={"column": "nope", "value": "1"}).status_code == 400
+    assert client.get(url, params={"column": "words", "op": "drop"}).status_code == 400
+    assert client.get(url, params={"page": "x"}).status_code == 400
+
+
+def test_page_sizes_are_capped(client) -> None:
+    r = client.get("/run/0/step/read_jsonl/rows", params={"size": 100000})
+    assert "showing 1–60" in r.text  # 60 rows, under the cap of 200
+    from datamill.explore.app import MAX_PAGE_SIZE
+
+    assert MAX_PAGE_SIZE == 200
+
+
+def test_lineage_of_a_kept_a_dropped_and_a_quarantined_row(client) -> None:
+    rows = client.get("/run/0/step/read_jsonl/rows", params={"size": 60}).text
+    ids = re.findall(r'href="/run/0/row/(\d+)"', rows)
+    assert len(set(ids)) == 60
+    # n is each row's number in the input: find the ids of rows 3 (too short) and 13 (fails)
+    by_n = _ids_by_n(client)
+    short = client.get(f"/run/0/row/{by_n[3]}").text
+    assert "dropped</b>: " in short and "too_few_words" in short
+    assert "not reached" in short  # the steps after the drop
+    failed = client.get(f"/run/0/row/{by_n[13]}").text
+    assert "quarantined</b>" in failed and "row 13 is unlucky" in failed
+    kept = client.get(f"/run/0/row/{by_n[0]}").text
+    assert kept.count(">kept<") + kept.count(">kept ") >= 1 and "dropped</b>" not in kept
+    assert "<b>score</b>" in kept and "<b>pii_counts</b>" in kept
+    missing = client.get("/run/0/row/123456789")
+    assert missing.status_code == 200 and "No row with id" in missing.text
+    assert client.get("/run/0/row/abc").status_code == 400
+
+
+def _ids_by_n(client) -> dict[int, int]:
+    page = client.get("/run/0/step/read_jsonl/rows", params={"size": 60}).text
+    out = {}
+    for row in re.findall(r"<tr data-href=\"/run/0/row/(\d+)\">(.*?)</tr>", page, re.S):
+        values = cells(row[1])
+        out[int(values[1])] = int(row[0])  # columns: text, n, lang
+    return out
+
+
+# --- the static report -------------------------------------------------------------------
+def test_report_is_one_self_contained_file(text_workdir: Path, image_workdir: Path,  # noqa: F811
+                                           tmp_path: Path) -> None:
+    from datamill.cli import main
+
+    out = tmp_path / "report.html"
+    assert main(["report", str(text_workdir), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "<script" not in page.lower()  # no script at all, and the payloads are escaped
+    assert html.escape(XSS_SHORT) in page  # the dropped row, shown as text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched
+    assert 'http-equiv="Content-Security-Policy"' in page
+    assert 'class="chart funnel"' in page and "too_few_words" in page
+    assert "row 13 is unlucky" in page
+    images = tmp_path / "images.html"
+    assert main(["report", str(image_workdir), "-o", str(images)]) == 0
+    assert images.read_text().count('src="data:image/png;base64,') == 2  # dropped images
+    assert main(["report", str(text_workdir), "-o", str(text_workdir / "r.html")]) == 1
+    assert not (text_workdir / "r.html").exists()
+
+
+def test_explore_command_checks_the_workdirs(tmp_path: Path, capsys) -> None:
+    from datamill.cli import main
+
+    assert main(["explore", str(tmp_path / "none"), "--no-browser"]) == 1
+    assert "no such workdir" in capsys.readouterr().err
+
+
+# --- the payloads in the data are escaped everywhere --------------------------------------
+def test_xss_payloads_are_escaped_on_every_page(client) -> None:
+    by_n = _ids_by_n(client)
+    pages = ["/run/0/step/read_jsonl/rows?size=60", "/run/0/step/redact_pii/stats",
+             f"/run/0/row/{by_n[5]}", f"/run/0/row/{by_n[6]}", f"/run/0/row/{by_n[3]}",
+             "/run/0/step/text_length_filter/", "/run/0/step/text_length_filter/dropped",
+             "/run/0/step/read_jsonl/rows?column=text&op=contains&value=script"]
+    for url in pages:
+        page = client.get(url).text
+        assert "<script>alert" not in page and "<img src=x" not in page, url
+        assert re.search(r"alert\([125]\)", page), url  # shown, as text
+    searched = client.get("/run/0/step/read_jsonl/rows",
+                          params={"column": "text", "op": "contains", "value": XSS_IMG[:20]})
+    assert '"><img' not in searched.text and "1 rows" in searched.text
