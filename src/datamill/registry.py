@@ -31,7 +31,8 @@ _BUILTIN_MODULES = (
     "datamill.ops.image.embed", "datamill.ops.image.caption",
     "datamill.ops.image.nsfw", "datamill.ops.image.ocr",
     "datamill.ops.chat", "datamill.ops.split",
-    "datamill.ops.llm.generate",
+    "datamill.ops.llm.generate", "datamill.ops.llm.extract", "datamill.ops.llm.judge",
+    "datamill.ops.llm.classify", "datamill.ops.llm.preference",
 )
 
 # The operations each built-in module registers, so that `get` imports only the module of
@@ -75,7 +76,11 @@ _BUILTIN_OPERATIONS: dict[str, tuple[str, ...]] = {
     "datamill.ops.image.ocr": ("image_text_area", "text_area_filter"),
     "datamill.ops.image.transform": ("crop_borders", "resize_images"),
     "datamill.ops.langid": ("detect_language", "language_filter"),
+    "datamill.ops.llm.classify": ("llm_classify",),
+    "datamill.ops.llm.extract": ("llm_extract",),
     "datamill.ops.llm.generate": ("llm_generate",),
+    "datamill.ops.llm.judge": ("llm_judge",),
+    "datamill.ops.llm.preference": ("llm_preference",),
     "datamill.ops.minhash": ("minhash_dedup",),
     "datamill.ops.normalize": ("normalize_text",),
     "datamill.ops.pii": ("redact_pii",),

@@ -142,11 +142,14 @@ class LLMRows:
         t = self._templates.get(name)
         return None if t is None else t.render(row)
 
-    def messages(self, row: dict, system: str | None = None) -> list[dict]:
-        """The system message (rendered, plus `system` instructions) and the prompt."""
+    def messages(self, row: dict, system: str | None = None,
+                 user: str | None = None) -> list[dict]:
+        """The system message (the rendered template, then the operation's instructions
+        `system`) and the user's: `user`, or the rendered prompt."""
         parts = [p for p in (self.render("system", row), system) if p]
         out = [{"role": "system", "content": "\n\n".join(parts)}] if parts else []
-        return [*out, {"role": "user", "content": self.render("prompt", row)}]
+        content = user if user is not None else self.render("prompt", row)
+        return [*out, {"role": "user", "content": content}]
 
     def params(self, **override: Any) -> dict:
         """Generation parameters under their OpenAI names (those given), then overrides."""

@@ -1,0 +1,74 @@
+"""`llm_judge`: a score and a rationale per row, on a rubric (LLM-as-a-judge)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ...schema import normalize_columns
+from .base import LLMArgs, LLMMap
+from .structured import instructions, parse_json, response_format
+
+JUDGE = ("You are a strict, consistent grader. Grade the item below on this rubric, with a "
+         "score from {low} to {high} ({high} is best).\n\nRubric:\n{rubric}")
+
+
+class LLMJudgeArgs(LLMArgs):
+    rubric: str = Field(description="What a good item is, and how scores are given.")
+    min_score: int = Field(1, description="Lowest score.")
+    max_score: int = Field(10, description="Highest score.")
+    score_column: str = Field("score", description="Column for the score (int64).")
+    rationale_column: str | None = Field("rationale", description="Column for the judge's "
+                                                                  "reasons (null: none).")
+    response_format: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema", description="What the request asks of the server (see llm_extract).")
+
+    @model_validator(mode="after")
+    def _scale(self) -> LLMJudgeArgs:
+        if self.min_score >= self.max_score:
+            raise ValueError("min_score must be below max_score")
+        return self
+
+
+class LLMJudge(LLMMap):
+    """Score every row on a `rubric` with a chat model (LLM-as-a-judge): an integer from
+    `min_score` to `max_score` in `score_column`, and the judge's reasons in
+    `rationale_column` (asked for first, so the score follows from them). `prompt` renders
+    the item to grade from the columns (say, "Question: {{ q }}\\nAnswer: {{ a }}"). A reply
+    that is not the JSON asked for, or a score out of range, is asked again
+    (`parse_retries`), then the row follows on_error. Drop low scores with a filter after it.
+    Arguments as `llm_generate`."""
+
+    name = "llm_judge"
+    version = "1"
+    Args = LLMJudgeArgs
+
+    def reply_schema(self) -> dict:
+        a = self.args
+        return {"type": "object", "properties": {
+            "rationale": {"type": "string"},
+            "score": {"type": "integer", "minimum": a.min_score, "maximum": a.max_score}},
+            "required": ["rationale", "score"]}
+
+    def resolve_produces(self, schema: dict) -> dict:
+        a = self.args
+        cols = {a.score_column: "int64"}
+        if a.rationale_column:
+            cols[a.rationale_column] = "string"
+        return normalize_columns(cols)
+
+    async def answer(self, ask: Any, row: dict) -> dict:
+        a = self.args
+        schema = self.reply_schema()
+        system = JUDGE.format(low=a.min_score, high=a.max_score, rubric=a.rubric) \
+            + "\n\n" + instructions(schema)
+        extra = {}
+        fmt = response_format(a.response_format, schema, "judgement")
+        if fmt is not None:
+            extra["response_format"] = fmt
+        value = await ask(self.messages(row, system), lambda t: parse_json(t, schema), **extra)
+        out = {a.score_column: int(value["score"])}
+        if a.rationale_column:
+            out[a.rationale_column] = value["rationale"]
+        return out
