@@ -19,6 +19,7 @@ from .timeout_guard import (  # noqa: F401  (a fired timeout always fails its te
     pytest_runtest_makereport,
     pytest_timeout_set_timer,
 )
+from .transformers_server import smol_server  # noqa: F401  (a real LLM server, lazily)
 
 WORDS = ["data", "model", "pipeline", "Token", "the", "a", "of", "text", "clean", "row",
          "Quality", "filter", "dedup", "embedding", "index", "chunk"]
