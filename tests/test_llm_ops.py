@@ -273,3 +273,48 @@ def test_sandbox_refuses_unsafe_templates(tmp_path, server):
     ds = generate(path, server, prompt="{{ question.__class__.__mro__ }}")
     with pytest.raises(DatamillError, match="unsafe|SecurityError|access"):
         run(ds, tmp_path / "w")
+
+
+KILLED_PIPELINE = '''
+import sys
+import datamill as dm
+
+ds = dm.Dataset.read(sys.argv[1]).apply("llm_generate", base_url=sys.argv[3], model="tiny",
+                                        prompt="Q: {{ question }}", concurrency=2,
+                                        batch_rows=2)
+ds.write(sys.argv[2] + "/out").run(sys.argv[2] + "/work", workers=1, progress=False)
+'''
+
+
+def test_a_killed_run_resumes_paying_only_for_the_rest(tmp_path):
+    """One partition, so no step commits before the kill: the response cache alone saves
+    the replies that arrived; the re-run asks for exactly the others."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow.parquet as pq
+
+    rows = [{"question": f"question {i}"} for i in range(40)]
+    path = write_jsonl(tmp_path / "q.jsonl", rows)
+    script = tmp_path / "pipe.py"
+    script.write_text(KILLED_PIPELINE)
+    with LLMServer(delay=0.05) as srv:
+        cmd = [sys.executable, str(script), str(path), str(tmp_path), srv.base_url]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while srv.requests < 16 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert 16 <= srv.requests < 40, "the run was not killed midway"
+        saved = len(list((tmp_path / "work" / "llm-cache").rglob("*.json")))
+        assert srv.requests - 2 <= saved <= srv.requests  # at most the 2 in flight are lost
+        before = srv.requests
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        assert srv.requests - before == 40 - saved  # the rest, nothing twice
+    out = pq.read_table(sorted((tmp_path / "out").glob("*.parquet")))
+    assert sorted(out["response"].to_pylist()) == sorted(f"echo: Q: {r['question']}"
+                                                         for r in rows)

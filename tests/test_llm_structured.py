@@ -170,3 +170,55 @@ def test_preference_pairs_for_dpo(tmp_path):
         assert result.step("llm_preference")["dropped"] == {"inconsistent_preference": 1,
                                                            "identical_responses": 1}
         assert srv.requests == 6  # both orders for three pairs, none for identical ones
+
+
+def docs_reply(body):
+    """Replies that fit what each operation of docs/llm.md asks."""
+    system = body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else ""
+    if "one of these labels" in system:
+        return "science"
+    if "valid for this JSON schema:\n" in system:
+        schema = json.loads(system.split("valid for this JSON schema:\n", 1)[1])
+        props = schema["properties"]
+        if "better" in props:  # the longer response, whichever place it has
+            text = last_user(body)
+            a = text.split("Response A:\n")[1].split("\n\nResponse B:")[0]
+            b = text.split("Response B:\n")[1]
+            return json.dumps({"rationale": "longer", "better": "A" if len(a) > len(b) else "B"})
+        if "score" in props:
+            return json.dumps({"rationale": "fine", "score": 8})
+        dummy = {"string": "x", "integer": 3, "number": 0.5, "boolean": True, "array": ["k"]}
+        return json.dumps({k: dummy[p.get("type", "string")] for k, p in props.items()})
+    return "echo: " + last_user(body)
+
+
+def test_the_docs_examples_run(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "llm.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "questions.jsonl", [{"question": "Why is the sky blue?"},
+                                               {"question": "Who built Rome?"}])
+    with LLMServer(reply=docs_reply, models=("tiny",), api_key="sk-docs") as srv:
+        monkeypatch.setenv("LLM_BASE_URL", srv.base_url)
+        monkeypatch.setenv("LLM_MODEL", "tiny")
+        monkeypatch.setenv("LLM_API_KEY", "sk-docs")
+        namespace: dict = {}
+        exec(compile(blocks[0], "docs/llm.md", "exec"), namespace)  # noqa: S102
+        assert namespace["table"]["answer"].to_pylist()[0] == "echo: Question: Why is the sky " \
+                                                              "blue?"
+        exec(compile(blocks[1], "docs/llm.md", "exec"), namespace)  # noqa: S102
+        rated = namespace["rated"].collect("llm-work", progress=False)
+        assert rated.select(["topic", "difficulty", "keywords", "score", "label"]).to_pylist()[0] \
+            == {"topic": "x", "difficulty": 3, "keywords": ["k"], "score": 8,
+                "label": "science"}
+        pairs = namespace["pairs"].collect("llm-work", progress=False)
+        assert pairs.select(["prompt", "chosen", "rejected"]).to_pylist()[0] == {
+            "prompt": "Why is the sky blue?",
+            "chosen": "echo: Answer briefly: Why is the sky blue?",
+            "rejected": "echo: Question: Why is the sky blue?"}
+        exec(compile(blocks[2], "docs/llm.md", "exec"), namespace)  # noqa: S102
+        assert str(namespace["local"].schema["local_answer"]) == "string"

@@ -240,9 +240,10 @@ def check_server(settings: ClientSettings, model: str, step: str) -> None:
                           f"{settings.base_url} (GET /models, checked before the run): "
                           f"{type(exc).__name__}: {exc or 'no answer'}") from None
     if resp.status_code in (401, 403):
-        raise ServerError(f"[step {step!r}] the LLM server at {settings.base_url} refused the "
-                          f"key from ${settings.api_key_env} ({resp.status_code}): "
-                          f"{server_message(resp.content)}")
+        whose = f"the key from ${settings.api_key_env}" if settings.api_key_env else \
+            "a request without a key (name its variable with api_key_env)"
+        raise ServerError(f"[step {step!r}] the LLM server at {settings.base_url} refused "
+                          f"{whose} ({resp.status_code}): {server_message(resp.content)}")
     if resp.status_code != 200:
         return  # a server without the listing: the first request will tell
     try:
