@@ -4,10 +4,10 @@ Import the fixtures into a test module (`from .explore_fixtures import text_work
 call the builders directly. Each workdir is built once per test session (they are read-only
 for the explorer, so the tests can share them).
 
-- `text_workdir`: JSONL documents through `redact_pii` (PII counters), `text_length_filter`
-  (drops `too_few_words`), a row-wise map that quarantines one row (`score`, `words`), and
-  `drop_duplicates` (drops `duplicate`). Some texts carry XSS payloads (`XSS_TEXTS`; rows
-  5 and 6 are kept, row 3 is dropped).
+- `text_workdir`: 60 JSONL documents in two files (two partitions) through `redact_pii`
+  (PII counters), `text_length_filter` (drops `too_few_words`), a row-wise map that
+  quarantines one row (`score`, `words`), and `drop_duplicates` (drops `duplicate`). Some
+  texts carry XSS payloads (`XSS_TEXTS`; rows 5 and 6 are kept, row 3 is dropped).
 - `image_workdir`: photos from scikit-image (PNG and JPEG), a tiny image and an SVG file
   named `.png` holding a script, through `image_filter` (drops `too_small` and the SVG) and
   `image_info`.
@@ -68,9 +68,11 @@ def build_text_workdir(root: Path, workers: int = 2) -> Path:
     """Run the text pipeline into `root / "work"` and return the workdir."""
     from datamill import Dataset
 
-    root.mkdir(parents=True, exist_ok=True)
-    data = root / "docs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in text_rows()))
+    data = root / "docs"
+    data.mkdir(parents=True, exist_ok=True)
+    rows = text_rows()
+    for part, chunk in (("a", rows[:25]), ("b", rows[25:])):  # two files: two partitions
+        (data / f"{part}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chunk))
     workdir = root / "work"
     (Dataset.read(str(data))
      .apply("redact_pii")

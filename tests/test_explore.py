@@ -179,6 +179,12 @@ def test_statistics_values(text_workdir: Path) -> None:  # noqa: F811
 def test_row_browser_pages_and_filters(client) -> None:
     r = client.get("/run/0/step/drop_duplicates/rows", params={"size": 10})
     assert r.status_code == 200 and "47 rows, showing 1–10" in r.text
+    paged = [i for page in range(5) for i in re.findall(
+        r'<tr data-href="/run/0/row/(\d+)"', client.get(
+            "/run/0/step/drop_duplicates/rows", params={"size": 10, "page": page}).text)]
+    whole = re.findall(r'<tr data-href="/run/0/row/(\d+)"', client.get(
+        "/run/0/step/drop_duplicates/rows", params={"size": 50}).text)
+    assert paged == whole and len(set(whole)) == 47  # across both partitions, in order
     fr = client.get("/run/0/step/drop_duplicates/rows",
                     params={"column": "lang", "op": "eq", "value": "fr", "size": 200}).text
     count = int(re.search(r"([\d,]+) rows", fr).group(1))
@@ -278,3 +284,45 @@ def test_xss_payloads_are_escaped_on_every_page(client) -> None:
     searched = client.get("/run/0/step/read_jsonl/rows",
                           params={"column": "text", "op": "contains", "value": XSS_IMG[:20]})
     assert '"><img' not in searched.text and "1 rows" in searched.text
+
+
+# --- sources read in place -------------------------------------------------------------
+def test_a_source_read_in_place_is_mirrored_once_outside_the_workdir(client, tmp_path: Path,
+                                                                    text_workdir: Path  # noqa: F811
+                                                                    ) -> None:
+    from datamill.explore import data, mirror
+
+    data._IDS.clear()
+    before = len(mirror.MIRRORED)
+    first = client.get("/run/0/step/read_jsonl/rows", params={"size": 50}).text
+    assert "60 rows, showing 1–50" in first  # 25 rows of the first file, 25 of the second
+    made = mirror.MIRRORED[before:]
+    assert len(made) == 2
+    files = sorted((tmp_path / "stats-cache" / "sources").glob("*.parquet"))
+    assert len(files) == 2 and not any(text_workdir in f.parents for f in files)
+    client.get("/run/0/step/read_jsonl/rows", params={"size": 10, "page": 5})
+    client.get("/run/0/step/drop_duplicates/rows", params={"column": "lang", "value": "de"})
+    assert len(mirror.MIRRORED) == before + 2  # read from the mirrors since
+
+
+def test_a_changed_input_is_reported_not_misread(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from starlette.testclient import TestClient
+
+    from datamill import Dataset
+    from datamill.explore.app import create_app
+
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"text": f"row number {i} here"}) + "\n"
+                            for i in range(10)))
+    Dataset.read(str(data)).apply("text_length_filter", min_words=4).run(
+        tmp_path / "work", workers=1, progress=False)
+    data.write_text(data.read_text() + json.dumps({"text": "one more row here"}) + "\n")
+    os.utime(data, (1, 1))
+    c = TestClient(create_app([tmp_path / "work"]), base_url=BASE)
+    assert c.get("/run/0/").status_code == 200  # the overview needs only the records
+    r = c.get("/run/0/step/text_length_filter/rows")
+    assert r.status_code == 500 and "changed" in r.text
+    assert "row number" not in r.text

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .workdir import BadRequest, ExploreError, RunView, StepView, load_runs
+from .workdir import BadRequest, ExploreError, RunView, StepView, Unreadable, load_runs
 
 PAGES = ["routes_run", "routes_step", "routes_stats", "routes_rows", "routes_media"]
 PAGE_SIZE = 50  # rows per page by default
@@ -164,7 +164,8 @@ def create_app(paths: Sequence[str | os.PathLike], host: str = "127.0.0.1",
     from starlette.exceptions import HTTPException
 
     app = Starlette(routes=routes, exception_handlers={
-        BadRequest: bad_request, ExploreError: not_found, DatamillError: data_error,
+        BadRequest: bad_request, Unreadable: data_error, ExploreError: not_found,
+        DatamillError: data_error,
         HTTPException: http_error})
     app.state.explorer = explorer
     wildcard = host in ("0.0.0.0", "::", "")

@@ -10,6 +10,7 @@ through the `_index` of the row-changing steps between), here for chosen positio
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,16 @@ def _step_file(run: RunView, step: Step, partition: int) -> Path:
         raise ExploreError(f"step {step.name!r}: its files lead outside the workdir")
     check_step_file(run.workdir, step.key, step.name, partition, path)
     return resolved
+
+
+def _stored_file(run: RunView, producer: Step, partition: int) -> Path | None:
+    """The Parquet file holding the producer's stored columns: its step file, or for a
+    source read in place its mirror in the cache folder (None when there is none)."""
+    if producer.kind == "source" and not stores_data(producer):
+        from .mirror import source_file
+
+        return source_file(run, producer, partition)
+    return _step_file(run, producer, partition)
 
 
 def _index(run: RunView, step: Step, partition: int) -> Any:
@@ -74,10 +85,11 @@ def _take_stored(run: RunView, producer: Step, partition: int, stored: list[str]
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if producer.kind == "source" and not stores_data(producer):
+    path = _stored_file(run, producer, partition)
+    if path is None:  # a source read in place, with no mirror
         table = read_source_partition(run.workdir, producer, partition, stored)
         return table.take(pa.array(rows, pa.int64()))
-    with pq.ParquetFile(_step_file(run, producer, partition)) as f:
+    with pq.ParquetFile(path) as f:
         sizes = [f.metadata.row_group(g).num_rows for g in range(f.metadata.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         groups = np.unique(np.searchsorted(starts, rows, side="right") - 1)
@@ -123,7 +135,8 @@ def column_batches(run: RunView, step: Step, partition: int, column: str,
     i = _group(step, [ref]).popitem()[0]
     pos = producer_positions(run, step, partition, {i})[i]
     producer = step.chain()[i]
-    if producer.kind == "source" and not stores_data(producer):
+    path = _stored_file(run, producer, partition)
+    if path is None:
         table = read_source_partition(run.workdir, producer, partition, [ref.stored])
         values = table.column(ref.stored)
         if pos is None:
@@ -135,7 +148,7 @@ def column_batches(run: RunView, step: Step, partition: int, column: str,
     if pos is not None:
         order = np.argsort(pos, kind="stable")
         sorted_pos = pos[order]
-    with pq.ParquetFile(_step_file(run, producer, partition)) as f:
+    with pq.ParquetFile(path) as f:
         start = 0
         for g in range(f.metadata.num_row_groups):
             n = f.metadata.row_group(g).num_rows
@@ -324,8 +337,25 @@ def _add_dropped_content(run: RunView, view: StepView, rows: list[dict]) -> list
     return [*extra, *columns]
 
 
+_IDS: OrderedDict[tuple, Any] = OrderedDict()
+IDS_CACHED = 32  # partitions' row ids kept (8 bytes a row)
+
+
 def _ids_of(run: RunView, step: Step, partition: int) -> Any:
-    """The `_id` of every output row of the step in one partition (numpy)."""
+    """The `_id` of every output row of the step in one partition (numpy; an LRU keeps the
+    last `IDS_CACHED`)."""
+    key = (str(run.root), step.key, partition)
+    if key in _IDS:
+        _IDS.move_to_end(key)
+        return _IDS[key]
+    ids = _read_ids(run, step, partition)
+    _IDS[key] = ids
+    while len(_IDS) > IDS_CACHED:
+        _IDS.popitem(last=False)
+    return ids
+
+
+def _read_ids(run: RunView, step: Step, partition: int) -> Any:
     import numpy as np
 
     parts = [(np.asarray(v.to_numpy(zero_copy_only=False) if hasattr(v, "to_numpy") else v),

@@ -31,8 +31,9 @@ BINS = 20
 TOP = 10
 TOP_TRACKED = 20_000  # distinct values counted exactly before pruning
 TOP_CHARS = 200  # characters of a value counted as a top value
+UNIQUE_CHECK = 1_000  # a first batch this long, nearly all distinct: no top values
 MEMORY_ENTRIES = 64
-VERSION = 1  # of the cached format
+VERSION = 2  # of the cached format
 _MEMORY: OrderedDict[str, list[dict]] = OrderedDict()
 COMPUTED: Counter[str] = Counter()  # step key -> times computed (tests count work with it)
 
@@ -52,6 +53,7 @@ class Feature:
     counts: list[int] = field(default_factory=list)
     top: list[tuple[str, int]] = field(default_factory=list)
     top_approximate: bool = False
+    top_skipped: bool = False  # nearly all values distinct: top values not counted
     true: int | None = None
     false: int | None = None
     kind: str = "number"  # number | string | binary | bool | list | other
@@ -184,8 +186,20 @@ def _edges(low: float, high: float, real: bool) -> list[float]:
     return [float(x) for x in np.linspace(low, high, BINS + 1)]
 
 
-def _count_top(counter: Counter, texts: list, f: Feature) -> None:
-    counter.update(t[:TOP_CHARS] if isinstance(t, str) else str(t) for t in texts)
+def _count_top(counter: Counter, texts: Any, f: Feature) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if f.top_skipped:
+        return
+    if pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type):
+        texts = pc.utf8_slice_codeunits(texts, 0, TOP_CHARS)
+    counts = pc.value_counts(texts)
+    values, ns = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+    if len(texts) >= UNIQUE_CHECK and len(values) > 0.9 * len(texts) and not counter:
+        f.top_skipped = True  # nearly every value distinct (documents): no top values
+        return
+    counter.update(dict(zip(map(str, values), ns)))
     if len(counter) > TOP_TRACKED:  # keep the frequent ones: lossy, marked approximate
         threshold = sorted(counter.values(), reverse=True)[TOP_TRACKED // 2]
         for k in [k for k, n in counter.items() if n <= threshold]:
@@ -215,11 +229,11 @@ def _derive(column: str, values: Any) -> list[tuple]:
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         numbers = valid.cast(pa.float64()).to_numpy(zero_copy_only=False)
         numbers = numbers[np.isfinite(numbers)]
-        top = valid.to_pylist() if pa.types.is_integer(t) and len(valid) else None
+        top = valid if pa.types.is_integer(t) and len(valid) else None
         return [(column, "number", "value", numbers, top, nulls)]
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         lengths = pc.utf8_length(valid).to_numpy(zero_copy_only=False).astype(np.float64)
-        return [(column, "string", "length", lengths, valid.to_pylist(), nulls)]
+        return [(column, "string", "length", lengths, valid, nulls)]
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         sizes = pc.binary_length(valid).to_numpy(zero_copy_only=False).astype(np.float64)
         return [(column, "binary", "bytes", sizes, None, nulls)]

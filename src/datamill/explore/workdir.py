@@ -25,6 +25,10 @@ class ExploreError(DatamillError):
     (answered 404)."""
 
 
+class Unreadable(ExploreError):
+    """Data the workdir names but that cannot be read as the run left it (500)."""
+
+
 class BadRequest(ExploreError):
     """A request the explorer cannot answer as asked: a bad filter or parameter (400)."""
 
@@ -74,6 +78,8 @@ class RunView:
             names = []
             for i, s in enumerate(ds.get("steps", [])):
                 name = by_key.get(s["cache_key"], s["name"])
+                if name in self.steps and self.steps[name].key != s["cache_key"]:
+                    name = f"{name}@{s['cache_key'][:8]}"  # same name, another step
                 if name not in self.steps:
                     inputs = [by_key[k] for k in s.get("inputs", []) if k in by_key]
                     self.steps[name] = StepView(name, s, ds.get("name", "?"), i, inputs)
@@ -157,7 +163,7 @@ class RunView:
                     for s in ReadWorkdir(path=str(self.root), dataset=ds_name).chain():
                         chains.setdefault(s.key, s)
                 except InputError as exc:
-                    raise ExploreError(f"cannot read the rows of {self.root}: {exc}") from exc
+                    raise Unreadable(f"cannot read the rows of {self.root}: {exc}") from exc
             self._chains = chains
         try:
             return self._chains[view.key]
