@@ -18,7 +18,8 @@ SOURCES = {"parquet": "read_parquet", "jsonl": "read_jsonl", "json": "read_jsonl
 FOLDER_FORMATS = ("parquet", "jsonl", "csv", "html", "warc", "pdf", "images", "webdataset")
 SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv",
          "lancedb": "write_lancedb", "pgvector": "write_pgvector",
-         "webdataset": "write_webdataset", "images": "write_images"}
+         "webdataset": "write_webdataset", "images": "write_images",
+         "openai": "write_openai", "hf": "write_hf_dataset", "hf_parquet": "write_hf_parquet"}
 
 
 def guess_format(path: str) -> str | None:

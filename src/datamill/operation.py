@@ -338,6 +338,7 @@ class SinkOperation(Operation):
 
     kind = "sink"
     private_columns: ClassVar[tuple[str, ...]] = ()  # `_` columns it receives (e.g. `_id`)
+    partition_count: int | None = None  # set by the engine before `prepare`
 
     def prepare(self, fresh: bool = True) -> None:
         """Runs once on the driver before partitions are written; `fresh` is False when

@@ -33,6 +33,7 @@ _BUILTIN_MODULES = (
     "datamill.ops.chat", "datamill.ops.split",
     "datamill.ops.llm.generate", "datamill.ops.llm.extract", "datamill.ops.llm.judge",
     "datamill.ops.llm.classify", "datamill.ops.llm.preference",
+    "datamill.io.finetune",
 )
 
 # The operations each built-in module registers, so that `get` imports only the module of
@@ -42,6 +43,7 @@ _BUILTIN_MODULES = (
 _BUILTIN_OPERATIONS: dict[str, tuple[str, ...]] = {
     "datamill.io.csv": ("read_csv", "write_csv"),
     "datamill.io.dataset": ("read_workdir",),
+    "datamill.io.finetune": ("write_hf_dataset", "write_hf_parquet", "write_openai"),
     "datamill.io.hf": ("read_hf",),
     "datamill.io.html": ("extract_html", "read_html"),
     "datamill.io.images": ("read_images", "write_images"),

@@ -328,7 +328,7 @@ class Executor:
             folder = self.workdir.step_dir(step.key)
             folder.mkdir(parents=True, exist_ok=True)
             if step.kind == "sink":
-                self._prepare_sink(step, folder)
+                self._prepare_sink(step, folder, count)
         progress.stage_started(stage, count)
         progress.expect_rows(self._rows_hint(stage.steps[0]) if stage.input_step else None)
         if stage.kind == "rowwise":
@@ -355,10 +355,11 @@ class Executor:
             records[step.key] = record
             progress.step_done(step.name, record)
 
-    def _prepare_sink(self, step: Step, folder: Path) -> None:
+    def _prepare_sink(self, step: Step, folder: Path, count: int) -> None:
         """Claim the sink's output for this run (refused while another workdir's run writes
         it), then prepare it: resume our committed partitions, unless another workdir wrote
-        the folder since (then every partition is rewritten)."""
+        the folder since (then every partition is rewritten). The sink learns the number of
+        partitions (`partition_count`, for file names such as `train-00001-of-00004`)."""
         claim = getattr(step.op, "claim", None)
         taken_over = False
         if claim is not None and step.key not in self._claimed:  # once: a repair re-runs it
@@ -367,6 +368,7 @@ class Executor:
         if taken_over:
             for marker in folder.glob("stats-*.json"):
                 marker.unlink()
+        step.op.partition_count = count
         step.op.prepare(fresh=not any(folder.glob("stats-*.json")))
 
     def _committed(self, step: Step, partition: int) -> bool:

@@ -2,7 +2,8 @@
 
 Each group (by default the near-duplicate cluster, so that near duplicates never straddle
 two splits) gets a number in [0, 1) from a 64-bit hash of the seed and its key. Without
-`stratify`, the split is the one whose share of [0, 1) holds that number: a row's split
+`stratify`, the split is the one whose share of [0, 1) holds that number (the shares laid
+out in the order of the split names, sorted): a row's split
 depends on nothing but the seed and its group key, so adding rows never moves others. With
 `stratify`, each stratum's groups are ranked by their number and cut at the fractions of the
 stratum's rows: every stratum gets its proportions exactly (up to whole groups)."""
@@ -23,7 +24,7 @@ CLUSTER = "cluster_id"  # minhash_dedup(keep_duplicates=True), semantic and exac
 class AssignSplitArgs(Arguments):
     fractions: dict[str, float] = Field(
         {"train": 0.8, "validation": 0.1, "test": 0.1},
-        description="Split name -> share of the rows (positive, summing to 1), in order.")
+        description="Split name -> share of the rows (positive, summing to 1).")
     seed: int = Field(0, description="Another seed gives another, equally random, split.")
     group: str | None = Field(None, description="Rows with one value here share a split. "
                                                 "Default: `cluster_id` when the input has "
@@ -102,8 +103,9 @@ class AssignSplit(GlobalOperation):
         import numpy as np
         import pyarrow as pa
 
-        names = list(self.args.fractions)
-        bounds = np.cumsum(list(self.args.fractions.values()))
+        # by name: the order a dict is written in is not part of the cache key
+        names = sorted(self.args.fractions)
+        bounds = np.cumsum([self.args.fractions[n] for n in names])
         bounds[-1] = 1.0
         if self.args.stratify is None:
             for t in tables:  # stream: each row's split from its own hash
