@@ -39,9 +39,10 @@ def links(page: str) -> list[str]:
     return [html.unescape(h) for h in re.findall(r'href="([^"]+)"', page)]
 
 
-def cells(page: str, cls: str = "text") -> list[str]:
+def cells(page: str) -> list[str]:
+    """The text of every table cell of the page."""
     return [html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
-            for c in re.findall(rf'<td class="{cls}">(.*?)</td>', page, re.S)]
+            for c in re.findall(r'<td class="(?:text|num)">(.*?)</td>', page, re.S)]
 
 
 # --- page 1: workdirs and the run overview ---------------------------------------------
@@ -85,8 +86,10 @@ def test_step_page_spec_arguments_counters_and_samples(client) -> None:
     assert "min_words" in page  # an argument, with its description from the spec
     assert "too_few_words: 9 rows" in page
     assert "/run/0/step/text_length_filter/dropped?reason=too_few_words" in links(page)
-    sample = cells(page)
-    assert len([c for c in sample if c and len(c.split()) == 1]) >= 5  # the one-word texts
+    section = page.split("too_few_words: 9 rows")[1].split("<h2>")[0]
+    assert section.count('<tr data-href="/run/0/row/') == 5  # a sample of 5 rows
+    texts = re.findall(r'<td class="text">\s*([^<]*?)\s*</td>', section)
+    assert html.escape(XSS_SHORT) in texts  # the one-word texts, escaped
     pii = client.get("/run/0/step/redact_pii/").text
     assert "rows_with_pii 7" in pii and "pii_counts" in pii
 
@@ -228,6 +231,13 @@ def test_lineage_of_a_kept_a_dropped_and_a_quarantined_row(client) -> None:
     kept = client.get(f"/run/0/row/{by_n[0]}").text
     assert kept.count(">kept<") + kept.count(">kept ") >= 1 and "dropped</b>" not in kept
     assert "<b>score</b>" in kept and "<b>pii_counts</b>" in kept
+    dup_page = client.get("/run/0/step/drop_duplicates/dropped").text
+    dup = re.findall(r'<tr data-href="/run/0/row/(\d+)"', dup_page)[0]
+    dup_lineage = client.get(f"/run/0/row/{dup}").text
+    kept_id = re.search(r'duplicate</a>\s*of row <a href="/run/0/row/(\d+)"', dup_lineage)
+    assert kept_id and kept_id.group(1) != dup
+    kept_lineage = client.get(f"/run/0/row/{kept_id.group(1)}").text
+    assert "dropped</b>" not in kept_lineage  # the row its duplicates were dropped for
     missing = client.get("/run/0/row/123456789")
     assert missing.status_code == 200 and "No row with id" in missing.text
     assert client.get("/run/0/row/abc").status_code == 400
@@ -238,7 +248,7 @@ def _ids_by_n(client) -> dict[int, int]:
     out = {}
     for row in re.findall(r"<tr data-href=\"/run/0/row/(\d+)\">(.*?)</tr>", page, re.S):
         values = cells(row[1])
-        out[int(values[1])] = int(row[0])  # columns: text, n, lang
+        out[int(values[3])] = int(row[0])  # columns: id, partition, text, n, lang
     return out
 
 

@@ -28,6 +28,7 @@ class Visit:
     positions: list[int] = field(default_factory=list)
     dropped: str | None = None  # the reason, when the step dropped it
     error: str | None = None  # the error, when the step quarantined it
+    duplicate_of: int | None = None  # the kept row, when dropped as its duplicate
 
 
 @dataclass
@@ -51,17 +52,26 @@ def _set_aside(run: RunView, names: list[str], row_id: int) -> dict[str, tuple[i
                 continue
             con = _duckdb()
             try:
-                cols = "_id, _reason" if kind == "dropped" else "_id, _error"
+                names = "_id, _reason, cluster_id" if kind == "dropped" and _has_cluster(
+                    files) else "_id, _reason" if kind == "dropped" else "_id, _error"
                 table = con.execute(
-                    f"SELECT {cols}, filename FROM read_parquet({_sql_list([f for _p, f in files])}"
-                    ", filename=true, union_by_name=true) WHERE _id = ? LIMIT 1",
-                    [row_id]).fetchall()
+                    f"SELECT {names}, filename FROM read_parquet("
+                    f"{_sql_list([f for _p, f in files])}, filename=true, union_by_name=true) "
+                    "WHERE _id = ? LIMIT 1", [row_id]).fetchall()
             finally:
                 con.close()
             if table:
-                part = {str(f): p for p, f in files}.get(table[0][2], 0)
-                found[name] = (part, {kind: table[0][1]})
+                row = table[0]
+                part = {str(f): p for p, f in files}.get(row[-1], 0)
+                found[name] = (part, {kind: row[1], "cluster_id": row[2] if len(row) > 3
+                                      else None})
     return found
+
+
+def _has_cluster(files: list) -> bool:
+    import pyarrow.parquet as pq
+
+    return any("cluster_id" in pq.read_schema(f).names for _p, f in files)
 
 
 def row_lineage(run: RunView, row_id: int) -> list[Lineage]:
@@ -93,6 +103,8 @@ def row_lineage(run: RunView, row_id: int) -> list[Lineage]:
             record = left.get(step.name, (0, {}))[1]
             visit.dropped = record.get("dropped")
             visit.error = record.get("quarantine")
+            if record.get("cluster_id") is not None and record["cluster_id"] != row_id:
+                visit.duplicate_of = int(record["cluster_id"])
             produced = [c for c, ref in step.columns.items()
                         if ref.step == step.name and not c.startswith("_")]
             if produced and len(positions):

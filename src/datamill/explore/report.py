@@ -37,7 +37,8 @@ def render_report(path: str | os.PathLike) -> str:
 
     run = RunView(path)
     charts = overview(run, lambda name: "#" + anchor("step", name),
-                      lambda name, reason: "#" + anchor("step", name, reason))
+                      lambda name, reason: "#" + anchor("step", name, reason),
+                      lambda name: "#" + anchor("step", name))
     images = image_columns(run)
     steps = []
     for view in run.steps.values():

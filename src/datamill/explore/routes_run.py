@@ -11,7 +11,8 @@ from .workdir import RunView
 
 
 def overview(run: RunView, step_url: Callable[[str], str],
-             reason_url: Callable[[str, str], str] | None) -> dict[str, Any]:
+             reason_url: Callable[[str, str], str] | None,
+             error_url: Callable[[str], str] | None = None) -> dict[str, Any]:
     """The charts of the overview (shared with the report)."""
     steps = list(run.steps.values())
     nodes = [{"name": s.name, "operation": s.record.get("operation"), "kind": s.kind,
@@ -23,7 +24,8 @@ def overview(run: RunView, step_url: Callable[[str], str],
              "dropped": s.record.get("dropped", {})} for s in steps if s.kind != "sink"]
     reasons = [r for s in steps for r in s.record.get("dropped", {})]
     return {"graph": step_graph(nodes, edges, step_url),
-            "funnel": funnel(rows, step_url, reason_url), "legend": legend(reasons)}
+            "funnel": funnel(rows, step_url, reason_url, error_url),
+            "legend": legend(reasons, any(r["errors"] for r in rows))}
 
 
 def routes(explorer: Any) -> list:
@@ -49,8 +51,11 @@ def routes(explorer: Any) -> list:
             return app.url_path_for("dropped", run=str(run.index), step=name) + query(
                 {}, reason=reason)
 
+        def error_url(name: str) -> str:
+            return app.url_path_for("quarantine", run=str(run.index), step=name)
+
         return explorer.render(request, "run.html", run=run, report=False,
-                               **overview(run, step_url, reason_url))
+                               **overview(run, step_url, reason_url, error_url))
 
     return [Route("/", index, name="index"),
             Route("/run/{run}/", run_page, name="run")]

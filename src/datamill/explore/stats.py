@@ -33,7 +33,7 @@ TOP_TRACKED = 20_000  # distinct values counted exactly before pruning
 TOP_CHARS = 200  # characters of a value counted as a top value
 UNIQUE_CHECK = 1_000  # a first batch this long, nearly all distinct: no top values
 MEMORY_ENTRIES = 64
-VERSION = 2  # of the cached format
+VERSION = 3  # of the cached format
 _MEMORY: OrderedDict[str, list[dict]] = OrderedDict()
 COMPUTED: Counter[str] = Counter()  # step key -> times computed (tests count work with it)
 
@@ -57,6 +57,7 @@ class Feature:
     true: int | None = None
     false: int | None = None
     kind: str = "number"  # number | string | binary | bool | list | other
+    integer: bool = True  # whole numbers (lengths, sizes, counts): one bin per value if few
 
     @property
     def mean(self) -> float | None:
@@ -144,6 +145,9 @@ def _column_features(run: RunView, step: Any, column: str, partitions: int) -> l
     for values in batches():  # pass 1: counts, extremes, top values
         for name, kind, what, numbers, texts, nulls in _derive(column, values):
             f = features.setdefault(name, Feature(name, what, kind=kind))
+            if numbers is not None and numbers.dtype.kind == "f" and what == "value" \
+                    and texts is None:
+                f.integer = False
             f.nulls += nulls
             if kind == "bool":
                 f.true = (f.true or 0) + int(numbers.sum())
@@ -161,7 +165,7 @@ def _column_features(run: RunView, step: Any, column: str, partitions: int) -> l
     if any(f.low is not None for f in features.values()):  # pass 2: histograms
         for f in features.values():
             if f.low is not None:
-                f.edges = _edges(f.low, f.high, f.what == "value" and f.kind == "number")
+                f.edges = _edges(f.low, f.high, not f.integer)
                 f.counts = [0] * (len(f.edges) - 1)
         for values in batches():
             for name, _kind, _what, numbers, _texts, _nulls in _derive(column, values):
@@ -180,7 +184,7 @@ def _edges(low: float, high: float, real: bool) -> list[float]:
     import numpy as np
 
     if high <= low:
-        return [low, low + 1]
+        return [low - 0.5, low + 0.5] if not real else [low, low + 1]
     if not real and high - low + 1 <= BINS:  # small whole numbers: one bin each
         return [float(x) - 0.5 for x in range(int(low), int(high) + 2)]
     return [float(x) for x in np.linspace(low, high, BINS + 1)]

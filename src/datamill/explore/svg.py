@@ -35,8 +35,10 @@ def reason_colors(reasons: Sequence[str]) -> dict[str, str]:
 
 
 def funnel(steps: Sequence[dict], step_url: Callable[[str], str],
-           reason_url: Callable[[str, str], str] | None = None, width: int = 760) -> Markup:
-    """Rows per step as horizontal bars, each followed by its drops split by reason.
+           reason_url: Callable[[str, str], str] | None = None,
+           error_url: Callable[[str], str] | None = None, width: int = 760) -> Markup:
+    """Rows per step as horizontal bars, each followed by its drops split by reason, then
+    its errors (rows quarantined or skipped), in grey.
     `steps`: dicts with name, rows_in, rows_out, dropped ({reason: n}), errors."""
     label_w, row_h, pad = 200, 26, 4
     top = max([s.get("rows_in", 0) or 0 for s in steps] + [s.get("rows_out", 0) or 0
@@ -65,14 +67,25 @@ def funnel(steps: Sequence[dict], step_url: Callable[[str], str],
                 bar = f'<a href="{esc(reason_url(name, reason))}" class="reason-link">{bar}</a>'
             out.append(bar)
             x += w
+        if s.get("errors"):
+            w = max(s["errors"] * scale, 1.5)
+            bar = (f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - pad}" '
+                   f'fill="#555" class="drop errors"><title>{esc(name)}: {s["errors"]:,} '
+                   f'errors (quarantined or skipped)</title></rect>')
+            if error_url is not None:
+                bar = f'<a href="{esc(error_url(name))}" class="error-link">{bar}</a>'
+            out.append(bar)
+            x += w
         out.append(f'<text x="{x + 6:.1f}" y="{y + 15}" class="count">'
                    f'{esc(human(s.get("rows_out", 0) or 0))}</text>')
     out.append("</svg>")
     return Markup("".join(out))
 
 
-def legend(reasons: Sequence[str]) -> Markup:
+def legend(reasons: Sequence[str], errors: bool = False) -> Markup:
     colors = reason_colors(reasons)
+    if errors:
+        colors["errors (quarantined or skipped)"] = "#555"
     items = [f'<svg width="12" height="12" xmlns="http://www.w3.org/2000/svg"><rect width="12" '
              f'height="12" fill="{c}"/></svg> {esc(r)}' for r, c in colors.items()]
     return Markup(" &nbsp; ".join(f'<span class="legend-item">{i}</span>' for i in items))

@@ -24,10 +24,17 @@ def cell(value: Any, width: int = CELL) -> str:
         if fmt is not None:
             return f"<{fmt} bytes, {len(value):,} bytes>"
         value = value[: width * 4].decode("utf-8", errors="replace")
+    if isinstance(value, float):
+        return f"{value:.6g}"
     if isinstance(value, (dict, list)):
         value = json.dumps(value, default=str, ensure_ascii=False)
     text = " ".join(str(value).split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def kind(value: Any) -> str:
+    """The class of a table cell: "num" (right-aligned, unwrapped) for numbers."""
+    return "num" if isinstance(value, (int, float)) and not isinstance(value, bool) else "text"
 
 
 def full(value: Any) -> str:
@@ -64,6 +71,6 @@ def as_json(value: Any) -> str:
 
 
 def install(env: Any) -> None:
-    env.filters.update(cell=cell, full=full, seconds=seconds, number=number, human=human,
+    env.filters.update(cell=cell, full=full, kind=kind, seconds=seconds, number=number, human=human,
                        as_json=as_json)
     env.globals.update(query=query)
