@@ -241,7 +241,11 @@ def test_ops_list(tmp_path: Path) -> None:
     names = [line.split()[0] for line in lines if not line.startswith(" ")]
     assert {"text_length_filter", "drop_duplicates", "read_jsonl", "write_parquet"} <= set(names)
     assert names == sorted(names)
-    assert step_line(proc.stdout, "drop_duplicates")[1:4] == ["global", "1", "Drop"]
+    from datamill import __version__
+
+    # the distribution that provides each operation, and its version
+    assert step_line(proc.stdout, "drop_duplicates")[1:6] == ["global", "1", "datamill",
+                                                              __version__, "Drop"]
 
 
 def test_ops_show(capsys: pytest.CaptureFixture) -> None:

@@ -15,7 +15,8 @@ FLOORS = [
     # the DAG and its stored form
     {"dataset", "formats", "plan", "reader", "manifest", "cache_history"},
     {"executors", "io"},
-    {"running", "rows", "ops", "search", "evaluate", "kubeflow", "explore"},
+    {"running", "rows", "ops", "search", "evaluate", "kubeflow", "explore", "testing",
+     "packaging", "templates"},
     {"cli", "__init__", "__main__"},
 ]
 

@@ -359,41 +359,43 @@ def cmd_compile_kfp(args: argparse.Namespace) -> int:
     return 0
 
 
-def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
-        return annotation.__name__
-    return re.sub(r"\b(typing|collections\.abc|builtins)\.", "", str(annotation))
-
-
-def _default(field: Any) -> str:
-    if field.is_required():
-        return "required"
-    if field.default_factory is not None:
-        return repr(field.default_factory())
-    return repr(field.default)
-
-
 def cmd_ops_list(args: argparse.Namespace) -> int:
     from . import registry
 
     ops = registry.load_all()
-    _table(["name", "kind", "version", "summary"],
-           [[n, c.kind, c.version, c.summary()] for n, c in sorted(ops.items())])
+    rows = []
+    for n, c in sorted(ops.items()):
+        found = registry.provider(c)
+        rows.append([n, c.kind, c.version, f"{found[0]} {found[1]}" if found else "-",
+                     c.summary()])
+    _table(["name", "kind", "version", "distribution", "summary"], rows, whole=[0, 3])
     return 0
 
 
-def _columns(cls: type, attr: str) -> str:
-    from .operation import Operation
+def cmd_ops_new(args: argparse.Namespace) -> int:
+    from .packaging import new_package
 
-    declared = getattr(cls, attr)
-    text = ", ".join(f"{col}: {typ}" for col, typ in declared.items()) or "-"
-    if getattr(cls, f"resolve_{attr}") != getattr(Operation, f"resolve_{attr}"):
-        text += " (computed from the input schema)"
-    return text
+    root = new_package(args.name, args.kind, Path(args.dir))
+    print(f"wrote {root}/: pyproject.toml (entry point {args.name}), src/, tests/, README.md")
+    print(f"next: cd {root} && pip install -e '.[test]' && pytest")
+    return 0
+
+
+def cmd_ops_readme(args: argparse.Namespace) -> int:
+    from . import registry
+    from .packaging import readme_section, write_readme
+
+    cls = registry.get(args.name)
+    if args.output is None:
+        print(readme_section(cls), end="")
+        return 0
+    changed = write_readme(cls, Path(args.output))
+    print(f"{args.output}: {'updated' if changed else 'already up to date'}")
+    return 0
 
 
 def cmd_ops_show(args: argparse.Namespace) -> int:
-    from . import registry
+    from . import packaging, registry
 
     cls = registry.get(args.name)
     resources = ", ".join(f"{k}={v}" for k, v in cls.resources.model_dump().items()
@@ -402,16 +404,17 @@ def cmd_ops_show(args: argparse.Namespace) -> int:
     print(f"  {cls.identity()}\n")
     print(cls.description() or "(no description)")
     print()
-    fields = cls.Args.model_fields
-    if fields:
-        _table(["argument", "type", "default", "description"],
-               [[f.alias or n, _type_name(f.annotation), _default(f), f.description or ""]
-                for n, f in fields.items()], title="Arguments:")
+    rows = packaging.arguments(cls)
+    if rows:
+        _table(["argument", "type", "default", "description"], [list(r) for r in rows],
+               title="Arguments:")
     else:
         print("Arguments: none")
     print()
-    print(f"consumes:     {_columns(cls, 'consumes')}")
-    print(f"produces:     {_columns(cls, 'produces')}")
+    found = registry.provider(cls)
+    print(f"provided by:  {f'{found[0]} {found[1]}' if found else '-'}")
+    print(f"consumes:     {packaging.columns(cls, 'consumes')}")
+    print(f"produces:     {packaging.columns(cls, 'produces')}")
     print(f"resources:    {resources}")
     print(f"batch size:   {cls.batch_size or 'default'}")
     print(f"batch format: {cls.batch_format}")
@@ -790,12 +793,26 @@ def build_parser() -> argparse.ArgumentParser:
     kfp.set_defaults(handler=cmd_compile_kfp)
 
     ops = sub.add_parser("ops", parents=[common], help="list or describe operations")
-    ops_sub = ops.add_subparsers(dest="ops_command", metavar="{list,show}")
-    ops_sub.add_parser("list", parents=[common], help="all operations").set_defaults(
+    ops_sub = ops.add_subparsers(dest="ops_command", metavar="{list,show,new,readme}")
+    ops_sub.add_parser("list", parents=[common],
+                       help="all operations, with the distribution providing each").set_defaults(
         handler=cmd_ops_list)
     show = ops_sub.add_parser("show", parents=[common], help="one operation's spec")
     show.add_argument("name")
     show.set_defaults(handler=cmd_ops_show)
+    new = ops_sub.add_parser("new", parents=[common],
+                             help="scaffold a pip-installable package of one operation")
+    new.add_argument("name", help="the operation's name (lowercase, digits, _)")
+    new.add_argument("--kind", choices=("map", "filter", "expand", "global"), default="map",
+                     help="the kind of operation (default: map)")
+    new.add_argument("--dir", default=".", help="where to create datamill-NAME/ (default: .)")
+    new.set_defaults(handler=cmd_ops_new)
+    readme = ops_sub.add_parser("readme", parents=[common],
+                                help="the README section of an operation, from its spec")
+    readme.add_argument("name")
+    readme.add_argument("-o", "--output", metavar="README.md",
+                        help="write (or update) the section in this file instead of printing")
+    readme.set_defaults(handler=cmd_ops_readme)
     ops.set_defaults(handler=lambda _args: _usage(ops))
 
     insp = sub.add_parser("inspect", parents=[common], help="summarize a workdir's last run")

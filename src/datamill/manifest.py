@@ -1,11 +1,12 @@
 """Step records and manifests: the lineage every run leaves behind.
 
 A step record (`steps/<key>/_SUCCESS.json`) holds the operation, its version and arguments,
-its code fingerprint (`code`), the cache key, what the key is made of (`key_parts`: code,
-arguments, inputs) and input keys, the columns it was pointed at (`remapped`), rows in/out,
-drops by reason, errors, the operation's own counters (`Operation.count`), timings, and the
-files committed per partition. The manifest (`manifest.json`) lists, for each dataset a run
-produced, its steps in order and, per column, the step that produced it and its type.
+its code fingerprint (`code`), the distribution that provides it (`distribution`), the cache
+key, what the key is made of (`key_parts`: code, arguments, inputs) and input keys, the
+columns it was pointed at (`remapped`), rows in/out, drops by reason, errors, the
+operation's own counters (`Operation.count`), timings, and the files committed per
+partition. The manifest (`manifest.json`) lists, for each dataset a run produced, its steps
+in order and, per column, the step that produced it and its type.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) ->
         "arguments": canonical(step.op.args),
         "on_error": step.on_error,
         "code": code_fingerprint(type(step.op)),
+        "distribution": _distribution(step),
         "cache_key": step.key,
         "key_parts": step.parts.as_dict() if step.parts else None,
         "inputs": [step.parent.key] if step.parent else [],
@@ -70,6 +72,14 @@ def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) ->
         "units": len(partitions),
         "workers": sorted({s["worker"] for s in partitions.values() if s.get("worker")}),
     }
+
+
+def _distribution(step: Step) -> dict[str, str] | None:
+    """The distribution and version that provide the step's operation (registry.provider)."""
+    from .registry import provider
+
+    found = provider(type(step.op))
+    return {"name": found[0], "version": found[1]} if found else None
 
 
 def read_partition_stats(workdir: Workdir, step: Step, count: int) -> dict[int, dict]:

@@ -82,6 +82,9 @@ class Operation:
     batch_bytes: ClassVar[int | None] = None
     batch_format: ClassVar[Literal["arrow", "pandas"]] = "arrow"
     in_place: ClassVar[bool] = False  # may replace the columns it consumes without overwrite=
+    # the same rows and arguments give the same output (datamill.testing checks it); False
+    # for an operation that samples, reads the clock or calls a remote model
+    deterministic: ClassVar[bool] = True
     # the local executor runs setup() once in the driver, before forking its workers, which
     # then share what it loaded (for CPU models safe to fork: no threads, no GPU context)
     setup_before_fork: ClassVar[bool] = False

@@ -133,8 +133,36 @@ def load_all() -> dict[str, type[Operation]]:
 
             if isinstance(obj, type) and issubclass(obj, Operation) and obj.name:
                 register(obj)
+                dist = getattr(ep, "dist", None)
+                if dist is not None:
+                    _PUBLISHED_BY[obj] = (dist.metadata["Name"], dist.version)
         _loaded = True
     return _REGISTRY
+
+
+_PUBLISHED_BY: dict[type, tuple[str, str]] = {}  # entry point's class -> its distribution
+
+
+def provider(cls: type[Operation]) -> tuple[str, str] | None:
+    """(distribution, version) that provides the operation class: datamill for built-ins,
+    the distribution of the entry point that published it, else the installed distribution
+    its module belongs to; None for code of no distribution (a pipeline file, a notebook)."""
+    if cls in _PUBLISHED_BY:
+        return _PUBLISHED_BY[cls]
+    top = (cls.__module__ or "").partition(".")[0]
+    if top == "datamill":
+        from ._version import __version__
+
+        return "datamill", __version__
+    if not top or top == "__main__":
+        return None
+    from .code_fingerprint import distribution_of
+
+    found = distribution_of(top)
+    if found is None:
+        return None
+    name, _, version = found.partition("==")
+    return name, version
 
 
 def get(name: str) -> type[Operation]:
