@@ -84,6 +84,8 @@ class ReadabilityFilter(FilterOperation):
     consumes = {"text": "string"}
 
     def process(self, batch: Any) -> Any:
+        import pyarrow as pa
+
         keep, reasons = [], []
         for text in batch["text"].to_pylist():
             found = scores(text)
@@ -95,4 +97,4 @@ class ReadabilityFilter(FilterOperation):
                 why = ""
             keep.append(not why)
             reasons.append(why)
-        return keep, reasons
+        return pa.array(keep, pa.bool_()), reasons  # typed: a batch may have no row
