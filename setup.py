@@ -6,4 +6,4 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
     "datamill.ops.quality._kernels", ["src/datamill/ops/quality/_kernels.c"],
-    extra_compile_args=["-O3", "-std=c99"], optional=True)])
+    extra_compile_args=["-O3", "-std=c99"], libraries=["m"], optional=True)])

@@ -355,6 +355,42 @@ def test_py3langid_in_c_scores_exactly_as_py3langid():
     assert best("some text", {"xx"}) is None
 
 
+def test_fasttext_in_c_predicts_exactly_as_fasttext():
+    """The C kernel gives fasttext-predict's labels and probabilities (the same floats), for
+    the best one or two, every label (candidates), a threshold and any prefix length, on
+    multilingual passages, web-like documents and edge cases ("</s>" read as a word ends the
+    line, "__label__" words are skipped, every separator); the backend uses it."""
+    import fasttext
+
+    from datamill.ops import fasttext_model, langid_backends
+    from datamill.ops.quality import kernels
+
+    from .quality_corpus import generate
+
+    assert kernels.library() is not None, "the C kernels are not built"
+    path = langid_backends.packaged_fasttext_model()
+    compiled = fasttext_model.load(path)
+    assert compiled is not None and len(compiled.labels) == 176
+    stock = fasttext.load_model(path).f
+    texts = [r["text"] for r in _gettext_rows()] + [r["text"] for r in _passages()][::2] + \
+        generate(300, seed=11) + [
+        "", " ", "\n", "</s>", "a </s> b c", "__label__en hello", "hi __label__zz there",
+        "a\tb\x00c\rd\x0be\x0cf g", "é" * 300, "東京 Привет hello 😀", "x" * 3000]
+    for chars, k, threshold in ((150, 2, 0.0), (600, -1, -1.0), (40, 3, 0.1), (10**6, 1, 0.0)):
+        labels, probs = compiled.predict(pa.array(texts), chars, k, threshold)
+        for i, text in enumerate(texts):
+            got = [(float(p), compiled.labels[j])
+                   for j, p in zip(labels[i], probs[i]) if j >= 0]
+            want = list(stock.predict(text[:chars].replace("\n", " ") + "\n", k, threshold,
+                                      "replace"))
+            assert got == want, (chars, k, text[:80])
+    backend = langid_backends.FastText(None, None, 150, "detect_language")
+    assert backend._compiled is not None
+    assert backend.tops(texts, 2) == [backend.top(t, 2) for t in texts]
+    picky = langid_backends.FastText(None, ["cs", "pl", "sk"], 150, "detect_language")
+    assert picky.tops(texts[:50], 2) == [picky.top(t, 2) for t in texts[:50]]
+
+
 def test_py3langid_model_is_unpacked_once_into_the_model_cache(tmp_path, monkeypatch):
     import py3langid.modelio
 

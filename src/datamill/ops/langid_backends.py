@@ -381,6 +381,10 @@ class FastText:
         except (ValueError, RuntimeError, OSError) as exc:
             raise PipelineError(f"cannot load fastText model {path}: {exc}",
                                 operation=operation) from None
+        from .fasttext_model import load
+
+        # the same predictions in C (~5x faster), where the kernels are built and cover it
+        self._compiled = load(path)
         self.chars = chars
         self.candidates = set(candidates) if candidates else None
         if self.candidates:  # a threshold of -1: every label, even those of probability 0
@@ -399,10 +403,30 @@ class FastText:
             return [(code, p / total) for code, p in found[:max(k, 1)]]
         return [(label[9:], p) for p, label in self._predict(prefix, k, 0.0, "replace")]
 
+    def tops(self, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+        """`top(text, k)` of each text, computed in one call to the C kernel when loaded."""
+        compiled = self._compiled
+        if compiled is None or not texts:
+            return [self.top(text, k) for text in texts]
+        import pyarrow as pa
+
+        every = bool(self.candidates)
+        labels, probs = compiled.predict(pa.array(texts, pa.large_string()), self.chars,
+                                         -1 if every else k, -1.0 if every else 0.0)
+        names = [label[9:] for label in compiled.labels]
+        out = []
+        for row, values in zip(labels.tolist(), probs.tolist()):
+            found = [(names[i], p) for i, p in zip(row, values) if i >= 0]
+            if every:  # every label, renormalized over the candidates (as `top`)
+                found = [(code, p) for code, p in found if code in self.candidates]
+                total = sum(p for _, p in found) or 1.0
+                found = [(code, p / total) for code, p in found[:max(k, 1)]]
+            out.append(found)
+        return out
+
     def __call__(self, texts: list[str]) -> list[tuple[str, float]]:
         out = []
-        for text in texts:
-            best = self.top(text, 1)
+        for best in self.tops(texts, 1):
             out.append((best[0][0], min(float(best[0][1]), 1.0)) if best
                        else (UNDETERMINED, 0.0))
         return out
@@ -425,8 +449,7 @@ def auto_classify(model_path: str | None, candidates: list[str] | None, fast_cha
 
     def classify(texts: list[str]) -> list[tuple[str, float]]:
         out = []
-        for text in texts:
-            top = fast.top(text, 2)
+        for text, top in zip(texts, fast.tops(texts, 2)):
             if not top:
                 out.append((UNDETERMINED, 0.0))
                 continue

@@ -3,6 +3,7 @@
  * compare the two.
  * Plain C99, no Python headers: the shared library only exchanges arrays. */
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1100,4 +1101,231 @@ int minhash_signatures(const uint8_t *data, const int64_t *offsets, int64_t n_do
     free(words);
     free(split);
     return 0;
+}
+
+/* ---- fastText predictions (ops/fasttext_model.py) -----------------------------------------
+ * What fastText's predictLine computes for a supervised model with hierarchical softmax and
+ * no word n-grams (lid.176): tokens split at ' ' \t \n \v \f \r \0, each in-vocabulary word's
+ * id, then the ids of the character n-grams (minn..maxn code points) of "<token>" that the
+ * pruned bucket table keeps, then the end-of-line token; the mean of their input rows (the
+ * caller dequantizes the rows exactly as fastText adds them); a depth-first walk of the
+ * Huffman tree keeping the k best leaves. The arithmetic is fastText's, in its order and
+ * precision, so scores are the same floats. Each text is cut to its first `chars` code
+ * points; a line break inside counts as a space (as the callers replace it). */
+
+typedef struct {
+    int64_t dim, nwords, bucket, minn, maxn, osz, eos;
+    int64_t pruned;                 /* 1: n-grams through the prune table, 0: none, -1: all */
+    const float *input;             /* rows x dim, dequantized */
+    const float *output;            /* (osz - 1) x dim: the tree's inner nodes */
+    const int32_t *word_slot;       /* word id or -1, word_slots of them (a power of two) */
+    int64_t word_slots;
+    const uint8_t *word_data;       /* word i: word_data[word_off[i]:word_off[i + 1]] */
+    const int64_t *word_off;
+    const int32_t *prune_key;       /* bucket or -1, prune_slots of them (a power of two) */
+    const int32_t *prune_val;
+    int64_t prune_slots;
+    const int32_t *left, *right;    /* 2 * osz - 1 nodes */
+} FtModel;
+
+static inline uint32_t ft_step(uint32_t h, uint8_t c) {
+    return (h ^ (uint32_t)(int32_t)(int8_t)c) * 16777619u;
+}
+
+static inline int ft_sep(uint8_t c) {
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f' || c == 0;
+}
+
+typedef struct { int32_t *v; int64_t n, cap; } FtIds;
+
+static int ft_push(FtIds *ids, int32_t id) {
+    if (ids->n == ids->cap) {
+        int64_t cap = ids->cap ? 2 * ids->cap : 1024;
+        int32_t *grown = realloc(ids->v, cap * sizeof(int32_t));
+        if (!grown) return -1;
+        ids->v = grown;
+        ids->cap = cap;
+    }
+    ids->v[ids->n++] = id;
+    return 0;
+}
+
+static int ft_ngram(const FtModel *m, FtIds *ids, uint32_t h) {
+    int32_t b = (int32_t)(h % (uint32_t)m->bucket);
+    if (m->pruned == 0) return 0;
+    if (m->pruned < 0) return ft_push(ids, (int32_t)(m->nwords + b));
+    uint64_t mask = (uint64_t)m->prune_slots - 1, s = ((uint32_t)b * 2654435761u) & mask;
+    while (m->prune_key[s] != -1) {
+        if (m->prune_key[s] == b) return ft_push(ids, (int32_t)(m->nwords + m->prune_val[s]));
+        s = (s + 1) & mask;
+    }
+    return 0;
+}
+
+/* the n-grams of "<" token ">" in computeSubwords' order */
+static int ft_subwords(const FtModel *m, FtIds *ids, const uint8_t *tok, int64_t len) {
+    int64_t L = len + 2;
+    for (int64_t i = 0; i < L; i++) {
+        uint8_t ci = i == 0 ? '<' : i == L - 1 ? '>' : tok[i - 1];
+        if ((ci & 0xC0) == 0x80) continue;
+        uint32_t h = 2166136261u;
+        int64_t j = i;
+        for (int64_t n = 1; j < L && n <= m->maxn; n++) {
+            uint8_t c = j == 0 ? '<' : j == L - 1 ? '>' : tok[j - 1];
+            h = ft_step(h, c);
+            j++;
+            while (j < L) {
+                c = j == L - 1 ? '>' : tok[j - 1];
+                if ((c & 0xC0) != 0x80) break;
+                h = ft_step(h, c);
+                j++;
+            }
+            if (n >= m->minn && !(n == 1 && (i == 0 || j == L)))
+                if (ft_ngram(m, ids, h)) return -1;
+        }
+    }
+    return 0;
+}
+
+static int32_t ft_word(const FtModel *m, const uint8_t *tok, int64_t len, uint32_t h) {
+    uint64_t mask = (uint64_t)m->word_slots - 1, s = h & mask;
+    while (m->word_slot[s] != -1) {
+        int32_t w = m->word_slot[s];
+        int64_t lo = m->word_off[w];
+        if (m->word_off[w + 1] - lo == len && memcmp(m->word_data + lo, tok, len) == 0) return w;
+        s = (s + 1) & mask;
+    }
+    return -1;
+}
+
+typedef struct { float score; int32_t node; } FtPick;
+
+/* std::push_heap / pop_heap with fastText's comparePairs (a.first > b.first): a min-heap */
+static void ft_sift_up(FtPick *h, int64_t i) {
+    FtPick v = h[i];
+    while (i > 0) {
+        int64_t p = (i - 1) / 2;
+        if (!(h[p].score > v.score)) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = v;
+}
+
+static void ft_sift_down(FtPick *h, int64_t n, int64_t i, FtPick v) {
+    /* libstdc++'s __adjust_heap: move the hole down to a leaf, then push v up from there */
+    int64_t top = i, child = i;
+    while (child < (n - 1) / 2) {
+        child = 2 * (child + 1);
+        if (h[child].score > h[child - 1].score) child--;
+        h[i] = h[child];
+        i = child;
+    }
+    if ((n & 1) == 0 && child == (n - 2) / 2) {
+        child = 2 * (child + 1);
+        h[i] = h[child - 1];
+        i = child - 1;
+    }
+    int64_t p = (i - 1) / 2;
+    while (i > top && h[p].score > v.score) {
+        h[i] = h[p];
+        i = p;
+        p = (i - 1) / 2;
+    }
+    h[i] = v;
+}
+
+static void ft_pop(FtPick *h, int64_t n) {  /* the front to h[n - 1] */
+    FtPick v = h[n - 1];
+    h[n - 1] = h[0];
+    ft_sift_down(h, n - 1, 0, v);
+}
+
+static inline float ft_log(float x) { return (float)log((double)x + 1e-5); }
+
+static void ft_dfs(const FtModel *m, int64_t k, float floor_, int64_t node, float score,
+                   FtPick *heap, int64_t *size, const float *hidden) {
+    if (score < floor_) return;
+    if (*size == k && score < heap[0].score) return;
+    if (m->left[node] == -1 && m->right[node] == -1) {
+        heap[*size].score = score;
+        heap[*size].node = (int32_t)node;
+        ft_sift_up(heap, (*size)++);
+        if (*size > k) {
+            ft_pop(heap, *size);
+            (*size)--;
+        }
+        return;
+    }
+    const float *row = m->output + (node - m->osz) * m->dim;
+    float f = 0.0f;
+    for (int64_t j = 0; j < m->dim; j++) f += row[j] * hidden[j];
+    f = (float)(1.0 / (double)(1.0f + expf(-f)));
+    ft_dfs(m, k, floor_, m->left[node], score + ft_log((float)(1.0 - (double)f)), heap, size,
+           hidden);
+    ft_dfs(m, k, floor_, m->right[node], score + ft_log(f), heap, size, hidden);
+}
+
+/* For each text, up to k (label, probability) pairs, best first: labels[t * k + i] (the
+ * label's index, -1 past the end) and probs[t * k + i]. Returns -1 when out of memory. */
+int ft_predict(const FtModel *m, const uint8_t *data, const int64_t *offsets, int64_t n_texts,
+               int64_t chars, int64_t k, float threshold, int32_t *labels, float *probs) {
+    FtIds ids = {0};
+    float hidden[256];
+    FtPick *heap = malloc((k + 1) * sizeof(FtPick));
+    if (!heap || m->dim > 256) { free(heap); return -1; }
+    float floor_ = ft_log(threshold);
+    for (int64_t t = 0; t < n_texts; t++) {
+        for (int64_t i = 0; i < k; i++) { labels[t * k + i] = -1; probs[t * k + i] = 0.0f; }
+        int64_t i = offsets[t], end = offsets[t + 1], cps = 0, cut = i;
+        while (cut < end && cps < chars) {  /* the first `chars` code points */
+            cut++;
+            while (cut < end && (data[cut] & 0xC0) == 0x80) cut++;
+            cps++;
+        }
+        end = cut;
+        ids.n = 0;
+        int stop = 0;
+        while (i < end && !stop) {
+            if (ft_sep(data[i])) { i++; continue; }
+            int64_t j = i;
+            uint32_t h = 2166136261u;
+            while (j < end && !ft_sep(data[j])) h = ft_step(h, data[j++]);
+            const uint8_t *tok = data + i;
+            int64_t len = j - i;
+            i = j;
+            if (len >= 9 && memcmp(tok, "__label__", 9) == 0) continue;  /* a label: skipped */
+            int32_t w = ft_word(m, tok, len, h);
+            if (w == m->eos) {  /* "</s>" read as a word ends the line */
+                if (ft_push(&ids, w)) goto oom;
+                stop = 1;
+                break;
+            }
+            if (w >= 0 && ft_push(&ids, w)) goto oom;
+            if (m->maxn > 0 && ft_subwords(m, &ids, tok, len)) goto oom;
+        }
+        if (!stop && ft_push(&ids, (int32_t)m->eos)) goto oom;  /* the line's end */
+        if (ids.n == 0) continue;
+        for (int64_t d = 0; d < m->dim; d++) hidden[d] = 0.0f;
+        for (int64_t q = 0; q < ids.n; q++) {
+            const float *row = m->input + (int64_t)ids.v[q] * m->dim;
+            for (int64_t d = 0; d < m->dim; d++) hidden[d] += row[d];
+        }
+        float scale = (float)(1.0 / (double)ids.n);
+        for (int64_t d = 0; d < m->dim; d++) hidden[d] *= scale;
+        int64_t size = 0;
+        ft_dfs(m, k, floor_, 2 * m->osz - 2, 0.0f, heap, &size, hidden);
+        for (int64_t n = size; n > 1; n--) ft_pop(heap, n);  /* std::sort_heap */
+        for (int64_t q = 0; q < size; q++) {
+            labels[t * k + q] = heap[q].node;
+            probs[t * k + q] = expf(heap[q].score);
+        }
+    }
+    free(ids.v);
+    free(heap);
+    return 0;
+oom:
+    free(ids.v);
+    free(heap);
+    return -1;
 }

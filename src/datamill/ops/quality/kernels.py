@@ -69,6 +69,8 @@ def _declare(lib: Any) -> None:
     lib.dfa_features.restype = i64
     lib.minhash_signatures.argtypes = [p, p, i64, i64, i64, p, p, i64, p, p]
     lib.minhash_signatures.restype = ctypes.c_int
+    lib.ft_predict.argtypes = [p, p, p, i64, i64, i64, ctypes.c_float, p, p]
+    lib.ft_predict.restype = ctypes.c_int
 
 
 def _ptr(a: Any) -> int:
