@@ -336,3 +336,17 @@ def test_a_changed_input_is_reported_not_misread(tmp_path: Path) -> None:
     r = c.get("/run/0/step/text_length_filter/rows")
     assert r.status_code == 500 and "changed" in r.text
     assert "row number" not in r.text
+
+
+def test_statistics_bin_from_a_second_pass_alike(text_workdir: Path,  # noqa: F811
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from datamill.explore import stats
+    from datamill.explore.workdir import RunView
+
+    run = RunView(text_workdir)
+    kept = stats.compute(run, "python_map")
+    monkeypatch.setattr(stats, "KEEP_NUMBERS", 10)  # too many to keep: read again
+    again = stats.compute(run, "python_map")
+    assert again == kept
+    words = next(f for f in kept if f["name"] == "words")
+    assert words["edges"][0] == words["low"] and sum(words["counts"]) == 50

@@ -56,6 +56,8 @@ def render_report(path: str | os.PathLike) -> str:
 
     env = make_environment()
     css = (HERE / "static" / "style.css").read_text()
+    if "</" in css:  # it goes inside <style> unescaped: it must not close the element
+        raise ValueError("style.css must not contain '</'")
     return env.get_template("report.html").render(
         run=run, report=True, css=css, csp=REPORT_CSP, steps=steps, images=images,
         inline_image=inline_image, anchor=anchor, url=None, **charts)

@@ -4,7 +4,8 @@ Per column: rows, nulls; numbers: min, max, mean and a histogram; strings: the l
 histogram and the most frequent values; binary (images): the size histogram; booleans: true
 and false counts; structs: each numeric field as its own column (`pii_counts.email`); lists:
 the length histogram. Values stream one stored row group at a time (`data.column_batches`):
-two passes (extremes, then histogram bins), never a whole step in memory. Top values are
+extremes first, then histogram bins (from the numbers of the first pass kept in memory, up
+to `KEEP_NUMBERS`, else from a second pass): never a whole step in memory. Top values are
 counted exactly until `TOP_TRACKED` distinct values, then with lossy pruning (marked
 approximate).
 
@@ -31,9 +32,10 @@ BINS = 20
 TOP = 10
 TOP_TRACKED = 20_000  # distinct values counted exactly before pruning
 TOP_CHARS = 200  # characters of a value counted as a top value
+KEEP_NUMBERS = 4_000_000  # numbers of pass 1 kept for the histograms (32 MB), else re-read
 UNIQUE_CHECK = 1_000  # a first batch this long, nearly all distinct: no top values
 MEMORY_ENTRIES = 64
-VERSION = 3  # of the cached format
+VERSION = 4  # of the cached format
 _MEMORY: OrderedDict[str, list[dict]] = OrderedDict()
 COMPUTED: Counter[str] = Counter()  # step key -> times computed (tests count work with it)
 
@@ -142,8 +144,13 @@ def _column_features(run: RunView, step: Any, column: str, partitions: int) -> l
             for values, _pos in column_batches(run, step, p, column):
                 yield values
 
+    kept: dict[str, list] | None = {}  # pass 1's numbers, while under KEEP_NUMBERS
     for values in batches():  # pass 1: counts, extremes, top values
         for name, kind, what, numbers, texts, nulls in _derive(column, values):
+            if kept is not None and numbers is not None and kind != "bool":
+                kept.setdefault(name, []).append(numbers)
+                if sum(len(a) for parts in kept.values() for a in parts) > KEEP_NUMBERS:
+                    kept = None  # too many to keep: a second pass bins them
             f = features.setdefault(name, Feature(name, what, kind=kind))
             if numbers is not None and numbers.dtype.kind == "f" and what == "value" \
                     and texts is None:
@@ -167,14 +174,16 @@ def _column_features(run: RunView, step: Any, column: str, partitions: int) -> l
             if f.low is not None:
                 f.edges = _edges(f.low, f.high, not f.integer)
                 f.counts = [0] * (len(f.edges) - 1)
-        for values in batches():
-            for name, _kind, _what, numbers, _texts, _nulls in _derive(column, values):
-                f = features[name]
-                if f.edges and numbers is not None and len(numbers):
-                    import numpy as np
+        import numpy as np
 
-                    hist, _ = np.histogram(numbers, bins=f.edges)
-                    f.counts = [a + int(b) for a, b in zip(f.counts, hist)]
+        streams = (((name, numbers) for name, parts in kept.items() for numbers in parts)
+                   if kept is not None else
+                   ((d[0], d[3]) for values in batches() for d in _derive(column, values)))
+        for name, numbers in streams:
+            f = features[name]
+            if f.edges and numbers is not None and len(numbers):
+                hist, _ = np.histogram(numbers, bins=f.edges)
+                f.counts = [a + int(b) for a, b in zip(f.counts, hist)]
     for name, counter in tops.items():
         features[name].top = [(v, n) for v, n in counter.most_common(TOP)]
     return list(features.values())
