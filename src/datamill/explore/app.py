@@ -27,7 +27,8 @@ from typing import Any
 
 from .workdir import BadRequest, ExploreError, RunView, StepView, Unreadable, load_runs
 
-PAGES = ["routes_run", "routes_step", "routes_stats", "routes_rows", "routes_media"]
+PAGES = ["routes_run", "routes_step", "routes_stats", "routes_rows", "routes_media",
+         "routes_duplicates", "routes_whatif", "routes_search", "routes_compare"]
 PAGE_SIZE = 50  # rows per page by default
 MAX_PAGE_SIZE = 200
 HERE = Path(__file__).resolve().parent

@@ -171,8 +171,8 @@ def read_rows(steps: RunSteps, step: Step, partition: int, positions: list[int],
 
 
 def rows_by_id(steps: RunSteps, step: Step, ids: list[int], names: list[str]) -> list[dict]:
-    """The rows `ids` of `step`'s output (columns `names`, and `_id`), in the order of `ids`;
-    ids not found are left out."""
+    """The rows `ids` of `step`'s output (columns `names`, `_id`, and where each row is:
+    `_partition`, `_position`), in the order of `ids`; ids not found are left out."""
     where = locate(steps, step, ids)
     by_partition: dict[int, list[tuple[int, int]]] = {}
     for i in ids:
@@ -182,8 +182,8 @@ def rows_by_id(steps: RunSteps, step: Step, ids: list[int], names: list[str]) ->
     found: dict[int, dict] = {}
     for p, pairs in by_partition.items():
         table = read_rows(steps, step, p, [pos for _i, pos in pairs], names)
-        for (i, _pos), row in zip(pairs, table.to_pylist()):
-            found[i] = row
+        for (i, pos), row in zip(pairs, table.to_pylist()):
+            found[i] = {**row, "_partition": p, "_position": pos}
     return [found[int(i)] for i in ids if int(i) in found]
 
 
@@ -234,3 +234,11 @@ def is_image_type(typ: Any) -> bool:
     from ..image_type import is_image
 
     return is_image(typ)
+
+
+def steps_of(run: Any) -> RunSteps:
+    """The `RunSteps` of an explorer's `RunView` (built once per view)."""
+    found = run.__dict__.get("_run_steps")
+    if found is None:
+        found = run.__dict__["_run_steps"] = RunSteps(run.workdir, run.manifest)
+    return found
