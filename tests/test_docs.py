@@ -44,3 +44,24 @@ def test_finetune_doc_examples_run(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "docs/finetune.md", "exec"), namespace)  # noqa: S102
     assert namespace["table"].num_rows == 1
+
+
+def test_components_doc_examples_run(tmp_path, monkeypatch):
+    """docs/components.md's examples, in order, in one namespace: write an operation, check
+    its contract, run it by name with remapped columns."""
+    monkeypatch.chdir(tmp_path)
+    text = (README.parent / "docs" / "components.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 4
+    namespace: dict = {"__name__": "docs_components"}
+    for block in blocks:
+        exec(compile(block, "docs/components.md", "exec"), namespace)  # noqa: S102
+    assert namespace["result"].step("vowel_ratio")["rows_out"] == 5
+    assert namespace["table"].num_rows == 3
+    steps = {s["name"]: s for s in
+             dm.Dataset.run(namespace["ratios"], tmp_path / "work", progress=False).steps}
+    assert steps["vowel_ratio"]["remapped"] == {"consumes": {"text": "body"},
+                                                "produces": {"vowel_ratio": "vr"}}
+    assert steps["normalize_text"]["remapped"] == {"consumes": {"text": "title"},
+                                                   "produces": {"text": "title"}}
+    assert steps["drop_duplicates"]["dropped"] == {"duplicate": 1}
