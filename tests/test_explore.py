@@ -350,3 +350,28 @@ def test_statistics_bin_from_a_second_pass_alike(text_workdir: Path,  # noqa: F8
     assert again == kept
     words = next(f for f in kept if f["name"] == "words")
     assert words["edges"][0] == words["low"] and sum(words["counts"]) == 50
+
+
+def test_step_names_with_markup_and_url_characters(tmp_path: Path) -> None:
+    import json
+
+    from starlette.testclient import TestClient
+
+    from datamill import Dataset
+    from datamill.explore.app import create_app
+
+    name = 'keep <b>long</b> "texts" #1?&'
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["a b c d", "e", "f g h"]))
+    Dataset.read(str(data)).apply("text_length_filter", min_words=3, step_name=name).run(
+        tmp_path / "work", workers=1, progress=False)
+    c = TestClient(create_app([tmp_path / "work"]), base_url=BASE)
+    page = c.get("/run/0/").text
+    assert "<b>long</b>" not in page and html.escape(name) in page
+    hrefs = [h for h in links(page) if "/step/keep" in h]
+    assert hrefs and all("<" not in h and "#" not in h and " " not in h for h in hrefs)
+    for href in set(hrefs):
+        r = c.get(href)
+        assert r.status_code == 200 and "<b>long</b>" not in r.text, href
+    step = c.get(next(h for h in hrefs if h.endswith("/"))).text
+    assert "1 rows" in step or "too_few_words: 1 rows" in step

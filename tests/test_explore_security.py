@@ -151,7 +151,8 @@ def test_host_header_is_checked(app, text_workdir: Path) -> None:  # noqa: F811
                  b"LOCALHOST:1"):
         assert raw(app, b"/run/0/", host=host)[0] == 200, host
     for host in (b"evil.example", b"evil.example:8765", b"127.0.0.1.evil.example:8765",
-                 b"localhost.evil.example", b""):
+                 b"localhost.evil.example", b"", b"127.0.0.1:80@evil.example",
+                 b"localhost:x", b"[::1]evil", b"localhost."):
         status, _, body = raw(app, b"/run/0/", host=host)
         assert status == 400 and b"text_length_filter" not in body, host
     from datamill.explore.app import create_app

@@ -3,10 +3,11 @@
 Adding a page (the extension pattern):
 1. Write `src/datamill/explore/routes_NAME.py` with a function `routes(explorer) ->
    list[Route]` (Starlette routes, GET only; path parameter `run` is the workdir's number,
-   `step` a step name). Handlers get the `Explorer` from the closure or `request.app.state.
-   explorer`; `explorer.run_of(request)` and `explorer.step_of(request)` resolve the path
-   parameters (404 for unknown ones); `explorer.render(request, "NAME.html", **context)`
-   renders `templates/NAME.html`, which extends `base.html`.
+   `step` a step name: declare it `{step:path}`, since a name may hold a `/`). Handlers get
+   the `Explorer` from the closure or `request.app.state.explorer`; `explorer.run_of(request)`
+   and `explorer.step_of(request)` resolve the path parameters (404 for unknown ones);
+   `path_for(request, route, **params)` makes a link; `explorer.render(request, "NAME.html",
+   **context)` renders `templates/NAME.html`, which extends `base.html`.
 2. Optionally give the module `RUN_NAV = [(label, route_name)]`: links shown in the header of
    every page of a run (the route takes the `run` parameter only), or
    `STEP_NAV = [(label, route_name)]`: links on every step page (route takes `run`, `step`).
@@ -74,19 +75,28 @@ class Explorer:
         from starlette.responses import HTMLResponse
 
         run = context.get("run")
-        nav = [(label, request.app.url_path_for(name, run=str(run.index)))
+        nav = [(label, path_for(request, name, run=run.index))
                for m in self.modules for label, name in getattr(m, "RUN_NAV", [])] \
             if isinstance(run, RunView) else []
         step = context.get("step")
-        step_nav = [(label, request.app.url_path_for(name, run=str(run.index), step=step.name))
+        step_nav = [(label, path_for(request, name, run=run.index, step=step.name))
                     for m in self.modules for label, name in getattr(m, "STEP_NAV", [])] \
             if isinstance(step, StepView) and isinstance(run, RunView) else []
         def url(route: str, /, **params: Any) -> str:
-            return request.app.url_path_for(route, **{k: str(v) for k, v in params.items()})
+            return path_for(request, route, **params)
 
         html = self.env.get_template(template).render(
             request=request, explorer=self, nav=nav, step_nav=step_nav, url=url, **context)
         return HTMLResponse(html, status_code=status)
+
+
+def path_for(request: Any, route: str, /, **params: Any) -> str:
+    """The path of route `route`, each parameter percent-encoded (a step or column name may
+    hold any character)."""
+    from urllib.parse import quote
+
+    return request.app.url_path_for(route, **{k: quote(str(v), safe="")
+                                              for k, v in params.items()})
 
 
 def make_environment() -> Any:
@@ -169,6 +179,7 @@ def create_app(paths: Sequence[str | os.PathLike], host: str = "127.0.0.1",
         DatamillError: data_error,
         HTTPException: http_error})
     app.state.explorer = explorer
+    app.router.redirect_slashes = False  # a URL answers itself or 404s, never redirects
     wildcard = host in ("0.0.0.0", "::", "")
     hosts = [] if host in LOOPBACK else machine_names() if wildcard else [host]
     return Guard(app, hosts=hosts, token=token, any_ip=wildcard)

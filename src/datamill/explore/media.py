@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any
 
 THUMB = 256  # largest side, pixels
-MAX_PIXELS = 50_000_000  # refuse to decode larger images
+MAX_PIXELS = 25_000_000  # larger images get a placeholder (decoding one costs 75 MB)
 _CACHE: OrderedDict[tuple, bytes] = OrderedDict()
 CACHE_BYTES = 32 << 20
 _cached_bytes = 0

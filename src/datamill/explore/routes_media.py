@@ -1,5 +1,5 @@
-"""Thumbnails of image cells: `/run/{run}/step/{step}/thumb/{partition}/{position}/{column}`
-(a row of the step's output) and `/run/{run}/step/{step}/qthumb/{partition}/{row}/{column}`
+"""Thumbnails of image cells: `/run/{run}/step/{step:path}/thumb/{partition}/{position}/{column}`
+(a row of the step's output) and `/run/{run}/step/{step:path}/qthumb/{partition}/{row}/{column}`
 (a quarantined row). Always a PNG made on the server (media.py), never the data's bytes."""
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def routes(explorer: Any) -> list:
         return png(cached((str(run.root), view.key, "q", p["partition"], p["row"], p["column"]),
                           make))
 
-    return [Route("/run/{run}/step/{step}/thumb/{partition:int}/{position:int}/{column}", thumb,
-                  name="thumb"),
-            Route("/run/{run}/step/{step}/qthumb/{partition:int}/{row:int}/{column}",
+    return [Route("/run/{run}/step/{step:path}/thumb/{partition:int}/{position:int}/{column}",
+                  thumb, name="thumb"),
+            Route("/run/{run}/step/{step:path}/qthumb/{partition:int}/{row:int}/{column}",
                   quarantine_thumb, name="quarantine_thumb")]
 
 

@@ -1,4 +1,4 @@
-"""Page 4: the row browser (`/run/{run}/step/{step}/rows?column=C&op=eq&value=V&page=N`)
+"""Page 4: the row browser (`/run/{run}/step/{step:path}/rows?column=C&op=eq&value=V&page=N`)
 and a row's lineage (`/run/{run}/row/{row_id}`): every step it went through, the columns
 each produced, and where and why it was dropped."""
 
@@ -62,5 +62,5 @@ def routes(explorer: Any) -> list:
         return explorer.render(request, "row.html", run=run, row_id=row_id, lineage=lineage,
                                images=image_columns(run))
 
-    return [Route("/run/{run}/step/{step}/rows", rows, name="rows"),
+    return [Route("/run/{run}/step/{step:path}/rows", rows, name="rows"),
             Route("/run/{run}/row/{row_id}", row, name="row")]

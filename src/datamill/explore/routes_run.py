@@ -32,27 +32,30 @@ def routes(explorer: Any) -> list:
     from starlette.routing import Route
 
     async def index(request: Any) -> Any:
+        from .app import path_for
+
         if len(explorer.runs) == 1:
             from starlette.responses import RedirectResponse
 
-            return RedirectResponse(request.app.url_path_for("run", run="0"), status_code=302)
+            return RedirectResponse(path_for(request, "run", run=0), status_code=302)
         return explorer.render(request, "index.html", runs=explorer.runs)
 
     async def run_page(request: Any) -> Any:
+        from .app import path_for
+
         run = explorer.run_of(request)
-        app = request.app
 
         def step_url(name: str) -> str:
-            return app.url_path_for("step", run=str(run.index), step=name)
+            return path_for(request, "step", run=run.index, step=name)
 
         def reason_url(name: str, reason: str) -> str:
             from .templating import query
 
-            return app.url_path_for("dropped", run=str(run.index), step=name) + query(
+            return path_for(request, "dropped", run=run.index, step=name) + query(
                 {}, reason=reason)
 
         def error_url(name: str) -> str:
-            return app.url_path_for("quarantine", run=str(run.index), step=name)
+            return path_for(request, "quarantine", run=run.index, step=name)
 
         return explorer.render(request, "run.html", run=run, report=False,
                                **overview(run, step_url, reason_url, error_url))

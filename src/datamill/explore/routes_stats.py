@@ -1,4 +1,4 @@
-"""Page 3: column statistics of a step (`/run/{run}/step/{step}/stats`): histograms of
+"""Page 3: column statistics of a step (`/run/{run}/step/{step:path}/stats`): histograms of
 numeric columns, lengths and top values of strings, null counts. Computed lazily (stats.py),
 cached per step cache key."""
 
@@ -17,4 +17,4 @@ def routes(explorer: Any) -> list:
         stats = step_stats(run, view.name)
         return explorer.render(request, "stats.html", run=run, step=view, stats=stats)
 
-    return [Route("/run/{run}/step/{step}/stats", stats_page, name="stats")]
+    return [Route("/run/{run}/step/{step:path}/stats", stats_page, name="stats")]

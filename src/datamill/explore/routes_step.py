@@ -1,4 +1,4 @@
-"""Page 2: a step (`/run/{run}/step/{step}/`): its spec, arguments, counters, drop reasons
+"""Page 2: a step (`/run/{run}/step/{step:path}/`): its spec, arguments, counters, drop reasons
 with a sample of the dropped rows each, quarantined rows; and the paged lists of the rows it
 dropped (`.../dropped?reason=R&page=N`) and quarantined (`.../quarantine?page=N`)."""
 
@@ -66,9 +66,9 @@ def routes(explorer: Any) -> list:
                                reason=None, page=page, page_no=page_no, size=size,
                                images=image_columns(run), reasons={}, content_step=None)
 
-    return [Route("/run/{run}/step/{step}/", step_page, name="step"),
-            Route("/run/{run}/step/{step}/dropped", dropped, name="dropped"),
-            Route("/run/{run}/step/{step}/quarantine", quarantine, name="quarantine")]
+    return [Route("/run/{run}/step/{step:path}/", step_page, name="step"),
+            Route("/run/{run}/step/{step:path}/dropped", dropped, name="dropped"),
+            Route("/run/{run}/step/{step:path}/quarantine", quarantine, name="quarantine")]
 
 
 def _parent(run: RunView, view: StepView) -> str | None:

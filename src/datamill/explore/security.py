@@ -42,12 +42,17 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def host_name(value: str) -> str:
-    """The host of a Host header, without port or IPv6 brackets, lower case."""
+def host_name(value: str) -> str | None:
+    """The host of a Host header, without port or IPv6 brackets, lower case; None when the
+    header is malformed (a port that is not a number, text after the brackets)."""
     value = value.strip().lower()
     if value.startswith("["):
-        return value[1:].split("]", 1)[0]
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+        host, _, rest = value[1:].partition("]")
+        return host if rest == "" or (rest[:1] == ":" and rest[1:].isdigit()) else None
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host if port.isdigit() else None
+    return value
 
 
 class Guard:
@@ -63,6 +68,8 @@ class Guard:
 
     def host_allowed(self, header: str) -> bool:
         name = host_name(header)
+        if name is None:
+            return False
         if name in self.hosts:
             return True
         if self.any_ip:
