@@ -51,14 +51,21 @@ def _wheels(sources: list[Path], into: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    """A virtual environment (seeing this interpreter's packages) with the plugin's wheel
-    installed by pip; returns its python."""
+    """A throwaway virtual environment (seeing this interpreter's packages) with the
+    plugin's wheel installed by pip; returns its python."""
     root = tmp_path_factory.mktemp("plugin")
     wheels = _wheels([PLUGIN], root)
     assert [w.name for w in wheels] == ["datamill_textstats-0.1.0-py3-none-any.whl"]
-    _call([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
-           str(root / "venv")])
+    _call([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")])
     python = root / "venv" / "bin" / "python"
+    # the venv sees this interpreter's packages (pyarrow, pip, ...) after its own, whether
+    # this interpreter is itself a venv or not (--system-site-packages would give the base's)
+    purelib = _call([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                     "['purelib'])"]).strip()
+    parents = [p for p in sys.path if p and Path(p).is_dir()
+               and ("site-packages" in p or "dist-packages" in p)]
+    (Path(purelib) / "_parent_site.pth").write_text(
+        f"import site; list(map(site.addsitedir, {parents!r}))\n")
     _call([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q",
            str(wheels[0])])
     return python
