@@ -10,7 +10,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "datamill"
 FLOORS = [
-    {"_version", "errors", "schema", "image_type", "messages", "cache", "code_fingerprint"},
+    {"_version", "errors", "schema", "image_type", "messages", "cache", "code_fingerprint",
+     "environments"},
     {"operation", "remap", "registry", "storage", "integrity"},
     # the DAG and its stored form
     {"dataset", "formats", "plan", "reader", "manifest", "cache_history"},

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .code_fingerprint import code_fingerprint
+from .environments import environment_key, normalized
 
 
 def canonical(value: Any) -> Any:
@@ -60,7 +61,8 @@ def holds_code(value: Any) -> bool:
 class KeyParts:
     """What a step's cache key is made of.
 
-    code: a digest of the operation's identity, version, kind, code fingerprint and of the
+    code: a digest of the operation's identity, version, kind, code fingerprint, its
+    environment (requirements and Python version, or image) if it declares one, and of the
     arguments that are functions (`python_map`'s); arguments: a digest per other argument,
     per step option and per `key_inputs()` entry (a model's files); inputs: the parent
     step's key, or a digest of a source's input files."""
@@ -83,6 +85,11 @@ def key_parts(op: Any, inputs: list[str], options: dict[str, Any] | None = None)
     """The key parts of operation instance `op` applied to `inputs` with step `options`."""
     code: dict[str, Any] = {"operation": op.identity(), "version": op.version,
                             "kind": op.kind, "fingerprint": code_fingerprint(type(op))}
+    requirements = normalized(getattr(op, "requirements", ()))
+    if requirements:  # the environment it runs in: other versions may compute otherwise
+        code["environment"] = environment_key(requirements)
+    if getattr(op, "image", None):
+        code["image"] = op.image
     arguments: dict[str, str] = {}
     for name, value in op.args:
         if holds_code(value):

@@ -418,6 +418,10 @@ def cmd_ops_show(args: argparse.Namespace) -> int:
     print(f"resources:    {resources}")
     print(f"batch size:   {cls.batch_size or 'default'}")
     print(f"batch format: {cls.batch_format}")
+    if cls.requirements:  # runs in an environment of its own (docs/environments.md)
+        print(f"requirements: {', '.join(cls.requirements)}")
+    if cls.image:
+        print(f"image:        {cls.image}")
     return 0
 
 

@@ -101,7 +101,9 @@ def task_script(task: Task, *, pipeline: str, target: str | None, mount_path: st
                   f'printf "%s" "$1" > {q(pipeline)}.$$',
                   f"mv {q(pipeline)}.$$ {q(pipeline)}"]
     spec = pipeline + (f":{target}" if target else "")
+    envs = q(f"{mount_path}/.datamill/envs")  # operations' environments: made once, shared
     lines += [f"cd {q(mount_path)}",
+              f'[ -n "$DATAMILL_ENV_DIR" ] || export DATAMILL_ENV_DIR={envs}',
               f"exec datamill run {q(spec)} --workdir {q(mount_path + '/' + workdir)} "
               f"--until {q(task.until)} --workers {workers} --no-progress"]
     return "\n".join(lines)

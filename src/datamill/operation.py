@@ -88,9 +88,18 @@ class Operation:
     # the local executor runs setup() once in the driver, before forking its workers, which
     # then share what it loaded (for CPU models safe to fork: no threads, no GPU context)
     setup_before_fork: ClassVar[bool] = False
+    # pip requirements ("pkg==1.2"): the operation runs in an environment of its own, where
+    # they shadow what is installed here; image: the container image it runs in on Ray and
+    # Kubeflow (docs/environments.md). Both are part of the cache key.
+    requirements: ClassVar[tuple[str, ...]] = ()
+    image: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if cls.requirements and getattr(cls, "kind", None) not in ("map", "filter", "expand"):
+            raise PipelineError(f"{cls.__qualname__}: only map, filter and expand operations "
+                                "can declare requirements (they run in an environment of "
+                                "their own, batch by batch)", operation=cls.name or None)
         if cls.__dict__.get("name"):
             from .registry import register
 
@@ -371,7 +380,9 @@ def check_kind(op: Any, allowed: tuple[str, ...], what: str) -> None:
 
 def function_operation(kind: str, fn: Callable, *, name: str | None, version: str,
                        consumes: dict | None, produces: dict | None,
-                       batch_format: str | None, resources: Resources | None) -> type:
+                       batch_format: str | None, resources: Resources | None,
+                       requirements: list[str] | tuple[str, ...] = (),
+                       image: str | None = None) -> type:
     """Build an Operation class from a function `fn(batch, **arguments)` (the decorators)."""
     from pydantic import create_model
 
@@ -404,17 +415,23 @@ def function_operation(kind: str, fn: Callable, *, name: str | None, version: st
     }
     if resources is not None:
         attrs["resources"] = resources
+    if requirements:
+        attrs["requirements"] = tuple(requirements)
+    if image:
+        attrs["image"] = image
     return type(fn.__name__, (base,), attrs)
 
 
 def _decorator(kind: str):
     def decorate(fn: Callable | None = None, *, name: str | None = None, version: str = "1",
                  consumes: dict | None = None, produces: dict | None = None,
-                 batch_format: str | None = None, resources: Resources | None = None):
+                 batch_format: str | None = None, resources: Resources | None = None,
+                 requirements: list[str] | tuple[str, ...] = (), image: str | None = None):
         def wrap(f: Callable) -> type:
             return function_operation(kind, f, name=name, version=version, consumes=consumes,
                                       produces=produces, batch_format=batch_format,
-                                      resources=resources)
+                                      resources=resources, requirements=requirements,
+                                      image=image)
         return wrap(fn) if fn is not None else wrap
     decorate.__doc__ = f"Decorate `fn(batch, **arguments)` as a {kind} operation class."
     return decorate

@@ -7,6 +7,8 @@
   actors instead, each set up once.
 - Units read and write the workdir, which every node must mount at the same path; the
   driver checks that, and that every step's resources fit some node, before anything runs.
+- An operation's `requirements` become the task's pip `runtime_env` (its `image`, the
+  container): `stage_runtime_env`.
 - Ray retries a unit whose worker process died; a unit's output commits atomically, so a
   retried or resumed unit never leaves half a file. `ray` is imported only here.
 """
@@ -25,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from ..dataset import LazyDataset, Step
+from ..environments import environment_key, normalized
 from ..errors import DatamillError, PipelineError
 from ..operation import Operation, Resources
 from .base import Executor, RunResult
+from .isolated import ENVIRONMENT_VAR
 from .progress import Progress
 
 __all__ = ["RayExecutor", "RunResult"]
@@ -72,6 +76,28 @@ def stage_resources(steps: list[Step]) -> Resources:
     return Resources(cpus=max(r.cpus for r in declared), gpus=max(r.gpus for r in declared),
                      memory=max(memory) if memory else None,
                      concurrency=min(concurrency) if concurrency else None)
+
+
+def stage_runtime_env(steps: list[Step]) -> dict | None:
+    """The Ray `runtime_env` of a unit of `steps`: the `image` an operation declares, else
+    the pip requirements when its operations that declare some all declare the same (they
+    then run in the task's own process, which knows it is in their environment); None when
+    several sets meet in one fused stage: each operation then runs in a worker of its
+    environment, made on the node as the local executor does (executors/isolated.py)."""
+    images = {s.op.image for s in steps if getattr(s.op, "image", None)}
+    if len(images) > 1:
+        raise PipelineError(f"steps {', '.join(s.name for s in steps)} run in one fused stage "
+                            f"but declare different images ({', '.join(sorted(images))}); a "
+                            "Ray task runs in one container")
+    if images:
+        return {"image_uri": images.pop()}
+    sets = {tuple(normalized(s.op.requirements)) for s in steps
+            if normalized(getattr(s.op, "requirements", ()))}
+    if len(sets) != 1:
+        return None
+    requirements = list(sets.pop())
+    return {"pip": requirements,
+            "env_vars": {ENVIRONMENT_VAR: environment_key(requirements)}}
 
 
 def loads_in_setup(steps: list[Step]) -> bool:
@@ -281,9 +307,12 @@ class RayExecutor(Executor):
         ray = _import_ray()
         ship_user_code(steps)
         wanted = stage_resources(steps)
-        request = {"num_cpus": wanted.cpus, "num_gpus": wanted.gpus}
+        request: dict[str, Any] = {"num_cpus": wanted.cpus, "num_gpus": wanted.gpus}
         if wanted.memory:
             request["memory"] = wanted.memory
+        runtime_env = stage_runtime_env(steps)
+        if runtime_env is not None:
+            request["runtime_env"] = runtime_env
         limit = min(len(items), wanted.concurrency or self.workers)
         counter = None
         if progress.wants_rows:  # rows batch by batch, for the heartbeat or the bars

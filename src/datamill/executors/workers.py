@@ -1,10 +1,12 @@
-"""Per-worker state: operations are set up once per worker process and reused."""
+"""Per-worker state: operations are set up once per worker process and reused (an operation
+that declares requirements through a stand-in that runs it in its environment: isolated.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..dataset import Step
+from .isolated import IsolatedOperation, needs_isolation
 
 _PREPARED: dict[str, Any] = {}
 
@@ -14,6 +16,8 @@ def prepared(step: Step) -> Any:
     op = _PREPARED.get(step.key)
     if op is None:
         op = step.op
+        if needs_isolation(op):  # runs in a worker of its own environment
+            op = IsolatedOperation(step)
         if step.kind not in ("source", "project"):
             op.setup()
         _PREPARED[step.key] = op
