@@ -65,7 +65,7 @@ def build(bad=-1):
     return (dm.Dataset.read("INPUT")
             .apply(six_old)
             .apply(not_seven, bad=bad)
-            .apply(six_new)
+            .apply(six_new, produces={"six_new": "six_newer"})  # remapped, as any op
             .map(here, produces={"six_here": "string"})
             .write("out/rows.parquet"))
 
@@ -106,7 +106,7 @@ def test_two_versions_of_a_package_in_one_pipeline(tmp_path: Path, environments,
     rows = _output(tmp_path)
     assert len(rows) == 3000 - 3000 // 8
     assert {r["six_old"] for r in rows} == {"1.15.0"}
-    assert {r["six_new"] for r in rows} == {"1.16.0"}
+    assert {r["six_newer"] for r in rows} == {"1.16.0"}
     assert {r["six_here"] for r in rows} == {six.__version__} != {"1.15.0"}
     assert all(r["n"] % 8 for r in rows)
     old_env = environment_dir([OLD])
@@ -232,7 +232,7 @@ def test_on_ray_through_the_pip_runtime_env(tmp_path: Path, environments, ray_cl
     both.run(tmp_path / "w2", executor="ray", address=ray_cluster.address, progress=False)
     rows = _output(tmp_path)
     assert {r["six_old"] for r in rows} == {"1.15.0"}
-    assert {r["six_new"] for r in rows} == {"1.16.0"}
+    assert {r["six_newer"] for r in rows} == {"1.16.0"}
 
 
 def test_only_row_wise_operations_declare_requirements() -> None:

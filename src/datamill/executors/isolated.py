@@ -90,8 +90,9 @@ class EnvironmentWorker:
         cls = type(op)
         init = {"id": step.key, "module": cls.__module__, "qualname": cls.__qualname__,
                 "path": defining_file(cls),
-                "arguments": op.args.model_dump(), "produced":
-                {c: str(t) for c, t in step.produced.items()}}
+                "arguments": op.args.model_dump(), "produced":  # as the operation names them
+                {c: str(step.produced[w]) for c, w in step.op_writes().items()
+                 if w in step.produced}}
         try:
             blob = pickle.dumps(init)
         except Exception as exc:  # noqa: BLE001 - say which argument
