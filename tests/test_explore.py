@@ -193,6 +193,14 @@ def test_row_browser_pages_and_filters(client) -> None:
     count = int(re.search(r"([\d,]+) rows", fr).group(1))
     langs = [c for c in cells(fr) if c in ("en", "fr", "de")]
     assert langs and set(langs) == {"fr"} and len(langs) == count
+    first = client.get("/run/0/step/drop_duplicates/rows",
+                       params={"column": "lang", "value": "fr", "size": 3}).text
+    assert "rows or more, showing 1–3" in first and "count=all" in first  # stopped early
+    row_ids = re.compile(r'<tr data-href="/run/0/row/(\d+)"')
+    assert row_ids.findall(first) == row_ids.findall(fr)[:3]
+    counted = client.get("/run/0/step/drop_duplicates/rows",
+                         params={"column": "lang", "value": "fr", "size": 3, "count": "all"})
+    assert f"{count} rows, showing 1–3" in counted.text
     ranged = client.get("/run/0/step/python_map/rows",
                         params={"column": "words", "op": "range", "low": "20", "high": "25"})
     assert ranged.status_code == 200

@@ -23,8 +23,6 @@ from ..reader import INDEX, read_source_partition
 from ..storage import part_name
 from .workdir import BadRequest, ExploreError, RunView, StepView
 
-MAX_SCAN_MATCHES = 100_000  # matches of a filter remembered beyond the page (counted only)
-
 
 # --- positions: which stored row each output row of a step is --------------------------
 def _step_file(run: RunView, step: Step, partition: int) -> Path:
@@ -221,13 +219,16 @@ class Page:
     total: int  # rows matching (all rows without a filter)
     offset: int
     columns: list[str]
-    capped: bool = False  # a filter's count stopped at MAX_SCAN_MATCHES
+    capped: bool = False  # `total` is a lower bound: the scan stopped once the page was full
 
 
 def rows_page(run: RunView, name: str, offset: int, limit: int,
-              where: Filter | None = None, columns: list[str] | None = None) -> Page:
+              where: Filter | None = None, columns: list[str] | None = None,
+              count_all: bool = False) -> Page:
     """Rows `offset` .. `offset + limit` of the step `name` (matching `where`), with `_id`,
-    `_partition` and `_position` (where the row is) added."""
+    `_partition` and `_position` (where the row is) added. A filter scans its column only
+    until the page is full (`Page.capped`: the total is then a lower bound), unless
+    `count_all`."""
     import numpy as np
 
     view = run.step(name)
@@ -247,16 +248,14 @@ def rows_page(run: RunView, name: str, offset: int, limit: int,
                 wanted.append((p, np.arange(lo, hi)))
             total += n
             continue
-        matched = []
-        for values, positions in column_batches(run, step, p, where.column):
-            matched.append(positions[where.mask(values)])
-        hits = np.sort(np.concatenate(matched)) if matched else np.zeros(0, np.int64)
+        hits, stopped = _matches(run, step, p, where,
+                                 None if count_all else offset + limit - total)
         lo, hi = max(offset - total, 0), min(offset + limit - total, len(hits))
         if hi > lo:
             wanted.append((p, hits[lo:hi]))
         total += len(hits)
-        if total >= MAX_SCAN_MATCHES and total >= offset + limit:
-            capped = True
+        if not count_all and total >= offset + limit:
+            capped = stopped or p < len(counts) - 1
             break
     rows: list[dict] = []
     for p, positions in wanted:
@@ -264,6 +263,29 @@ def rows_page(run: RunView, name: str, offset: int, limit: int,
         for k, r in enumerate(table.to_pylist()):
             rows.append({"_partition": p, "_position": int(positions[k]), **r})
     return Page(rows, total, offset, cols, capped)
+
+
+def _matches(run: RunView, step: Step, partition: int, where: Filter,
+             enough: int | None) -> tuple[Any, bool]:
+    """Output positions of the partition's rows matching `where`, sorted; with `enough`,
+    the scan may stop once that many are found in output order (then True)."""
+    import numpy as np
+
+    matched = []
+    found = 0
+    ordered = True  # batches so far came in output order: a prefix of the matches is known
+    last = -1
+    for values, positions in column_batches(run, step, partition, where.column):
+        if len(positions):
+            ordered = ordered and positions[0] > last and bool(np.all(np.diff(positions) > 0))
+            last = max(last, int(positions[-1]))
+        hit = positions[where.mask(values)]
+        matched.append(hit)
+        found += len(hit)
+        if enough is not None and ordered and found >= enough:
+            return np.concatenate(matched), True
+    hits = np.sort(np.concatenate(matched)) if matched else np.zeros(0, np.int64)
+    return hits, False
 
 
 # --- rows set aside: dropped, quarantined ----------------------------------------------

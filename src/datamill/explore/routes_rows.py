@@ -43,7 +43,8 @@ def routes(explorer: Any) -> list:
         size = explorer.page_size(request)
         page_no = explorer.int_param(request, "page", 0)
         where = parse_filter(request.query_params)
-        page = rows_page(run, view.name, page_no * size, size, where)
+        page = rows_page(run, view.name, page_no * size, size, where,
+                         count_all=request.query_params.get("count") == "all")
         return explorer.render(request, "rows.html", run=run, step=view, page=page,
                                page_no=page_no, size=size, where=where, ops=OPS,
                                columns=run.visible_columns(view.name),
