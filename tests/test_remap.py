@@ -158,6 +158,20 @@ def test_every_kind_of_operation_reads_and_writes_the_mapped_columns(tmp_path, b
     assert b.step("minhash_dedup")["dropped"] == a.step("minhash_dedup")["dropped"]
 
 
+def test_global_operation_stores_its_columns_under_the_mapped_names(tmp_path, bodies):
+    base = dm.Dataset.read(bodies)
+    marked = base.apply("minhash_dedup", keep_duplicates=True, consumes={"text": "body"},
+                        produces={"cluster_id": "dup_of", "cluster_size": "dup_count"})
+    plain = base.rename(text="other").rename(body="text").apply("minhash_dedup",
+                                                                keep_duplicates=True)
+    a = marked.collect(tmp_path / "w", progress=False).sort_by("id")
+    b = plain.collect(tmp_path / "w", progress=False).sort_by("id")
+    assert {"dup_of", "dup_count"} <= set(a.column_names) and "cluster_id" not in a.column_names
+    assert a["dup_of"].to_pylist() == b["cluster_id"].to_pylist()
+    assert a["dup_count"].to_pylist() == b["cluster_size"].to_pylist()
+    assert max(n for n in a["dup_count"].to_pylist() if n) >= 2  # clusters were found
+
+
 def test_mapping_is_in_the_lineage_and_the_cache_key(tmp_path, bodies, capsys):
     ds = _remapped(bodies)
     result = ds.run(tmp_path / "w", progress=False)

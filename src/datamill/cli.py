@@ -418,6 +418,7 @@ def cmd_ops_show(args: argparse.Namespace) -> int:
     print(f"resources:    {resources}")
     print(f"batch size:   {cls.batch_size or 'default'}")
     print(f"batch format: {cls.batch_format}")
+    print(f"deterministic: {'yes' if getattr(cls, 'deterministic', True) else 'no'}")
     if cls.requirements:  # runs in an environment of its own (docs/environments.md)
         print(f"requirements: {', '.join(cls.requirements)}")
     if cls.image:
