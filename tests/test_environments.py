@@ -242,3 +242,49 @@ def test_only_row_wise_operations_declare_requirements() -> None:
     with pytest.raises(PipelineError, match="only map, filter and expand"):
         class Dedup(GlobalOperation):  # noqa: F841 - defining it is the test
             requirements = ("six==1.15.0",)
+
+
+SCRIPT = '''
+import sys
+
+import datamill as dm
+
+
+class OldSix(dm.MapOperation):
+    """The version of six this operation sees."""
+
+    name = "old_six_script"
+    requirements = ("six==1.15.0",)
+    consumes = {"n": "int64"}
+    produces = {"six": "string"}
+
+    def process(self, batch):
+        import six
+
+        return {"six": [six.__version__] * batch.num_rows}
+
+
+if __name__ == "__main__":  # the environment's worker loads this file without running this
+    table = dm.Dataset.read(sys.argv[1]).apply(OldSix).collect(sys.argv[2], workers=1,
+                                                                progress=False)
+    print(sorted(set(table.column("six").to_pylist())))
+'''
+
+
+def test_an_operation_defined_in_a_script(tmp_path: Path, environments) -> None:
+    """`python script.py`: the class lives in `__main__`; the worker loads the script as
+    `__mp_main__`, so its `if __name__ == "__main__":` block does not run again."""
+    import os
+    import subprocess
+    import sys
+
+    import datamill
+
+    data = write_jsonl(tmp_path / "docs.jsonl", make_rows(50))
+    (tmp_path / "script.py").write_text(SCRIPT)
+    src = str(Path(datamill.__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(data),
+                           str(tmp_path / "w")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": src})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['1.15.0']"

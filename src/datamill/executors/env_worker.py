@@ -30,16 +30,18 @@ HEADER = struct.Struct("<IQ")  # JSON header length, payload length
 
 def send(out: BinaryIO, header: dict, table: Any = None, raw: bytes = b"") -> None:
     """Write one message: `header`, then `table` as an Arrow IPC stream (or `raw` bytes)."""
-    payload = raw
+    payload: Any = raw
     if table is not None:
         import pyarrow as pa
 
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
-        payload = sink.getvalue().to_pybytes()
+        payload = sink.getvalue()  # written from Arrow's buffer, not copied into bytes
     data = json.dumps(header).encode()
-    out.write(HEADER.pack(len(data), len(payload)) + data + payload)
+    out.write(HEADER.pack(len(data), len(payload)) + data)
+    if len(payload):
+        out.write(payload)
     out.flush()
 
 
@@ -73,17 +75,15 @@ def _read(inp: BinaryIO, n: int) -> bytes:
 def load_class(module: str, path: str | None, qualname: str) -> type:
     """The operation class `module.qualname`, importing its module, or loading the file
     that defines it when it cannot be imported by name (a pipeline file, a script)."""
-    if module in sys.modules:
-        found: Any = sys.modules[module]
+    name = "__mp_main__" if module == "__main__" else module  # this process's __main__ is
+    if name in sys.modules:                                    # the worker's own
+        found: Any = sys.modules[name]
     elif module != "__main__" and importlib.util.find_spec(module) is not None:
         found = importlib.import_module(module)
     elif path:
-        name = "__mp_main__" if module == "__main__" else module
         spec = importlib.util.spec_from_file_location(name, path)
         found = importlib.util.module_from_spec(spec)
         sys.modules[name] = found
-        if module == "__main__":
-            sys.modules["__main__"] = found
         folder = os.path.dirname(os.path.abspath(path))
         if folder not in sys.path:
             sys.path.append(folder)
