@@ -182,12 +182,15 @@ def test_jsonl_block_splitting_edge_cases(tmp_path, monkeypatch, parse_chunk):
         assert table.select(["n", "text"]).to_pylist() == [r for _, r in expected]
 
 
-@pytest.mark.parametrize("parse_chunk", [1, 97, 16 * 2**20])
+@pytest.mark.parametrize("parse_chunk, long_lines", [(1, 256), (97, 1), (16 * 2**20, 1),
+                                                     (16 * 2**20, 10**9)])
 def test_jsonl_reading_only_ids_finds_lines_without_parsing(tmp_path, monkeypatch,
-                                                            parse_chunk):
+                                                            parse_chunk, long_lines):
     """A later step re-reading only `_id` of a file read in place gets the ids a full read
-    gives, without parsing JSON (errors='raise': every non-blank line is a row)."""
+    gives, without parsing JSON (errors='raise': every non-blank line is a row). Lines are
+    found one by one (long lines) or with numpy (short ones): the same offsets."""
     monkeypatch.setattr(jsonl_module, "PARSE_CHUNK", parse_chunk)
+    monkeypatch.setattr(jsonl_module, "LONG_LINES", long_lines)
     src, expected = _messy_jsonl(tmp_path / "messy.jsonl")
     parses = []
     real = jsonl_module._read_json
