@@ -44,12 +44,25 @@ def _stored_file(run: RunView, producer: Step, partition: int) -> Path | None:
     return _step_file(run, producer, partition)
 
 
+_INDEXES: OrderedDict[tuple, Any] = OrderedDict()
+INDEX_BYTES = 64 << 20  # `_index` arrays kept in memory
+
+
 def _index(run: RunView, step: Step, partition: int) -> Any:
-    """The step's `_index` column (positions into its input), as numpy."""
+    """The step's `_index` column (positions into its input), as numpy (an LRU keeps the
+    last ones, up to INDEX_BYTES)."""
     import pyarrow.parquet as pq
 
+    key = (str(run.root), step.key, partition)
+    if key in _INDEXES:
+        _INDEXES.move_to_end(key)
+        return _INDEXES[key]
     with pq.ParquetFile(_step_file(run, step, partition)) as f:
-        return f.read(columns=[INDEX]).column(0).to_numpy()
+        index = f.read(columns=[INDEX]).column(0).to_numpy()
+    _INDEXES[key] = index
+    while sum(a.nbytes for a in _INDEXES.values()) > INDEX_BYTES and len(_INDEXES) > 1:
+        _INDEXES.popitem(last=False)
+    return index
 
 
 def producer_positions(run: RunView, step: Step, partition: int,
@@ -289,12 +302,21 @@ def _matches(run: RunView, step: Step, partition: int, where: Filter,
 
 
 # --- rows set aside: dropped, quarantined ----------------------------------------------
+_DUCKDB: list[Any] = []
+
+
 def _duckdb() -> Any:
+    """A cursor of the process's DuckDB connection (made once: opening one costs ~0.1 s);
+    close it after use."""
     import duckdb
 
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "256MB",
-                                 "enable_external_access": True})
-    return con
+    from .stats import cache_dir
+
+    if not _DUCKDB:  # spills, if any, go to the cache folder, never to the current folder
+        _DUCKDB.append(duckdb.connect(config={
+            "threads": 2, "memory_limit": "256MB",
+            "temp_directory": str(cache_dir() / "duckdb-tmp")}))
+    return _DUCKDB[0].cursor()
 
 
 def _sql_list(paths: list[Path]) -> str:
@@ -349,30 +371,36 @@ def _add_dropped_content(run: RunView, view: StepView, rows: list[dict]) -> list
         by_part.setdefault(r["_partition"], []).append(r)
     for p, group in by_part.items():
         ids = _ids_of(run, parent, p)
-        for r in group:
-            where = np.nonzero(ids == r["_id"])[0]
-            if len(where):
-                content = read_at(run, parent, p, columns, where[:1]).to_pylist()[0]
-                r.update({k: v for k, v in content.items() if k not in r})
-                r["_position"] = int(where[0])
+        found = np.nonzero(np.isin(ids, [r["_id"] for r in group]))[0]
+        first: dict[int, int] = {}
+        for position, row_id in zip(found.tolist(), ids[found].tolist()):
+            first.setdefault(row_id, position)
+        present = [r for r in group if r["_id"] in first]
+        positions = [first[r["_id"]] for r in present]
+        if not present:
+            continue
+        content = read_at(run, parent, p, columns, positions).to_pylist()
+        for r, values, position in zip(present, content, positions):
+            r.update({k: v for k, v in values.items() if k not in r})
+            r["_position"] = position
     extra = [c for c in rows[0] if not c.startswith("_") and c not in columns]
     return [*extra, *columns]
 
 
 _IDS: OrderedDict[tuple, Any] = OrderedDict()
-IDS_CACHED = 32  # partitions' row ids kept (8 bytes a row)
+IDS_BYTES = 64 << 20  # partitions' row ids kept in memory (8 bytes a row)
 
 
 def _ids_of(run: RunView, step: Step, partition: int) -> Any:
     """The `_id` of every output row of the step in one partition (numpy; an LRU keeps the
-    last `IDS_CACHED`)."""
+    last ones, up to IDS_BYTES)."""
     key = (str(run.root), step.key, partition)
     if key in _IDS:
         _IDS.move_to_end(key)
         return _IDS[key]
     ids = _read_ids(run, step, partition)
     _IDS[key] = ids
-    while len(_IDS) > IDS_CACHED:
+    while sum(a.nbytes for a in _IDS.values()) > IDS_BYTES and len(_IDS) > 1:
         _IDS.popitem(last=False)
     return ids
 

@@ -22,8 +22,8 @@ from ..reader import source_partitions
 from ..storage import part_name, read_json
 from .workdir import RunView
 
-ROW_GROUP_ROWS = 16_384
-ROW_GROUP_BYTES = 32 << 20
+ROW_GROUP_ROWS = 4_096  # small row groups: a page reads little around its rows
+ROW_GROUP_BYTES = 8 << 20
 _LOCK = threading.Lock()
 MIRRORED: list[str] = []  # "key/partition" of each mirror written (tests count work with it)
 
