@@ -318,3 +318,44 @@ def test_a_killed_run_resumes_paying_only_for_the_rest(tmp_path):
     out = pq.read_table(sorted((tmp_path / "out").glob("*.parquet")))
     assert sorted(out["response"].to_pylist()) == sorted(f"echo: Q: {r['question']}"
                                                          for r in rows)
+
+
+def test_minute_budgets_hold_requests_and_tokens():
+    """RPM/TPM: never more than the budget in any window (a simulated clock)."""
+    import asyncio
+
+    from datamill.ops.llm.client import MinuteBudget
+
+    now = [0.0]
+    slept = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
+    async def spend(budget, amounts):
+        times = []
+        for amount in amounts:
+            await budget.take(amount)
+            times.append((now[0], amount))
+        return times
+
+    rpm = MinuteBudget(3, clock=lambda: now[0], sleep=sleep)
+    times = asyncio.run(spend(rpm, [1] * 7))
+    assert [t for t, _ in times] == [0, 0, 0, 60, 60, 60, 120]
+    now[0] = 0.0
+    tpm = MinuteBudget(1000, clock=lambda: now[0], sleep=sleep)
+    times = asyncio.run(spend(tpm, [400, 400, 400, 5000, 100]))
+    for t, _ in times:  # tokens spent in any 60 s window ending at t stay within 1000
+        assert sum(min(a, 1000) for u, a in times if t - 60 < u <= t) <= 1000
+    assert [t for t, _ in times] == [0, 0, 60, 120, 180]  # a request larger than the budget
+    # still goes, alone in its window
+
+
+def test_budgets_and_concurrency_are_shared_by_the_workers(tmp_path, server):
+    from datamill.operation import RunContext
+
+    op = generate(questions(tmp_path, 1), server, concurrency=8, rpm=600, tpm=9000).step.op
+    op.before_run(RunContext(tmp_path / "w", "gen", workers=3))
+    s = op.settings()
+    assert (s.concurrency, s.rpm, s.tpm) == (3, 200, 3000)

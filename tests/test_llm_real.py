@@ -75,3 +75,21 @@ def test_local_backend_replies_as_the_server_does(tmp_path, smol_server):
         tmp_path / "w2", workers=1, progress=False)
     assert table["response"].to_pylist() == served["response"].to_pylist()
     assert len(list((tmp_path / "w" / "llm-cache").rglob("*.json"))) == 2
+
+
+def test_gguf_conversion_is_done_once_per_file(tmp_path, smol_server):
+    """The server's folder came from `gguf_to_transformers`: asked again for the same file,
+    it returns the folder without converting (nothing rewritten); another folder name is a
+    fresh conversion only when asked for."""
+    from datamill.ops.llm.gguf import DONE, file_digest, gguf_to_transformers
+
+    folder = smol_server.folder
+    marker = json.loads((folder / DONE).read_text())
+    assert marker["sha256"] == file_digest(smollm2_gguf())
+    assert json.loads((folder / "config.json").read_text())["architectures"] == [
+        "LlamaForCausalLM"]
+    stamps = {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
+    assert gguf_to_transformers(smollm2_gguf()) == folder
+    assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == stamps
+    with pytest.raises(FileNotFoundError, match="no GGUF file"):
+        gguf_to_transformers(tmp_path / "missing.gguf")

@@ -102,8 +102,10 @@ def api_key(env: str | None) -> str | None:
 class MinuteBudget:
     """At most `limit` units (requests or tokens) in any 60-second window."""
 
-    def __init__(self, limit: float | None, window: float = 60.0):
+    def __init__(self, limit: float | None, window: float = 60.0,
+                 clock: Any = time.monotonic, sleep: Any = asyncio.sleep):
         self.limit, self.window = limit, window
+        self.clock, self.sleep = clock, sleep
         self.spent: collections.deque[tuple[float, float]] = collections.deque()
         self.total = 0.0
         self.lock = asyncio.Lock()
@@ -114,14 +116,14 @@ class MinuteBudget:
         amount = min(amount, self.limit)  # one request larger than the budget still goes
         async with self.lock:
             while True:
-                now = time.monotonic()
+                now = self.clock()
                 while self.spent and now - self.spent[0][0] >= self.window:
                     self.total -= self.spent.popleft()[1]
                 if self.total + amount <= self.limit:
                     self.spent.append((now, amount))
                     self.total += amount
                     return
-                await asyncio.sleep(self.spent[0][0] + self.window - now)
+                await self.sleep(self.spent[0][0] + self.window - now)
 
 
 class LLMClient:
