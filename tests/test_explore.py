@@ -383,3 +383,19 @@ def test_step_names_with_markup_and_url_characters(tmp_path: Path) -> None:
         assert r.status_code == 200 and "<b>long</b>" not in r.text, href
     step = c.get(next(h for h in hrefs if h.endswith("/"))).text
     assert "1 rows" in step or "too_few_words: 1 rows" in step
+
+
+def test_a_reader_whose_code_changed_still_shows_the_same_files(
+        text_workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from starlette.testclient import TestClient
+
+    from datamill import cache
+    from datamill.explore.app import create_app
+
+    real = cache.code_fingerprint
+    monkeypatch.setattr(cache, "code_fingerprint", lambda cls: real(cls) + (
+        "-changed" if getattr(cls, "name", "") == "read_jsonl" else ""))
+    c = TestClient(create_app([text_workdir]), base_url=BASE)
+    r = c.get("/run/0/step/drop_duplicates/rows", params={"size": 5})
+    assert r.status_code == 200 and "47 rows" in r.text
+    assert "the code of step &#39;read_jsonl&#39; changed since the run" in r.text
