@@ -111,6 +111,11 @@ def test_two_versions_of_a_package_in_one_pipeline(tmp_path: Path, environments,
     assert all(r["n"] % 8 for r in rows)
     old_env = environment_dir([OLD])
     assert {r["prefix_old"] for r in rows} == {str(old_env)}
+    records = {s["name"]: s for d in json.loads((tmp_path / "work" / "manifest.json")
+                                                .read_text())["datasets"] for s in d["steps"]}
+    assert records["six_old"]["environment"] == {"requirements": [OLD],
+                                                 "key": environment_key([OLD])}
+    assert records["python_map"]["environment"] is None
     # one long-lived worker per pool process (2 workers), not one per batch or partition
     assert len(list((tmp_path / "out" / "rows.parquet").glob("*.parquet"))) > 2
     assert 1 <= len({r["pid_old"] for r in rows}) <= 2

@@ -19,6 +19,7 @@ from typing import Any
 from .cache import canonical
 from .code_fingerprint import code_fingerprint
 from .dataset import Step
+from .environments import environment_key, normalized
 from .integrity import check_part_file
 from .plan import stores_data, stores_index
 from .remap import renamed
@@ -53,6 +54,7 @@ def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) ->
         "on_error": step.on_error,
         "code": code_fingerprint(type(step.op)),
         "distribution": _distribution(step),
+        "environment": _environment(step),
         "cache_key": step.key,
         "key_parts": step.parts.as_dict() if step.parts else None,
         "inputs": [step.parent.key] if step.parent else [],
@@ -72,6 +74,19 @@ def step_record(step: Step, partitions: dict[int, dict], wall_seconds: float) ->
         "units": len(partitions),
         "workers": sorted({s["worker"] for s in partitions.values() if s.get("worker")}),
     }
+
+
+def _environment(step: Step) -> dict | None:
+    """The requirements or image the step's operation ran with (docs/environments.md)."""
+    requirements = normalized(getattr(step.op, "requirements", ()))
+    image = getattr(step.op, "image", None)
+    if not requirements and not image:
+        return None
+    out: dict = {"requirements": requirements, "key": environment_key(requirements)} \
+        if requirements else {}
+    if image:
+        out["image"] = image
+    return out
 
 
 def _distribution(step: Step) -> dict[str, str] | None:
