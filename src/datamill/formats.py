@@ -19,7 +19,8 @@ FOLDER_FORMATS = ("parquet", "jsonl", "csv", "html", "warc", "pdf", "images", "w
 SINKS = {"parquet": "write_parquet", "jsonl": "write_jsonl", "csv": "write_csv",
          "lancedb": "write_lancedb", "pgvector": "write_pgvector",
          "webdataset": "write_webdataset", "images": "write_images",
-         "openai": "write_openai", "hf": "write_hf_dataset", "hf_parquet": "write_hf_parquet"}
+         "openai": "write_openai", "hf": "write_hf_dataset", "hf_parquet": "write_hf_parquet",
+         "packed": "write_packed"}
 
 
 def guess_format(path: str) -> str | None:

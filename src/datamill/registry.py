@@ -43,7 +43,8 @@ _BUILTIN_MODULES = (
 _BUILTIN_OPERATIONS: dict[str, tuple[str, ...]] = {
     "datamill.io.csv": ("read_csv", "write_csv"),
     "datamill.io.dataset": ("read_workdir",),
-    "datamill.io.finetune": ("write_hf_dataset", "write_hf_parquet", "write_openai"),
+    "datamill.io.finetune": ("write_hf_dataset", "write_hf_parquet", "write_openai",
+                             "write_packed"),
     "datamill.io.hf": ("read_hf",),
     "datamill.io.html": ("extract_html", "read_html"),
     "datamill.io.images": ("read_images", "write_images"),

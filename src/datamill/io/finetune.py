@@ -195,7 +195,9 @@ class SplitWriter:
         return self.done
 
     def abort(self) -> None:
-        for _final, tmp, fh, _writer, _rows in self.open.values():
+        for _final, tmp, fh, writer, _rows in self.open.values():
+            with contextlib.suppress(Exception):
+                self.sink._finish(writer)  # its file is removed below
             with contextlib.suppress(Exception):
                 fh.close()
             with contextlib.suppress(Exception):
@@ -474,3 +476,123 @@ def dataset_card(title: str, splits: dict[str, int], lineage: dict) -> str:
                           default=str)
         lines.append(f"- **{s.get('name')}** (`{s.get('operation')}`): `{args}`")
     return "\n".join(lines) + "\n"
+
+
+# --- packed token sequences for training -----------------------------------------------------
+
+class WritePackedArgs(SplitSinkArgs):
+    tokenizer: str = Field(description="The tokenizer and chat template: a .gguf model file, "
+                                       "a tokenizer folder, or a name in the offline Hugging "
+                                       "Face cache.")
+    max_length: int = Field(2048, gt=0, description="Tokens per packed sequence.")
+    column: str = Field("messages", description="The messages column.")
+    assistant_only: bool = Field(True, description="Labels only on the assistant's tokens "
+                                                   "(-100 elsewhere); False: on every token.")
+    compression: str = Field("zstd", description="Parquet codec.")
+
+
+class WritePacked(SplitSink):
+    """Write conversations as packed token sequences for training, per split:
+    `data/<split>-PPPPP-of-NNNNN.parquet` with `input_ids`, `labels`, `position_ids` and
+    `seq_lens` (list<int32> each) per packed row. Each conversation is tokenized as the chat
+    template renders it; conversations are packed greedily, in order, into rows of at most
+    `max_length` tokens (no padding). Boundaries: `position_ids` restart at 0 at each
+    conversation and `seq_lens` gives their lengths (cumulated: flash-attention's
+    `cu_seqlens`); a trainer must attend within each conversation only (block-diagonal
+    causal), as transformers' DataCollatorWithFlattening does from `position_ids`. `labels`
+    are -100 on the tokens not trained on: everything but the assistant's turns (found by
+    rendering each conversation's prefixes) unless `assistant_only=False`. A conversation
+    longer than `max_length` stops the run naming its row (drop such rows before with
+    validate_chat(max_tokens=...))."""
+
+    name = "write_packed"
+    Args = WritePackedArgs
+    extension = "parquet"
+
+    def key_inputs(self) -> dict[str, str]:
+        from .tokenizer import tokenizer_digest
+
+        return {"tokenizer": tokenizer_digest(self.args.tokenizer)}
+
+    def resolve_consumes(self, schema: dict) -> dict:
+        from ..schema import normalize_columns
+
+        return normalize_columns({self.args.column: "messages"})
+
+    def _columns(self, table: Any) -> Any:
+        return table.select([self.args.column])
+
+    def _name(self, split: str, index: int) -> str:
+        return f"data/{split}-{index:05d}-of-{self.partition_count or 1:05d}.parquet"
+
+    def _owned(self) -> list[str]:
+        fs, root = self.fs, self._root.rstrip("/")
+        return fs.glob(f"{root}/data/*-of-*.parquet") + fs.glob(f"{root}/data/.*.tmp-*")
+
+    def _start(self, fh: Any, schema: Any) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .tokenizer import load_tokenizer
+
+        ints = pa.list_(pa.int32())
+        out = pa.schema([("input_ids", ints), ("labels", ints), ("position_ids", ints),
+                         ("seq_lens", ints)])
+        return {"writer": pq.ParquetWriter(fh, out, compression=self.args.compression),
+                "schema": out, "tok": load_tokenizer(self.args.tokenizer), "rows": [],
+                "current": None}
+
+    def _write_rows(self, writer: Any, table: Any, ids: list[int]) -> None:
+        tok, limit = writer["tok"], self.args.max_length
+        for row_id, conversation in zip(ids, table.column(self.args.column).to_pylist()):
+            input_ids, labels = tokenize_for_training(tok, conversation or [],
+                                                      self.args.assistant_only)
+            if len(input_ids) > limit:
+                raise OperationError(f"row _id={row_id} has {len(input_ids)} tokens, more than "
+                                     f"max_length={limit} (drop such rows first with "
+                                     f"validate_chat(max_tokens={limit}))", step=self.name,
+                                     row_id=row_id)
+            current = writer["current"]
+            if current is None or len(current["input_ids"]) + len(input_ids) > limit:
+                self._flush(writer)
+                current = writer["current"] = {"input_ids": [], "labels": [],
+                                               "position_ids": [], "seq_lens": []}
+            current["input_ids"] += input_ids
+            current["labels"] += labels
+            current["position_ids"] += list(range(len(input_ids)))
+            current["seq_lens"].append(len(input_ids))
+
+    def _flush(self, writer: Any, final: bool = False) -> None:
+        import pyarrow as pa
+
+        if writer["current"] is not None:
+            writer["rows"].append(writer["current"])
+            writer["current"] = None
+        if writer["rows"] and (final or len(writer["rows"]) >= 256):
+            writer["writer"].write_table(pa.Table.from_pylist(writer["rows"], writer["schema"]))
+            writer["rows"] = []
+
+    def _finish(self, writer: Any) -> None:
+        self._flush(writer, final=True)
+        writer["writer"].close()
+
+
+def tokenize_for_training(tok: Any, conversation: list[dict],
+                          assistant_only: bool) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of a conversation as the chat template renders it; labels -100
+    outside the assistant's turns when `assistant_only`. An assistant turn's tokens are
+    those between the rendering of the conversation before it (with the generation prompt)
+    and the rendering up to it."""
+    def ids(messages: list[dict], prompt: bool = False) -> list[int]:
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    input_ids = ids(conversation)
+    if not assistant_only:
+        return input_ids, list(input_ids)
+    labels = [-100] * len(input_ids)
+    for k, m in enumerate(conversation):
+        if m.get("role") == "assistant":
+            start, end = len(ids(conversation[:k], prompt=True)), len(ids(conversation[:k + 1]))
+            labels[start:end] = input_ids[start:end]
+    return input_ids, labels
