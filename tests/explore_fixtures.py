@@ -9,8 +9,8 @@ for the explorer, so the tests can share them).
   quarantines one row (`score`, `words`), and `drop_duplicates` (drops `duplicate`). Some
   texts carry XSS payloads (`XSS_TEXTS`; rows 5 and 6 are kept, row 3 is dropped).
 - `image_workdir`: photos from scikit-image (PNG and JPEG), a tiny image and an SVG file
-  named `.png` holding a script, through `image_filter` (drops `too_small` and the SVG) and
-  `image_info`.
+  named `.png` holding a script, through `image_filter` (drops `too_small` and the SVG),
+  `image_info`, and a map that quarantines the coffee photo.
 """
 
 from __future__ import annotations
@@ -84,6 +84,13 @@ def build_text_workdir(root: Path, workers: int = 2) -> Path:
     return workdir
 
 
+def check_image(row: dict) -> dict:
+    """A row-wise map over images that fails on the coffee photo (quarantined)."""
+    if row["path"].startswith("coffee"):
+        raise ValueError("coffee is not allowed here")
+    return {"checked": True}
+
+
 def build_image_workdir(root: Path) -> Path:
     """Run the image pipeline into `root / "work"` and return the workdir."""
     import io
@@ -108,6 +115,7 @@ def build_image_workdir(root: Path) -> Path:
     (Dataset.read(str(folder), format="images")
      .apply("image_filter", min_side=64)
      .apply("image_info")
+     .map(check_image, produces={"checked": "bool"}, row=True, on_error="quarantine")
      .run(workdir, workers=1, progress=False))
     return workdir
 

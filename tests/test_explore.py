@@ -141,6 +141,24 @@ def test_image_steps_show_thumbnails_never_the_data_bytes(client) -> None:
     assert max(image.size) <= 256 and image.size != (48, 48)  # a real thumbnail
 
 
+def test_quarantined_images_show_as_thumbnails(client) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    from datamill.explore.media import placeholder
+
+    page = client.get("/run/1/step/python_map/quarantine").text
+    assert "coffee is not allowed here" in page
+    (src,) = re.findall(r'src="(/run/1/step/python_map/qthumb/[^"]+)"', page)
+    r = client.get(html.unescape(src))
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content != placeholder()
+    image = Image.open(BytesIO(r.content))
+    assert max(image.size) == 256  # the 600 x 400 photo, fitted
+    assert client.get(html.unescape(src).replace("/0/image", "/9/image")).status_code == 404
+
+
 # --- page 3: column statistics ---------------------------------------------------------
 def test_column_statistics_are_computed_once_per_step(client) -> None:
     from datamill.explore import stats
@@ -276,7 +294,8 @@ def test_report_is_one_self_contained_file(text_workdir: Path, image_workdir: Pa
     assert "row 13 is unlucky" in page
     images = tmp_path / "images.html"
     assert main(["report", str(image_workdir), "-o", str(images)]) == 0
-    assert images.read_text().count('src="data:image/png;base64,') == 2  # dropped images
+    # the two dropped images and the quarantined photo, inline
+    assert images.read_text().count('src="data:image/png;base64,') == 3
     assert main(["report", str(text_workdir), "-o", str(text_workdir / "r.html")]) == 1
     assert not (text_workdir / "r.html").exists()
 
