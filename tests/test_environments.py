@@ -293,3 +293,16 @@ def test_an_operation_defined_in_a_script(tmp_path: Path, environments) -> None:
                           env={**os.environ, "PYTHONPATH": src})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['1.15.0']"
+
+
+def test_a_failed_build_names_the_requirements_and_leaves_no_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datamill.errors import DatamillError
+
+    monkeypatch.setenv("DATAMILL_ENV_DIR", str(tmp_path / "envs"))
+    bad = "!!six"  # not a requirement: pip refuses it before it asks any index
+    with pytest.raises(DatamillError, match=r"(?s)requirements \['!!six'\]: could not install "
+                                            r"them .*Invalid requirement"):
+        ensure_environment([bad])
+    assert [p.name for p in (tmp_path / "envs").iterdir()] == \
+        [environment_dir([bad]).name + ".lock"]

@@ -107,7 +107,7 @@ def _site_dirs() -> list[str]:
 
 def _build(folder: Path, requirements: list[str]) -> None:
     _run([sys.executable, "-m", "venv", "--without-pip", str(folder)], requirements,
-         "create the virtual environment")
+         "create their virtual environment")
     python = python_of(folder)
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -116,7 +116,7 @@ def _build(folder: Path, requirements: list[str]) -> None:
     (Path(purelib) / "_datamill_parent.pth").write_text("\n".join(lines) + "\n")
     if requirements:
         _run([str(python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-              "--quiet", *requirements], requirements, "install the requirements")
+              "--quiet", *requirements], requirements, "install them")
     (folder / READY).write_text(json.dumps({
         "requirements": requirements, "python": sys.version,
         "interpreter": os.path.realpath(sys.executable)}, indent=1))
@@ -128,9 +128,9 @@ def _run(command: list[str], requirements: list[str], what: str) -> None:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT,
                               env=environ)
     except subprocess.TimeoutExpired:
-        raise DatamillError(f"could not {what} for requirements {requirements}: no answer in "
+        raise DatamillError(f"requirements {requirements}: could not {what}, no answer in "
                             f"{PIP_TIMEOUT} s") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise DatamillError(f"could not {what} for requirements {requirements} "
+        raise DatamillError(f"requirements {requirements}: could not {what} "
                             f"({' '.join(command[:4])} ... exited {proc.returncode}):\n{tail}")
