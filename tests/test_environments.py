@@ -131,6 +131,7 @@ def test_an_error_in_the_environment_names_step_and_row(tmp_path: Path, environm
     err = capsys.readouterr().err
     assert code == 1
     assert "step 'not_seven'" in err and "ValueError: row with n=42" in err
+    assert "operation 'not_seven', in its environment: " in err and "pipe.py" in err
     assert "row _id=" in err
 
 
@@ -306,3 +307,39 @@ def test_a_failed_build_names_the_requirements_and_leaves_no_environment(
         ensure_environment([bad])
     assert [p.name for p in (tmp_path / "envs").iterdir()] == \
         [environment_dir([bad]).name + ".lock"]
+
+
+SETUP_FAILS = '''
+import datamill as dm
+
+
+class NeedsModel(dm.MapOperation):
+    """Loads a model in setup()."""
+
+    name = "needs_model_env"
+    requirements = ("six==1.15.0",)
+    consumes = {"n": "int64"}
+    produces = {"m": "int64"}
+
+    def setup(self):
+        raise RuntimeError("no model file here")
+
+    def process(self, batch):
+        return {"m": batch["n"]}
+
+
+pipeline = dm.Dataset.read("INPUT").apply(NeedsModel)
+'''
+
+
+def test_a_setup_that_fails_in_the_environment(tmp_path: Path, environments) -> None:
+    from datamill.cli import load_pipeline_file
+    from datamill.errors import DatamillError
+
+    data = write_jsonl(tmp_path / "docs.jsonl", make_rows(20))
+    path = tmp_path / "setup_fails.py"
+    path.write_text(SETUP_FAILS.replace("INPUT", str(data)))
+    ds = load_pipeline_file(path).pipeline
+    with pytest.raises(DatamillError, match="step 'needs_model_env'.*setting it up in its "
+                                            "environment failed: RuntimeError: no model file"):
+        ds.run(tmp_path / "w", workers=1, progress=False)

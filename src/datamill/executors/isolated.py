@@ -46,7 +46,8 @@ class RemoteError(Exception):
 _REMOTE_TYPES: dict[str, type] = {}
 
 
-def remote_error(header: dict, payload: bytes | None) -> Exception:
+def remote_error(header: dict, payload: bytes | None, operation: str) -> Exception:
+    """The exception an operation raised in its environment, as an exception here."""
     if payload:  # a DatamillError, whole
         try:
             return pickle.loads(payload)
@@ -56,8 +57,8 @@ def remote_error(header: dict, payload: bytes | None) -> Exception:
     cls = _REMOTE_TYPES.get(name)
     if cls is None:
         cls = _REMOTE_TYPES[name] = type(name, (RemoteError,), {"__module__": __name__})
-    where = f" (in its environment: {header['where']})" if header.get("where") else ""
-    return cls(f"{header['message']}{where}")
+    where = f": {header['where']}" if header.get("where") else ""
+    return cls(f"{header['message']} (operation {operation!r}, in its environment{where})")
 
 
 def needs_isolation(op: Any) -> bool:
@@ -118,11 +119,11 @@ class EnvironmentWorker:
             added = self.unanswered.pop(0)
             header, payload = self._receive(added)
             if not header["ok"]:
-                raise _setup_error(added, remote_error(header, payload))
+                raise _setup_error(added, remote_error(header, payload, added.op.name))
         send(self.proc.stdin, {"call": step.key}, table)
         header, payload = self._receive(step)
         if not header["ok"]:
-            raise remote_error(header, payload)
+            raise remote_error(header, payload, step.op.name)
         import pyarrow as pa
 
         return header, pa.ipc.open_stream(pa.py_buffer(payload)).read_all() if payload else None
