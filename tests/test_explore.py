@@ -418,3 +418,21 @@ def test_a_reader_whose_code_changed_still_shows_the_same_files(
     r = c.get("/run/0/step/drop_duplicates/rows", params={"size": 5})
     assert r.status_code == 200 and "47 rows" in r.text
     assert "the code of step &#39;read_jsonl&#39; changed since the run" in r.text
+
+
+def test_concurrent_requests_get_the_same_pages(client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from datamill.explore import data, media, stats
+
+    urls = ["/run/0/step/drop_duplicates/rows?size=20", "/run/0/step/python_map/stats",
+            "/run/0/step/text_length_filter/", "/run/1/step/image_info/rows",
+            "/run/0/step/drop_duplicates/rows?column=lang&value=de",
+            "/run/1/step/image_filter/dropped", "/run/0/step/python_map/quarantine"]
+    expected = {u: client.get(u).text for u in urls}
+    for cache in (data._IDS, data._INDEXES, media._CACHE, stats._MEMORY):
+        cache.clear()  # recomputed by concurrent requests
+    with ThreadPoolExecutor(6) as pool:
+        pages = list(pool.map(lambda u: (u, client.get(u)), urls * 3))
+    for url, r in pages:
+        assert r.status_code == 200 and r.text == expected[url], url

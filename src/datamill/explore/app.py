@@ -12,6 +12,8 @@ Adding a page (the extension pattern):
    every page of a run (the route takes the `run` parameter only), or
    `STEP_NAV = [(label, route_name)]`: links on every step page (route takes `run`, `step`).
 3. Add the module's name to `PAGES` below: the only line to edit outside the new files.
+Handlers that read data are plain `def` functions (Starlette runs them in worker threads, so
+a slow one does not hold the others); keep module-level caches in an `lru.LRU` (thread-safe).
 Templates are Jinja2 with autoescape on: never mark data `|safe`. Pages take no inline
 script or style (the CSP forbids them): behaviour goes in `static/*.js`, looks in
 `static/style.css`. Read data through `RunView` (workdir.py) and `rows.py`: never from a path

@@ -10,7 +10,7 @@ through the `_index` of the row-changing steps between), here for chosen positio
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from ..integrity import check_step_file
 from ..plan import stores_data, stores_index
 from ..reader import INDEX, read_source_partition
 from ..storage import part_name
+from .lru import LRU
 from .workdir import BadRequest, ExploreError, RunView, StepView
 
 
@@ -44,8 +45,8 @@ def _stored_file(run: RunView, producer: Step, partition: int) -> Path | None:
     return _step_file(run, producer, partition)
 
 
-_INDEXES: OrderedDict[tuple, Any] = OrderedDict()
 INDEX_BYTES = 64 << 20  # `_index` arrays kept in memory
+_INDEXES = LRU(nbytes=INDEX_BYTES, size=lambda a: a.nbytes)
 
 
 def _index(run: RunView, step: Step, partition: int) -> Any:
@@ -53,16 +54,11 @@ def _index(run: RunView, step: Step, partition: int) -> Any:
     last ones, up to INDEX_BYTES)."""
     import pyarrow.parquet as pq
 
-    key = (str(run.root), step.key, partition)
-    if key in _INDEXES:
-        _INDEXES.move_to_end(key)
-        return _INDEXES[key]
-    with pq.ParquetFile(_step_file(run, step, partition)) as f:
-        index = f.read(columns=[INDEX]).column(0).to_numpy()
-    _INDEXES[key] = index
-    while sum(a.nbytes for a in _INDEXES.values()) > INDEX_BYTES and len(_INDEXES) > 1:
-        _INDEXES.popitem(last=False)
-    return index
+    def read() -> Any:
+        with pq.ParquetFile(_step_file(run, step, partition)) as f:
+            return f.read(columns=[INDEX]).column(0).to_numpy()
+
+    return _INDEXES.get_or_make((str(run.root), step.key, partition), read)
 
 
 def producer_positions(run: RunView, step: Step, partition: int,
@@ -303,6 +299,7 @@ def _matches(run: RunView, step: Step, partition: int, where: Filter,
 
 # --- rows set aside: dropped, quarantined ----------------------------------------------
 _DUCKDB: list[Any] = []
+_DUCKDB_LOCK = threading.Lock()
 
 
 def _duckdb() -> Any:
@@ -312,11 +309,12 @@ def _duckdb() -> Any:
 
     from .stats import cache_dir
 
-    if not _DUCKDB:  # spills, if any, go to the cache folder, never to the current folder
-        _DUCKDB.append(duckdb.connect(config={
-            "threads": 2, "memory_limit": "256MB",
-            "temp_directory": str(cache_dir() / "duckdb-tmp")}))
-    return _DUCKDB[0].cursor()
+    with _DUCKDB_LOCK:
+        if not _DUCKDB:  # spills, if any, go to the cache folder, never to the current one
+            _DUCKDB.append(duckdb.connect(config={
+                "threads": 2, "memory_limit": "256MB",
+                "temp_directory": str(cache_dir() / "duckdb-tmp")}))
+        return _DUCKDB[0].cursor()
 
 
 def _sql_list(paths: list[Path]) -> str:
@@ -387,22 +385,15 @@ def _add_dropped_content(run: RunView, view: StepView, rows: list[dict]) -> list
     return [*extra, *columns]
 
 
-_IDS: OrderedDict[tuple, Any] = OrderedDict()
 IDS_BYTES = 64 << 20  # partitions' row ids kept in memory (8 bytes a row)
+_IDS = LRU(nbytes=IDS_BYTES, size=lambda a: a.nbytes)
 
 
 def _ids_of(run: RunView, step: Step, partition: int) -> Any:
     """The `_id` of every output row of the step in one partition (numpy; an LRU keeps the
     last ones, up to IDS_BYTES)."""
-    key = (str(run.root), step.key, partition)
-    if key in _IDS:
-        _IDS.move_to_end(key)
-        return _IDS[key]
-    ids = _read_ids(run, step, partition)
-    _IDS[key] = ids
-    while sum(a.nbytes for a in _IDS.values()) > IDS_BYTES and len(_IDS) > 1:
-        _IDS.popitem(last=False)
-    return ids
+    return _IDS.get_or_make((str(run.root), step.key, partition),
+                            lambda: _read_ids(run, step, partition))
 
 
 def _read_ids(run: RunView, step: Step, partition: int) -> Any:

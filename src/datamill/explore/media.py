@@ -8,14 +8,14 @@ kept in a small in-memory LRU (the steps are immutable)."""
 from __future__ import annotations
 
 import io
-from collections import OrderedDict
 from typing import Any
+
+from .lru import LRU
 
 THUMB = 256  # largest side, pixels
 MAX_PIXELS = 25_000_000  # larger images get a placeholder (decoding one costs 75 MB)
-_CACHE: OrderedDict[tuple, bytes] = OrderedDict()
 CACHE_BYTES = 32 << 20
-_cached_bytes = 0
+_CACHE = LRU(nbytes=CACHE_BYTES, size=len)
 
 
 def thumbnail(data: bytes | None, size: int = THUMB) -> bytes:
@@ -52,14 +52,4 @@ def placeholder(size: int = THUMB) -> bytes:
 
 def cached(key: tuple, make: Any) -> bytes:
     """`make()` once per key, within CACHE_BYTES."""
-    global _cached_bytes
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    value = make()
-    _CACHE[key] = value
-    _cached_bytes += len(value)
-    while _cached_bytes > CACHE_BYTES and len(_CACHE) > 1:
-        _k, old = _CACHE.popitem(last=False)
-        _cached_bytes -= len(old)
-    return value
+    return _CACHE.get_or_make(key, make)

@@ -18,7 +18,7 @@ def routes(explorer: Any) -> list:
         return Response(data, media_type="image/png",
                         headers={"cache-control": "private, max-age=86400"})
 
-    async def thumb(request: Any) -> Any:
+    def thumb(request: Any) -> Any:
         from .data import read_at
 
         run, view = explorer.step_of(request)
@@ -38,7 +38,7 @@ def routes(explorer: Any) -> list:
         return png(cached((str(run.root), view.key, p["partition"], p["position"], column),
                           make))
 
-    async def quarantine_thumb(request: Any) -> Any:
+    def quarantine_thumb(request: Any) -> Any:
         import pyarrow.parquet as pq
 
         run, view = explorer.step_of(request)

@@ -38,7 +38,7 @@ def routes(explorer: Any) -> list:
 
     from .routes_step import image_columns
 
-    async def rows(request: Any) -> Any:
+    def rows(request: Any) -> Any:
         run, view = explorer.step_of(request)
         size = explorer.page_size(request)
         page_no = explorer.int_param(request, "page", 0)
@@ -50,7 +50,7 @@ def routes(explorer: Any) -> list:
                                columns=run.visible_columns(view.name),
                                images=image_columns(run))
 
-    async def row(request: Any) -> Any:
+    def row(request: Any) -> Any:
         from .lineage import row_lineage
 
         run = explorer.run_of(request)

@@ -31,7 +31,7 @@ def overview(run: RunView, step_url: Callable[[str], str],
 def routes(explorer: Any) -> list:
     from starlette.routing import Route
 
-    async def index(request: Any) -> Any:
+    def index(request: Any) -> Any:
         from .app import path_for
 
         if len(explorer.runs) == 1:
@@ -40,7 +40,7 @@ def routes(explorer: Any) -> list:
             return RedirectResponse(path_for(request, "run", run=0), status_code=302)
         return explorer.render(request, "index.html", runs=explorer.runs)
 
-    async def run_page(request: Any) -> Any:
+    def run_page(request: Any) -> Any:
         from .app import path_for
 
         run = explorer.run_of(request)

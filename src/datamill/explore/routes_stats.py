@@ -10,7 +10,7 @@ from typing import Any
 def routes(explorer: Any) -> list:
     from starlette.routing import Route
 
-    async def stats_page(request: Any) -> Any:
+    def stats_page(request: Any) -> Any:
         from .stats import step_stats
 
         run, view = explorer.step_of(request)

@@ -35,7 +35,7 @@ def image_columns(run: RunView) -> set[str]:
 def routes(explorer: Any) -> list:
     from starlette.routing import Route
 
-    async def step_page(request: Any) -> Any:
+    def step_page(request: Any) -> Any:
         run, view = explorer.step_of(request)
         samples = {reason: set_aside_page(run, view, "dropped", 0, SAMPLE, reason)
                    for reason in view.record.get("dropped", {})}
@@ -46,7 +46,7 @@ def routes(explorer: Any) -> list:
                                quarantine=quarantine, images=image_columns(run),
                                readers=[s for s in run.steps.values() if view.name in s.inputs])
 
-    async def dropped(request: Any) -> Any:
+    def dropped(request: Any) -> Any:
         run, view = explorer.step_of(request)
         reason = request.query_params.get("reason") or None
         size = explorer.page_size(request)
@@ -57,7 +57,7 @@ def routes(explorer: Any) -> list:
                                images=image_columns(run), reasons=view.record.get("dropped", {}),
                                content_step=_parent(run, view))
 
-    async def quarantine(request: Any) -> Any:
+    def quarantine(request: Any) -> Any:
         run, view = explorer.step_of(request)
         size = explorer.page_size(request)
         page_no = explorer.int_param(request, "page", 0)

@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .lru import LRU
 from .workdir import RunView
 
 BINS = 20
@@ -36,7 +37,7 @@ KEEP_NUMBERS = 4_000_000  # numbers of pass 1 kept for the histograms (32 MB), e
 UNIQUE_CHECK = 1_000  # a first batch this long, nearly all distinct: no top values
 MEMORY_ENTRIES = 64
 VERSION = 4  # of the cached format
-_MEMORY: OrderedDict[str, list[dict]] = OrderedDict()
+_MEMORY = LRU(entries=MEMORY_ENTRIES)
 COMPUTED: Counter[str] = Counter()  # step key -> times computed (tests count work with it)
 
 
@@ -92,9 +93,9 @@ def step_stats(run: RunView, name: str) -> list[dict]:
     """The statistics of every visible column of step `name` (dicts of `Feature` fields plus
     `mean` and `column`), from the caches when there."""
     key = fingerprint(run, name)
-    if key in _MEMORY:
-        _MEMORY.move_to_end(key)
-        return _MEMORY[key]
+    found = _MEMORY.get(key)
+    if found is not None:
+        return found
     path = cache_dir() / f"{key}.json"
     stats = None
     try:
@@ -104,10 +105,7 @@ def step_stats(run: RunView, name: str) -> list[dict]:
     if not isinstance(stats, list):
         stats = compute(run, name)
         _store(path, stats)
-    _MEMORY[key] = stats
-    while len(_MEMORY) > MEMORY_ENTRIES:
-        _MEMORY.popitem(last=False)
-    return stats
+    return _MEMORY.put(key, stats)
 
 
 def _store(path: Path, stats: list[dict]) -> None:

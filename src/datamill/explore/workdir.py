@@ -10,6 +10,7 @@ place (the run's own input). Nothing here writes to the workdir.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -88,6 +89,7 @@ class RunView:
             self.datasets.append((ds.get("name", "?"), names))
         self._chains: dict[str, Any] | None = None
         self.notes: list[str] = []  # shown on every page of the run
+        self._lock = threading.Lock()
 
     @property
     def root(self) -> Path:
@@ -154,25 +156,30 @@ class RunView:
             if not view.inputs:
                 raise ExploreError(f"step {name!r} is a sink with no recorded input")
             return self.chain_step(view.inputs[0])
-        if self._chains is None:
-            from ..errors import InputError
-
-            chains: dict[str, Any] = {}
-            for ds_name, _names in self.datasets:
-                reader = _recorded_reader(str(self.root), ds_name)
-                try:
-                    for s in reader.chain():
-                        chains.setdefault(s.key, s)
-                except InputError as exc:
-                    raise Unreadable(f"cannot read the rows of {self.root}: {exc}") from exc
-                self.notes += [f"the code of step {name!r} changed since the run (its input "
-                               "files did not): its rows are read again with the current code"
-                               for name in reader.drifted if name not in " ".join(self.notes)]
-            self._chains = chains
+        with self._lock:
+            if self._chains is None:
+                self._chains = self._build_chains()
         try:
             return self._chains[view.key]
         except KeyError:
             raise ExploreError(f"step {name!r} has no rows to read") from None
+
+    def _build_chains(self) -> dict[str, Any]:
+        """Cache key -> `Step`, over every dataset of the manifest."""
+        from ..errors import InputError
+
+        chains: dict[str, Any] = {}
+        for ds_name, _names in self.datasets:
+            reader = _recorded_reader(str(self.root), ds_name)
+            try:
+                for s in reader.chain():
+                    chains.setdefault(s.key, s)
+            except InputError as exc:
+                raise Unreadable(f"cannot read the rows of {self.root}: {exc}") from exc
+            self.notes += [f"the code of step {name!r} changed since the run (its input "
+                           "files did not): its rows are read again with the current code"
+                           for name in reader.drifted if name not in " ".join(self.notes)]
+        return chains
 
     def visible_columns(self, name: str) -> list[str]:
         """The columns of the step's rows, in the step's order (row ids left out)."""
