@@ -436,3 +436,15 @@ def test_concurrent_requests_get_the_same_pages(client) -> None:
         pages = list(pool.map(lambda u: (u, client.get(u)), urls * 3))
     for url, r in pages:
         assert r.status_code == 200 and r.text == expected[url], url
+
+
+def test_the_web_stack_loads_only_for_the_explorer() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, datamill, datamill.cli; from datamill.cli import build_parser; "
+            "build_parser(); print(sorted(m for m in ('starlette', 'jinja2', 'duckdb', "
+            "'uvicorn', 'datamill.explore') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"
