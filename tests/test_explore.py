@@ -166,18 +166,23 @@ def test_column_statistics_are_computed_once_per_step(client) -> None:
     stats._MEMORY.clear()
     key = client.app.app.state.explorer.runs[0].steps["python_map"].key
     before = stats.COMPUTED[key]
-    r = client.get("/run/0/step/python_map/stats")
-    assert r.status_code == 200
+    shell = client.get("/run/0/step/python_map/stats")  # nothing cached: the page at once
+    assert shell.status_code == 200 and stats.COMPUTED[key] == before
+    assert 'hx-get="/run/0/step/python_map/stats?part=grid"' in shell.text
+    assert 'hx-trigger="load"' in shell.text and "Computing the statistics" in shell.text
+    grid = client.get("/run/0/step/python_map/stats", params={"part": "grid"})
+    assert grid.status_code == 200 and "<html" not in grid.text  # a fragment, for htmx
+    assert stats.COMPUTED[key] == before + 1
+    r = client.get("/run/0/step/python_map/stats")  # cached now: the whole page
+    assert r.status_code == 200 and "hx-get" not in r.text
     page = r.text
     for name in ("score", "words", "text", "lang", "pii_counts.email"):
         assert f"<h3>{name} " in page
     assert page.count('class="chart hist"') >= 4
     assert 'column=lang&amp;op=eq&amp;value=' in page  # top values link to the row browser
-    assert stats.COMPUTED[key] == before + 1
-    client.get("/run/0/step/python_map/stats")
     assert stats.COMPUTED[key] == before + 1  # served from memory
     stats._MEMORY.clear()
-    client.get("/run/0/step/python_map/stats")
+    assert "<h3>score " in client.get("/run/0/step/python_map/stats").text
     assert stats.COMPUTED[key] == before + 1  # served from the cache folder
 
 
@@ -310,7 +315,7 @@ def test_explore_command_checks_the_workdirs(tmp_path: Path, capsys) -> None:
 # --- the payloads in the data are escaped everywhere --------------------------------------
 def test_xss_payloads_are_escaped_on_every_page(client) -> None:
     by_n = _ids_by_n(client)
-    pages = ["/run/0/step/read_jsonl/rows?size=60", "/run/0/step/redact_pii/stats",
+    pages = ["/run/0/step/read_jsonl/rows?size=60", "/run/0/step/redact_pii/stats?part=page",
              f"/run/0/row/{by_n[5]}", f"/run/0/row/{by_n[6]}", f"/run/0/row/{by_n[3]}",
              "/run/0/step/text_length_filter/", "/run/0/step/text_length_filter/dropped",
              "/run/0/step/read_jsonl/rows?column=text&op=contains&value=script"]
@@ -425,7 +430,7 @@ def test_concurrent_requests_get_the_same_pages(client) -> None:
 
     from datamill.explore import data, media, stats
 
-    urls = ["/run/0/step/drop_duplicates/rows?size=20", "/run/0/step/python_map/stats",
+    urls = ["/run/0/step/drop_duplicates/rows?size=20", "/run/0/step/python_map/stats?part=grid",
             "/run/0/step/text_length_filter/", "/run/1/step/image_info/rows",
             "/run/0/step/drop_duplicates/rows?column=lang&value=de",
             "/run/1/step/image_filter/dropped", "/run/0/step/python_map/quarantine"]

@@ -196,8 +196,8 @@ def test_the_workdirs_are_never_written(client, text_workdir: Path,  # noqa: F81
 
         for name in RunView(wd).steps:
             base = f"/run/{run}/step/{name}"
-            pages += [f"{base}/", f"{base}/dropped", f"{base}/quarantine", f"{base}/stats",
-                      f"{base}/rows"]
+            pages += [f"{base}/", f"{base}/dropped", f"{base}/quarantine",
+                      f"{base}/stats?part=page", f"{base}/rows"]
     for url in pages:
         assert client.get(url).status_code == 200, url
     after = {d: snapshot(d) for d in (text_workdir, image_workdir)}
@@ -244,7 +244,7 @@ def test_a_symlink_out_of_the_workdir_is_refused(text_workdir: Path,  # noqa: F8
     part.symlink_to(secret)  # a file of another step, a symlink to a file outside
     c = TestClient(create_app([copy]), base_url=BASE)
     for url in ("/run/0/step/python_map/", "/run/0/step/python_map/rows",
-                "/run/0/step/python_map/quarantine", "/run/0/step/python_map/stats",
+                "/run/0/step/python_map/quarantine", "/run/0/step/python_map/stats?part=grid",
                 "/run/0/step/redact_pii/rows", "/run/0/step/drop_duplicates/rows"):
         r = c.get(url)
         assert r.status_code in (404, 500), url
@@ -269,7 +269,7 @@ def test_pages_carry_the_security_headers(client) -> None:
 
 def test_no_inline_script_or_style_in_any_page(client) -> None:
     pages = ["/", "/run/0/", "/run/1/", "/run/0/step/text_length_filter/",
-             "/run/0/step/python_map/stats", "/run/0/step/drop_duplicates/rows",
+             "/run/0/step/python_map/stats?part=page", "/run/0/step/drop_duplicates/rows",
              "/run/1/step/image_filter/dropped", "/run/0/step/python_map/quarantine"]
     for url in pages:
         page = client.get(url).text

@@ -93,19 +93,24 @@ def step_stats(run: RunView, name: str) -> list[dict]:
     """The statistics of every visible column of step `name` (dicts of `Feature` fields plus
     `mean` and `column`), from the caches when there."""
     key = fingerprint(run, name)
+    stats = cached_stats(run, name, key)
+    if stats is None:
+        stats = compute(run, name)
+        _store(cache_dir() / f"{key}.json", stats)
+    return _MEMORY.put(key, stats)
+
+
+def cached_stats(run: RunView, name: str, key: str | None = None) -> list[dict] | None:
+    """The step's statistics if a cache holds them, else None (nothing is computed)."""
+    key = key or fingerprint(run, name)
     found = _MEMORY.get(key)
     if found is not None:
         return found
-    path = cache_dir() / f"{key}.json"
-    stats = None
     try:
-        stats = json.loads(path.read_text())
+        stats = json.loads((cache_dir() / f"{key}.json").read_text())
     except (OSError, ValueError):
-        stats = None
-    if not isinstance(stats, list):
-        stats = compute(run, name)
-        _store(path, stats)
-    return _MEMORY.put(key, stats)
+        return None
+    return _MEMORY.put(key, stats) if isinstance(stats, list) else None
 
 
 def _store(path: Path, stats: list[dict]) -> None:

@@ -157,13 +157,17 @@ def histogram(edges: Sequence[float], counts: Sequence[int], width: int = 420,
         h = (height - 4) * c / top
         out.append(f'<rect x="{5 + i * bar_w:.1f}" y="{height - h:.1f}" '
                    f'width="{max(bar_w - 1, 1):.1f}" height="{h:.1f}" fill="#4c78a8">'
-                   f'<title>[{esc(_num(edges[i]))}, {esc(_num(edges[i + 1]))}): {c:,}</title>'
+                   f'<title>[{esc(num(edges[i]))}, {esc(num(edges[i + 1]))}): {c:,}</title>'
                    f'</rect>')
-    out.append(f'<text x="5" y="{height + 14}" class="axis">{esc(_num(edges[0]))}</text>'
+    out.append(f'<text x="5" y="{height + 14}" class="axis">{esc(num(edges[0]))}</text>'
                f'<text x="{width - 5}" y="{height + 14}" class="axis" text-anchor="end">'
-               f'{esc(_num(edges[-1]))}</text></svg>')
+               f'{esc(num(edges[-1]))}</text></svg>')
     return Markup("".join(out))
 
 
-def _num(x: float) -> str:
-    return f"{x:.4g}"
+def num(x: float) -> str:
+    """A number for people: whole ones with thousands separators, others with 4 digits."""
+    x = float(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:,.0f}" if abs(x) >= 1e4 else f"{x:.4g}"

@@ -61,9 +61,11 @@ def seconds(value: Any) -> str:
 
 
 def number(value: Any) -> str:
+    from .svg import num
+
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+    return f"{value:,}" if isinstance(value, int) else num(value)
 
 
 def as_json(value: Any) -> str:
