@@ -141,6 +141,9 @@ def test_compiled_tasks_run_in_order_give_the_plain_run_output(tmp_path: Path) -
     ours, theirs = _written(volume / "out" / "docs.jsonl"), _written(plain / "out" / "docs.jsonl")
     assert ours == theirs
     assert sum(len(data.splitlines()) for data in ours.values()) > 100
+    # the pipeline run again (a retry, a rerun): every stage is cached, the output unchanged
+    assert _run_tasks_in_order(spec, volume) == names
+    assert _written(volume / "out" / "docs.jsonl") == ours
 
 
 def _written(folder: Path) -> dict[str, bytes]:

@@ -137,6 +137,6 @@ def resolve_sink(target: Any, fmt: str | None, args: dict) -> Operation:
     if fmt is None and str(target).startswith(("postgresql://", "postgres://")):
         fmt = "pgvector"  # a vector table on a PostgreSQL server
     if fmt is None and isinstance(target, (str, os.PathLike)):
-        guessed = format_of_name(str(target)) if not os.path.isdir(str(target)) else None
-        fmt = guessed if guessed in SINKS else "parquet"
+        guessed = format_of_name(str(target))  # by name: an earlier run's output folder
+        fmt = guessed if guessed in SINKS else "parquet"  # out/x.jsonl stays JSON Lines
     return _build("sink", target, fmt, args, SINKS)
