@@ -359,3 +359,28 @@ def test_budgets_and_concurrency_are_shared_by_the_workers(tmp_path, server):
     op.before_run(RunContext(tmp_path / "w", "gen", workers=3))
     s = op.settings()
     assert (s.concurrency, s.rpm, s.tpm) == (3, 200, 3000)
+
+
+def test_on_ray_as_locally_sharing_the_response_cache(tmp_path, server, ray_cluster):
+    """Ray workers get the operation without its client (made in each actor's setup) and
+    share the workdir's response cache: after a local run, a Ray run of the step with another
+    output column asks nothing."""
+    write_jsonl(tmp_path / "in" / "a.jsonl", [{"question": q} for q in QUESTIONS[:4]])
+    write_jsonl(tmp_path / "in" / "b.jsonl", [{"question": q} for q in QUESTIONS[4:]])
+    work = tmp_path / "w"
+
+    def pipeline(**extra):
+        return dm.Dataset.read(str(tmp_path / "in")).apply(
+            "llm_generate", base_url=server.base_url, model="tiny", prompt="Q: {{ question }}",
+            **extra)
+
+    local = pipeline().collect(work, workers=2, progress=False)
+    assert server.requests == 8
+    on_ray = pipeline(output="answer").collect(work, executor="ray",
+                                               address=ray_cluster.address, progress=False)
+    assert server.requests == 8
+    assert sorted(on_ray["answer"].to_pylist()) == sorted(local["response"].to_pylist())
+    assert counters(work)[0] == {"cache_hits": 8}
+    fresh = pipeline(temperature=0.5).collect(tmp_path / "w2", executor="ray",
+                                              address=ray_cluster.address, progress=False)
+    assert fresh.num_rows == 8 and server.requests == 16

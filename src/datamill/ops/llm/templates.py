@@ -33,12 +33,15 @@ class Template:
             raise PipelineError(f"{what} template has a syntax error at line {exc.lineno}: "
                                 f"{exc.message} (template: {source!r})",
                                 operation=operation) from None
-        self.source = source
+        self.source, self.what, self.operation = source, what, operation
         self.columns = sorted(meta.find_undeclared_variables(tree) - set(env.globals))
         self.compiled = env.from_string(source)
 
     def render(self, row: dict) -> str:
         return self.compiled.render(**row)
+
+    def __reduce__(self) -> tuple:  # compiled templates do not pickle: compile again (Ray)
+        return (Template, (self.source, self.what, self.operation))
 
 
 def template(source: str | None, what: str, operation: str) -> Template | None:
