@@ -66,6 +66,7 @@ def test_image_clusters_name_their_image_columns_without_reading_bytes(
     assert got.image_columns == ["image"]
     assert "image" not in got.kept and "image" not in got.duplicates[0]
     assert got.kept["path"].endswith(".png") and got.duplicates[0]["path"].endswith(".jpg")
+    assert got.duplicates[0]["diffs"] == {}  # a file name is no prose to diff
 
 
 def test_bad_cluster_requests_are_errors(dedup_workdir) -> None:

@@ -21,6 +21,7 @@ from .rowread import RunSteps, column_types, dropped_files, is_image_type, rows_
 MAX_DIFF_TOKENS = 3000  # words (and the spaces between) compared per text; the rest is cut
 MAX_CLUSTER_ROWS = 50  # duplicates shown per cluster (the count says how many there are)
 MAX_TEXT_CHARS = 20_000  # characters of a text value shown
+MIN_DIFF_WORDS = 3  # a text column is diffed when a value has more words than this
 
 
 def duckdb_connection() -> Any:
@@ -97,7 +98,8 @@ class Cluster:
 def cluster(steps: RunSteps, step_name: str, kept_id: int,
             limit: int = MAX_CLUSTER_ROWS) -> Cluster:
     """The kept row `kept_id` of dedup step `step_name` and (up to `limit` of) its
-    duplicates, with a word diff of each text column against the kept row. Image columns
+    duplicates, with a word diff of each text column (of more than a few words) against the
+    kept row. Image columns
     are not read (the page shows them through the thumbnail route)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -134,11 +136,17 @@ def cluster(steps: RunSteps, step_name: str, kept_id: int,
         row = dict(by_id.get(i, {"_id": i}))
         row["_reason"] = reason
         row["diffs"] = {c: word_diff(_text(kept.get(c)), _text(row.get(c)))
-                        for c in texts if kept is not None}
+                        for c in texts if kept is not None and _prose(kept.get(c), row.get(c))}
         dups.append(row)
     if kept is not None:
         kept = {k: (_cut(v) if k in texts else v) for k, v in kept.items()}
     return Cluster(step_name, kept, dups, total, texts, images, others)
+
+
+def _prose(*values: Any) -> bool:
+    """Is either value text of a few words (worth a word diff; a path or a code is not)?"""
+    return any(isinstance(v, str) and len(v.split(None, MIN_DIFF_WORDS)) > MIN_DIFF_WORDS
+               for v in values)
 
 
 def _text(value: Any) -> str:

@@ -15,6 +15,15 @@ RUN_NAV = [("What-if", "whatif_index")]
 RESERVED = ("sample",)
 
 
+def short_labels(columns: list[str]) -> dict[str, str]:
+    """Column headers without the prefix they all share (`gopher_words` -> `words`)."""
+    import os
+
+    prefix = os.path.commonprefix(columns) if len(columns) > 1 else ""
+    prefix = prefix[:prefix.rfind("_") + 1]
+    return {c: c[len(prefix):] or c for c in columns}
+
+
 def routes(explorer: Any) -> list:
     from starlette.routing import Route
 
@@ -41,7 +50,8 @@ def routes(explorer: Any) -> list:
         except ArgumentError as exc:
             raise BadRequest(str(exc)) from None
         return explorer.render(request, "whatif.html", run=run, candidate=found[name],
-                               result=result, given=given, record=steps.records[name])
+                               result=result, given=given, record=steps.records[name],
+                               labels=short_labels(found[name].consumed))
 
     return [Route("/run/{run}/whatif", index, name="whatif_index"),
             Route("/run/{run}/whatif/{step}", page, name="whatif")]
