@@ -116,6 +116,9 @@ def test_two_versions_of_a_package_in_one_pipeline(tmp_path: Path, environments,
     assert records["six_old"]["environment"] == {"requirements": [OLD],
                                                  "key": environment_key([OLD])}
     assert records["python_map"]["environment"] is None
+    capsys.readouterr()
+    assert main(["ops", "show", "six_old"]) == 0  # registered when the file was loaded
+    assert "requirements: six==1.15.0" in capsys.readouterr().out
     # one long-lived worker per pool process (2 workers), not one per batch or partition
     assert len(list((tmp_path / "out" / "rows.parquet").glob("*.parquet"))) > 2
     assert 1 <= len({r["pid_old"] for r in rows}) <= 2
