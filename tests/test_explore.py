@@ -332,9 +332,9 @@ def test_xss_payloads_are_escaped_on_every_page(client) -> None:
 def test_a_source_read_in_place_is_mirrored_once_outside_the_workdir(client, tmp_path: Path,
                                                                     text_workdir: Path  # noqa: F811
                                                                     ) -> None:
-    from datamill.explore import data, mirror
+    from datamill.explore import mirror, reading
 
-    data._IDS.clear()
+    reading._IDS.clear()
     before = len(mirror.MIRRORED)
     first = client.get("/run/0/step/read_jsonl/rows", params={"size": 50}).text
     assert "60 rows, showing 1–50" in first  # 25 rows of the first file, 25 of the second
@@ -428,14 +428,14 @@ def test_a_reader_whose_code_changed_still_shows_the_same_files(
 def test_concurrent_requests_get_the_same_pages(client) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from datamill.explore import data, media, stats
+    from datamill.explore import media, reading, stats
 
     urls = ["/run/0/step/drop_duplicates/rows?size=20", "/run/0/step/python_map/stats?part=grid",
             "/run/0/step/text_length_filter/", "/run/1/step/image_info/rows",
             "/run/0/step/drop_duplicates/rows?column=lang&value=de",
             "/run/1/step/image_filter/dropped", "/run/0/step/python_map/quarantine"]
     expected = {u: client.get(u).text for u in urls}
-    for cache in (data._IDS, data._INDEXES, media._CACHE, stats._MEMORY):
+    for cache in (reading._IDS, reading._INDEXES, media._CACHE, stats._MEMORY):
         cache.clear()  # recomputed by concurrent requests
     with ThreadPoolExecutor(6) as pool:
         pages = list(pool.map(lambda u: (u, client.get(u)), urls * 3))

@@ -16,8 +16,9 @@ Handlers that read data are plain `def` functions (Starlette runs them in worker
 a slow one does not hold the others); keep module-level caches in an `lru.LRU` (thread-safe).
 Templates are Jinja2 with autoescape on: never mark data `|safe`. Pages take no inline
 script or style (the CSP forbids them): behaviour goes in `static/*.js`, looks in
-`static/style.css`. Read data through `RunView` (workdir.py) and `rows.py`: never from a path
-built from a request. Cap every page size with `explorer.page_size(request)`.
+`static/style.css`. Read data through `RunView` (workdir.py), `reading.py` (rows by position)
+and `data.py` (pages of rows): never from a path built from a request. Cap every page size
+with `explorer.page_size(request)`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from ..dataset import ID
 from ..plan import stores_index
-from .data import _duckdb, _ids_of, _index, _sql_list, read_at
+from .data import _duckdb, _sql_list
+from .reading import _index, ids_of, read_at
 from .workdir import RunView
 
 MAX_COPIES = 5  # rows an expanded row became, shown per step
@@ -90,7 +91,7 @@ def row_lineage(run: RunView, row_id: int) -> list[Lineage]:
         candidates = partitions or range(len(counts))
         partition, positions = None, np.zeros(0, np.int64)
         for p in candidates:
-            positions = np.nonzero(_ids_of(run, chain[0], p) == row_id)[0]
+            positions = np.nonzero(ids_of(run, chain[0], p) == row_id)[0]
             if len(positions):
                 partition = p
                 break

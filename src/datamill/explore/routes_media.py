@@ -19,7 +19,7 @@ def routes(explorer: Any) -> list:
                         headers={"cache-control": "private, max-age=86400"})
 
     def thumb(request: Any) -> Any:
-        from .data import read_at
+        from .reading import read_at
 
         run, view = explorer.step_of(request)
         p = request.path_params

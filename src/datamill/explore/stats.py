@@ -137,7 +137,7 @@ def compute(run: RunView, name: str) -> list[dict]:
 
 
 def _column_features(run: RunView, step: Any, column: str, partitions: int) -> list[Feature]:
-    from .data import column_batches
+    from .reading import column_batches
 
     features: dict[str, Feature] = {}
     tops: dict[str, Counter] = {}
