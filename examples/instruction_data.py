@@ -19,9 +19,10 @@ decontaminated against a held-out evaluation set (the help text of `HELD_OUT`) -
 cluster (`assign_split`) -> OpenAI fine-tuning JSONL and a Hub-layout Parquet dataset with
 its card. Every model reply is cached in the workdir: a re-run asks nothing.
 
-A 135M model writes poor questions and is a poor judge: it seldom answers in the JSON the
-judge asks for, and such rows are quarantined (`datamill inspect --quarantine`), not kept.
-Its output shows the chain, not the quality a real model gives: point `INSTRUCTION_MODEL`
+A 135M model writes poor questions and is no judge: it almost never answers in the JSON
+the judge asks for, and such rows are quarantined (`datamill inspect --quarantine`), so the
+outputs stay empty (`INSTRUCTION_JUDGE=none` skips judging). It shows the chain, not the
+quality a real model gives: point `INSTRUCTION_MODEL`
 (generation) and `INSTRUCTION_JUDGE` (judging; "none" skips it) at larger GGUF files or
 model folders. Sizes
 from the environment: `INSTRUCTION_CHUNKS` (default 4), `INSTRUCTION_MAX_TOKENS` (48).
