@@ -391,6 +391,29 @@ def test_fasttext_in_c_predicts_exactly_as_fasttext():
     assert picky.tops(texts[:50], 2) == [picky.top(t, 2) for t in texts[:50]]
 
 
+def test_auto_on_a_whole_array_answers_as_per_text(monkeypatch):
+    """`auto` classifies a batch as an Arrow array (fastText in C, Python strings only for
+    the second opinions): the same languages and scores as its per-text path."""
+    from .quality_corpus import generate
+
+    texts = generate(400, seed=4) + [r["text"] for r in _gettext_rows()] + [
+        r["text"] for r in _passages()] + ["", None, "   ", "12345", "</s> hi", "\x00\x01"]
+    batch = pa.table({"text": texts})
+    op = DetectLanguage()
+    op.setup()
+    assert op._classify.array is not None
+    calls = Counter()
+    whole = op._classify.array
+    monkeypatch.setattr(op._classify, "array", lambda t: calls.update(["array"]) or whole(t))
+    fast = op.process(batch)
+    monkeypatch.setattr(op._classify, "array", lambda t: None)
+    per_text = op.process(batch)
+    assert calls["array"] == 1
+    assert fast["language"].equals(per_text["language"])
+    assert fast["language_score"].equals(per_text["language_score"])
+    assert len(set(fast["language"].to_pylist())) > 20
+
+
 def test_py3langid_model_is_unpacked_once_into_the_model_cache(tmp_path, monkeypatch):
     import py3langid.modelio
 

@@ -152,7 +152,17 @@ class DetectLanguage(MapOperation):
             column = column.combine_chunks()
         unknown = backends.undetermined_column(column, a.max_chars, a.min_letters)
         rows = np.flatnonzero(~unknown)
-        texts = pc.utf8_slice_codeunits(column.take(rows), 0, self._read_chars()).to_pylist()
+        sliced = pc.utf8_slice_codeunits(column.take(rows), 0, self._read_chars())
+        by_array = getattr(self._classify, "array", None)
+        found = by_array(sliced) if by_array is not None else None
+        if found is not None:  # the whole batch at once (auto, fastText in C)
+            languages_of, scores_of = found
+            languages = np.full(len(column), UNDETERMINED, dtype=object)
+            scores = np.zeros(len(column), dtype=np.float32)
+            languages[rows], scores[rows] = languages_of, scores_of
+            return {"language": pa.array(languages, pa.string()),
+                    "language_score": pa.array(scores, pa.float32())}
+        texts = sliced.to_pylist()
         languages, scores = [UNDETERMINED] * len(column), [0.0] * len(column)
         for row, (language, score) in zip(rows.tolist(), self._classify(texts)):
             languages[row], scores[row] = language, score

@@ -464,6 +464,33 @@ def auto_classify(model_path: str | None, candidates: list[str] | None, fast_cha
             out.append((language, min(max(float(score), 0.0), 1.0)))
         return out
 
+    def classify_array(texts: Any) -> tuple[Any, Any] | None:
+        """`classify` over an Arrow string array, without a Python string per text (only
+        the texts that get a second opinion become one): (languages, float32 scores) as
+        numpy arrays; None where fastText runs through fasttext-predict or candidates are
+        set (then `classify`)."""
+        import numpy as np
+
+        compiled = fast._compiled
+        if compiled is None or fast.candidates:
+            return None
+        labels, probs = compiled.predict(texts, fast.chars, 2, 0.0)
+        names = np.array([label[9:] for label in compiled.labels] + [UNDETERMINED], object)
+        top = labels[:, 0]  # -1 (no prediction): names[-1], score 0
+        languages = names[top]
+        scores = probs[:, 0].astype(np.float64)
+        relatives = np.array([name in _RELATIVES for name in names])
+        unsure = (top >= 0) & ((scores < below) | ((scores < close_below) & relatives[top]))
+        for i in np.flatnonzero(unsure).tolist():
+            allowed: set[str] = set()
+            for j in labels[i][labels[i] >= 0].tolist():
+                allowed |= _RELATIVES.get(names[j], {names[j]})
+            picked = best_of(texts[i].as_py()[:second_chars], allowed)
+            if picked is not None:
+                languages[i], scores[i] = picked
+        return languages, np.clip(scores, 0.0, 1.0).astype(np.float32)
+
+    classify.array = classify_array  # type: ignore[attr-defined]
     return classify
 
 
