@@ -133,7 +133,7 @@ def compare(server: str, base_url: str, model: str, rows: int, repeat: int,
             res = run_child(child_cmd(variant, base_url, model, rows, f"{server}-{variant}-"
                                       f"{rep}", workdir, max_tokens), timeout=1800)
             res.update(server=server, variant=variant, repeat=rep, rows=rows,
-                       rows_s=round(res["replies"] / res["wall_s"], 2))
+                       rows_s=round(res["replies"] / res["wall_s"], 4))
             out.append(res)
             print(json.dumps({k: res[k] for k in ("server", "variant", "repeat", "replies",
                                                   "wall_s", "rows_s")}), flush=True)
