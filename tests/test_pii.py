@@ -305,8 +305,9 @@ def test_operation_count_is_summed_per_partition_and_step(tmp_path):
     write_jsonl(tmp_path / "in" / "b.jsonl", [{"text": "io"}])
     ds = read(tmp_path / "in").apply(CountVowels, on_error="skip", step_name="vowels")
     record = ds.run(tmp_path / "w", workers=2, progress=False).step("vowels")
-    # the failed batch's partial counts are dropped; the failing row counts nothing more
-    assert record["counters"] == {"rows": 2, "vowels": 3 + 2}
+    # the failed batch's partial counts are dropped and its rows count again one by one;
+    # the failing row keeps what it counted before raising (a failure counted by kind stays)
+    assert record["counters"] == {"rows": 2, "vowels": 3 + 3 + 2}
     parts = [json.loads(p.read_text()) for p in
              sorted((tmp_path / "w" / "steps" / record["cache_key"]).glob("stats-*.json"))]
     assert sorted(p["counters"]["rows"] for p in parts) == [1, 1]
