@@ -4,6 +4,8 @@ the run wrote, and the comparison of two runs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from datamill import dropped_rows
@@ -14,6 +16,12 @@ from datamill.manifest import load_manifest
 
 from .explore_runs import XSS, dedup_docs
 
+
+@pytest.fixture(autouse=True)
+def _explore_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the explorer derives (what-if inputs, statistics) is cached outside the
+    workdir: here, in the test's folder."""
+    monkeypatch.setenv("DATAMILL_EXPLORE_CACHE", str(tmp_path / "explore-cache"))
 
 # --- duplicates -----------------------------------------------------------------------------
 def test_clusters_list_every_dedup_step_largest_first(dedup_workdir) -> None:

@@ -20,6 +20,13 @@ BASE = "http://127.0.0.1:8765"
 DEDUP, CHANGED, AT_50, SEARCH, IMAGES = range(5)
 
 
+
+@pytest.fixture(autouse=True)
+def _explore_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the explorer derives (what-if inputs, statistics) is cached outside the
+    workdir: here, in the test's folder."""
+    monkeypatch.setenv("DATAMILL_EXPLORE_CACHE", str(tmp_path / "explore-cache"))
+
 @pytest.fixture(scope="module")
 def client(dedup_workdir, quality_workdirs, search_workdir, image_dedup_workdir):
     from starlette.testclient import TestClient

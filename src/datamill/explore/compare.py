@@ -12,6 +12,8 @@ comparison says when they did not). The steps whose arguments or code differ say
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,21 +165,52 @@ def step_changes(a: Run, b: Run) -> list[dict]:
     return out
 
 
-def compare(a: Run, b: Run) -> Comparison:
-    """How run `b`'s rows fared against run `a`'s: counts per kind of flip and per
-    (step, reason) on each side, and the steps that differ."""
+_lock = threading.Lock()
+_flips: OrderedDict[tuple, Any] = OrderedDict()
+FLIPS_KEPT = 4  # comparisons whose flipped rows stay in memory
+
+
+def flips(a: Run, b: Run) -> Any:
+    """The rows whose fate differs between runs `a` and `b`, by id (a pyarrow Table: `_id`,
+    kind, a_step, a_reason, b_step, b_reason), joined once by DuckDB over the runs'
+    files, then kept in memory (runs and their steps are immutable)."""
+    key = (str(a.workdir), a.manifest.get("run_id"), a.dataset["name"],
+           str(b.workdir), b.manifest.get("run_id"), b.dataset["name"])
+    with _lock:
+        if key in _flips:
+            _flips.move_to_end(key)
+            return _flips[key]
     params: dict[str, Any] = {}
     sql = _joined(a, b, params)
     con = duckdb_connection()
     try:
-        groups = con.execute(
-            sql + "SELECT kind, a_step, a_reason, b_step, b_reason, count(*) AS n FROM k "
-            "GROUP BY ALL ORDER BY n DESC, kind, a_step, a_reason, b_step, b_reason LIMIT 200",
-            params).fetchall()
-        counts = dict(con.execute(sql + "SELECT kind, count(*) FROM k GROUP BY kind",
-                                  params).fetchall())
+        rel = con.sql(sql + "SELECT _id, kind, a_step, a_reason, b_step, b_reason FROM k "
+                      "ORDER BY _id", params=params)
+        table = (getattr(rel, "to_arrow_table", None) or rel.arrow)()  # DuckDB 2 / 1.x
     finally:
         con.close()
+    with _lock:
+        _flips[key] = table
+        while len(_flips) > FLIPS_KEPT:
+            _flips.popitem(last=False)
+    return table
+
+
+def compare(a: Run, b: Run) -> Comparison:
+    """How run `b`'s rows fared against run `a`'s: counts per kind of flip and per
+    (step, reason) on each side, and the steps that differ."""
+    table = flips(a, b)
+    keys = ["kind", "a_step", "a_reason", "b_step", "b_reason"]
+    grouped = table.group_by(keys, use_threads=False).aggregate([("_id", "count")])
+    groups = sorted(({**{k: r[k] for k in keys}, "rows": int(r["_id_count"])}
+                     for r in grouped.to_pylist()),
+                    key=lambda g: (-g["rows"], *(str(g[k] or "") for k in keys)))[:200]
+    counts = {k: sum(g["rows"] for g in groups if g["kind"] == k) for k in KINDS}
+    if len(grouped) > 200:  # counts from every group, not only those shown
+        import pyarrow.compute as pc
+
+        counts = {k: int(pc.sum(pc.equal(table.column("kind"), k)).as_py() or 0)
+                  for k in KINDS}
     source_a = next((s for s in a.dataset["steps"] if s.get("kind") == "source"), {})
     source_b = next((s for s in b.dataset["steps"] if s.get("kind") == "source"), {})
     same_input = source_a.get("cache_key") == source_b.get("cache_key")
@@ -186,37 +219,25 @@ def compare(a: Run, b: Run) -> Comparison:
         "the input files are the same (or keep their order)"]
     return Comparison(
         a, b, {"read": (_rows(a)[0], _rows(b)[0]), "kept": (_rows(a)[1], _rows(b)[1])},
-        {k: int(counts.get(k, 0)) for k in KINDS},
-        [{"kind": g[0], "a_step": g[1], "a_reason": g[2], "b_step": g[3], "b_reason": g[4],
-          "rows": int(g[5])} for g in groups],
-        step_changes(a, b), same_input, notes)
+        counts, groups, step_changes(a, b), same_input, notes)
 
 
 def flipped_rows(a: Run, b: Run, kind: str | None = None, offset: int = 0,
                  limit: int = 50, with_content: bool = True) -> tuple[int, list[dict]]:
     """(how many, a page of) rows whose fate differs, by id: `_id`, kind, a_step, a_reason,
     b_step, b_reason, and a snippet of its text from the run that dropped it."""
+    import pyarrow.compute as pc
+
     if kind is not None and kind not in KINDS:
         raise InputError(f"unknown kind of flip {kind!r} (kinds: {', '.join(KINDS)})")
-    params: dict[str, Any] = {"limit": int(limit), "offset": int(offset)}
-    where = ""
+    table = flips(a, b)
     if kind:
-        params["kind"] = kind
-        where = "WHERE kind = $kind "
-    sql = _joined(a, b, params)
-    con = duckdb_connection()
-    try:
-        total = con.execute(sql + f"SELECT count(*) FROM k {where}", {
-            k: v for k, v in params.items() if k not in ("limit", "offset")}).fetchone()[0]
-        rows = con.execute(sql + f"SELECT _id, kind, a_step, a_reason, b_step, b_reason FROM k "
-                           f"{where}ORDER BY _id LIMIT $limit OFFSET $offset", params).fetchall()
-    finally:
-        con.close()
-    out = [{"_id": int(r[0]), "kind": r[1], "a_step": r[2], "a_reason": r[3], "b_step": r[4],
-            "b_reason": r[5], "text": None} for r in rows]
+        table = table.filter(pc.equal(table.column("kind"), kind))
+    out = [{**r, "_id": int(r["_id"]), "text": None}
+           for r in table.slice(max(0, int(offset)), max(0, int(limit))).to_pylist()]
     if with_content and out:
         _add_snippets(a, b, out)
-    return int(total), out
+    return table.num_rows, out
 
 
 def _add_snippets(a: Run, b: Run, rows: list[dict]) -> None:

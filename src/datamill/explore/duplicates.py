@@ -37,6 +37,10 @@ def duckdb_connection() -> Any:
 
 def dedup_steps(steps: RunSteps) -> list[str]:
     """Names of the run's steps that recorded duplicate clusters (`cluster_id`)."""
+    return list(steps.memo("dedup_steps", lambda: _dedup_steps(steps)))
+
+
+def _dedup_steps(steps: RunSteps) -> list[str]:
     import pyarrow.parquet as pq
 
     out = []
@@ -65,23 +69,42 @@ def clusters(steps: RunSteps, step_name: str, offset: int = 0, limit: int = 50) 
         raise InputError(f"step {step_name!r} records no duplicate clusters "
                          f"(steps that do: {', '.join(dedup_steps(steps)) or 'none'})",
                          path=str(steps.workdir.root))
+    table = steps.memo(("clusters", step_name), lambda: _cluster_table(steps, step_name))
+    import pyarrow.compute as pc
+
+    page = table.slice(max(0, int(offset)), max(0, int(limit))).to_pylist()
+    return ClusterPage(step_name, page, table.num_rows,
+                       int(pc.sum(table.column("dropped")).as_py() or 0), offset, limit)
+
+
+def _cluster_table(steps: RunSteps, step_name: str) -> Any:
+    """Every cluster of the step, largest first (then by kept id): cluster_id, dropped,
+    size; grouped by DuckDB over the step's dropped files, once."""
     files = [str(f) for f in dropped_files(steps, step_name)]
     con = duckdb_connection()
     try:
-        source = "read_parquet($files, union_by_name = true)"
-        total_clusters, total_dropped = con.execute(
-            f"SELECT count(DISTINCT cluster_id), count(*) FROM {source}",
-            {"files": files}).fetchone()
-        rows = con.execute(
-            f"SELECT cluster_id, count(*) AS dropped, max(cluster_size) AS size FROM {source} "
-            "GROUP BY cluster_id ORDER BY dropped DESC, cluster_id LIMIT $limit OFFSET $offset",
-            {"files": files, "limit": int(limit), "offset": int(offset)}).fetchall()
+        rel = con.sql(
+            "SELECT cluster_id::BIGINT AS cluster_id, count(*)::BIGINT AS dropped, "
+            "coalesce(max(cluster_size), count(*) + 1)::BIGINT AS size "
+            "FROM read_parquet($files, union_by_name = true) "
+            "GROUP BY cluster_id ORDER BY dropped DESC, cluster_id", params={"files": files})
+        return (getattr(rel, "to_arrow_table", None) or rel.arrow)()  # DuckDB 2 / 1.x
     finally:
         con.close()
-    return ClusterPage(step_name, [{"cluster_id": int(c), "dropped": int(d),
-                                    "size": int(s) if s is not None else int(d) + 1}
-                                   for c, d, s in rows],
-                       int(total_clusters), int(total_dropped), offset, limit)
+
+
+def _members(steps: RunSteps, step_name: str) -> Any:
+    """The rows the step dropped as duplicates: `_id`, `_reason`, `cluster_id`, sorted by
+    cluster, then id (read once)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(f, columns=["_id", "_reason", "cluster_id"])
+              for f in dropped_files(steps, step_name)]
+    table = pa.concat_tables(tables) if tables else pa.table(
+        {"_id": pa.array([], pa.int64()), "_reason": pa.array([], pa.string()),
+         "cluster_id": pa.array([], pa.int64())})
+    return table.sort_by([("cluster_id", "ascending"), ("_id", "ascending")])
 
 
 @dataclass
@@ -102,8 +125,6 @@ def cluster(steps: RunSteps, step_name: str, kept_id: int,
     kept row. Image columns
     are not read (the page shows them through the thumbnail route)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     if step_name not in dedup_steps(steps):
         raise InputError(f"step {step_name!r} records no duplicate clusters",
@@ -115,14 +136,14 @@ def cluster(steps: RunSteps, step_name: str, kept_id: int,
     texts = [c for c in visible(parent) if c in types and (pa.types.is_string(types[c])
                                                            or pa.types.is_large_string(types[c]))]
     others = [c for c in visible(parent) if c not in images and c not in texts]
-    members: list[tuple[int, str]] = []
-    total = 0
-    for f in dropped_files(steps, step_name):
-        t = pq.read_table(f, columns=["_id", "_reason", "cluster_id"])
-        t = t.filter(pc.equal(t.column("cluster_id"), pa.scalar(int(kept_id), pa.int64())))
-        total += t.num_rows
-        members += list(zip(t.column("_id").to_pylist(), t.column("_reason").to_pylist()))
-    members.sort()
+    import numpy as np
+
+    table = steps.memo(("members", step_name), lambda: _members(steps, step_name))
+    cluster_ids = table.column("cluster_id").to_numpy()
+    lo, hi = np.searchsorted(cluster_ids, [int(kept_id), int(kept_id) + 1])
+    found = table.slice(int(lo), int(hi - lo))
+    total = found.num_rows
+    members = list(zip(found.column("_id").to_pylist(), found.column("_reason").to_pylist()))
     shown = members[:limit]
     names = texts + others
     rows = rows_by_id(steps, parent, [kept_id, *[i for i, _r in shown]], names)

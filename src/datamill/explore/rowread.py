@@ -37,6 +37,8 @@ class RunSteps:
         self.manifest = manifest if manifest is not None else load_manifest(self.workdir.root)
         self.by_name: dict[str, Step] = {}
         self.records: dict[str, dict] = {}
+        self._memo: dict[Any, Any] = {}
+        self._memo_lock = threading.Lock()
         for ds in self.manifest.get("datasets", []):
             reader = ReadWorkdir(path=str(self.workdir.root), dataset=ds["name"])
             reader._lineage = ds  # this run's lineage, not necessarily the last one
@@ -53,6 +55,30 @@ class RunSteps:
                              f"{did_you_mean(name, list(self.by_name))}",
                              path=str(self.workdir.root))
         return self.by_name[name]
+
+    def memo(self, key: Any, make: Any) -> Any:
+        """`make()`, computed once per key for these steps (they are immutable)."""
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = make()
+        with self._memo_lock:
+            return self._memo.setdefault(key, value)
+
+    def fingerprint(self, step: Step) -> str:
+        """The step's cache key and the checksums of the files of its chain, as committed:
+        a name for what is derived from its rows (a recomputed partition changes it)."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256()
+        for s in step.chain():
+            h.update(s.key.encode())
+            record = read_json(self.workdir.step_dir(s.key) / SUCCESS) or {}
+            for p, part in sorted((record.get("partitions") or {}).items()):
+                h.update(json.dumps([p, part.get("checksums"), part.get("rows_out")],
+                                    sort_keys=True).encode())
+        return f"{step.key}-{h.hexdigest()[:16]}"
 
     def partitions(self, step: Step) -> int:
         record = read_json(self.workdir.step_dir(step.chain()[0].key) / SUCCESS) or {}

@@ -12,6 +12,8 @@ is read back with their content through `rowread`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import types
 import typing
 from collections import Counter
@@ -24,6 +26,7 @@ from ..reader import read_columns
 from .rowread import RunSteps, column_types, dropped_files, rows_by_id
 
 MAX_SAMPLE = 50
+BEFORE = "_before"  # the reason the run dropped a row for (null: kept), in the inputs file
 SNIPPET_CHARS = 600
 
 
@@ -93,6 +96,10 @@ def _consumed(op: Any, parent: Step) -> list[str]:
 def candidates(steps: RunSteps) -> list[Candidate]:
     """The run's filters that decide from stored numeric columns and have numeric
     arguments to move."""
+    return list(steps.memo("whatif_candidates", lambda: _candidates(steps)))
+
+
+def _candidates(steps: RunSteps) -> list[Candidate]:
     import pyarrow as pa
 
     out = []
@@ -202,8 +209,7 @@ def what_if(steps: RunSteps, step_name: str, given: dict[str, str],
     """What filter step `step_name` would keep with the arguments in `given` (form values)
     instead of those it ran with: counts of flipped rows by reason, and a sample."""
     import numpy as np
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    import pyarrow as pa
 
     found = {c.step: c for c in candidates(steps)}
     if step_name not in found:
@@ -214,43 +220,97 @@ def what_if(steps: RunSteps, step_name: str, given: dict[str, str],
     changes = parse_changes(cand.knobs, given)
     record = steps.records[step_name]
     op = _rebuild(record, changes)
-    step = steps.by_name[step_name]
-    parent = step.parent
+    parent = steps.by_name[step_name].parent
     assert parent is not None
-    dropped = {int(f.stem.rsplit("-", 1)[1]): f for f in dropped_files(steps, step_name)}
     sample = max(0, min(int(sample), MAX_SAMPLE))
     result = WhatIf(step_name, changes, 0, 0, 0, {}, {}, 0)
     picked: list[tuple[int, str | None, str | None]] = []
-    for p in range(steps.partitions(parent)):
-        refs = [parent.columns[ID], *(parent.columns[c] for c in cand.consumed)]
-        batch = read_columns(steps.workdir, parent, p, refs).rename_columns(
-            [ID, *cand.consumed])
-        ids = batch.column(ID).to_numpy()
-        before = np.full(batch.num_rows, None, dtype=object)
-        if p in dropped:
-            d = pq.read_table(dropped[p], columns=["_id", "_reason"])
-            where = pc.index_in(batch.column(ID), value_set=d.column("_id"))
-            hit = where.is_valid().to_numpy(zero_copy_only=False)
-            reasons = np.asarray(d.column("_reason").to_pylist(), dtype=object)
-            before[hit] = reasons[where.drop_null().to_numpy()]
-        now_kept, after = _verdict(op, batch.drop_columns([ID]))
-        was_kept = np.equal(before, None)
-        result.rows_in += batch.num_rows
-        result.kept_before += int(was_kept.sum())
-        result.kept_after += int(now_kept.sum())
-        dropped_now = np.nonzero(was_kept & ~now_kept)[0]
-        kept_now = np.nonzero(~was_kept & now_kept)[0]
-        other = np.nonzero(~was_kept & ~now_kept & np.not_equal(before, after))[0]
-        for r, n in Counter(after[dropped_now].tolist()).items():
-            result.newly_dropped[r] = result.newly_dropped.get(r, 0) + n
-        for r, n in Counter(before[kept_now].tolist()).items():
-            result.newly_kept[r] = result.newly_kept.get(r, 0) + n
-        result.reason_changed += len(other)
-        flips = np.sort(np.concatenate([dropped_now, kept_now, other]))
-        for i in flips[:max(0, sample - len(picked))]:
-            picked.append((int(ids[i]), before[i], after[i]))
+    with pa.memory_map(str(_inputs(steps, step_name, cand.consumed))) as source:
+        reader = pa.ipc.open_file(source)
+        for n in range(reader.num_record_batches):
+            batch = reader.get_batch(n)
+            ids = batch.column(ID).to_numpy()
+            codes = batch.column(BEFORE).indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            names = np.asarray(batch.column(BEFORE).dictionary.to_pylist() + [None],
+                               dtype=object)
+            before = names[codes]  # index -1: None (kept)
+            now_kept, after = _verdict(op, pa.Table.from_batches([batch]).select(
+                cand.consumed))
+            was_kept = codes < 0
+            result.rows_in += batch.num_rows
+            result.kept_before += int(was_kept.sum())
+            result.kept_after += int(now_kept.sum())
+            dropped_now = np.nonzero(was_kept & ~now_kept)[0]
+            kept_now = np.nonzero(~was_kept & now_kept)[0]
+            both = np.nonzero(~was_kept & ~now_kept)[0]
+            other = both[np.not_equal(before[both], after[both])]
+            for r, k in Counter(after[dropped_now].tolist()).items():
+                result.newly_dropped[r] = result.newly_dropped.get(r, 0) + k
+            for r, k in Counter(before[kept_now].tolist()).items():
+                result.newly_kept[r] = result.newly_kept.get(r, 0) + k
+            result.reason_changed += len(other)
+            flips = np.sort(np.concatenate([dropped_now, kept_now, other]))
+            for i in flips[:max(0, sample - len(picked))]:
+                picked.append((int(ids[i]), before[i], after[i]))
     result.sample = _sample_rows(steps, parent, cand.consumed, op, picked)
     return result
+
+
+def _inputs(steps: RunSteps, step_name: str, consumed: list[str]) -> Any:
+    """An Arrow file of the filter's input as the run recorded it, written once in the
+    explorer's cache folder (never in the workdir): `_id`, the consumed columns, and
+    `_before`, the reason the run dropped the row for (null: kept); one record batch per
+    partition. Named by the fingerprint of the step's chain (keys and file checksums), so a
+    recomputed step is never read stale. Memory-mapped by `what_if`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .stats import cache_dir
+
+    step = steps.by_name[step_name]
+    parent = step.parent
+    assert parent is not None
+    path = cache_dir() / f"whatif-{steps.fingerprint(step)}.arrow"
+    if path.exists():
+        return path
+    dropped = {int(f.stem.rsplit("-", 1)[1]): f for f in dropped_files(steps, step_name)}
+    reasons = sorted({r for f in dropped.values()
+                      for r in pq.read_table(f, columns=["_reason"]).column(0).unique()
+                      .to_pylist() if r is not None})
+    code = {r: i for i, r in enumerate(reasons)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writer = None
+    try:
+        for p in range(steps.partitions(parent)):
+            refs = [parent.columns[ID], *(parent.columns[c] for c in consumed)]
+            batch = read_columns(steps.workdir, parent, p, refs).rename_columns(
+                [ID, *consumed])
+            indices = pa.nulls(batch.num_rows, pa.int16())
+            if p in dropped:
+                d = pq.read_table(dropped[p], columns=["_id", "_reason"])
+                where = pc.index_in(batch.column(ID), value_set=d.column("_id"))
+                d_codes = pa.array([code.get(r, -1) for r in d.column("_reason").to_pylist()],
+                                   pa.int16())
+                indices = pc.take(d_codes, where)
+            before = pa.DictionaryArray.from_arrays(indices, pa.array(reasons, pa.string()))
+            table = batch.append_column(BEFORE, before).combine_chunks()
+            if writer is None:
+                writer = pa.ipc.new_file(str(tmp), table.schema)
+            for b in table.to_batches(max_chunksize=1 << 20):
+                writer.write_batch(b)
+        if writer is None:
+            raise InputError(f"step {step_name!r} has no partition to read")
+        writer.close()
+        writer = None
+        os.replace(tmp, path)
+    finally:
+        if writer is not None:
+            writer.close()
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return path
 
 
 def _sample_rows(steps: RunSteps, parent: Step, consumed: list[str], op: Any,
