@@ -168,7 +168,8 @@ def pages(base: str, workdir: Path) -> dict[str, str]:
         "step": f"{run}/step/gopher_quality_filter/",
         "dropped": f"{run}/step/fineweb_filter/dropped?reason={q('fineweb:line_punct_ratio')}"
                    "&page=3",
-        "column_stats": f"{run}/step/fineweb_filter/stats",
+        "column_stats": f"{run}/step/fineweb_filter/stats",  # the page, then its grid:
+        "column_stats_grid": f"{run}/step/fineweb_filter/stats?part=grid",  # (htmx)
         "rows": f"{run}/step/drop_duplicates/rows?page=100",
         "rows_filtered": f"{run}/step/fineweb_filter/rows?column=gopher_words&op=range"
                          "&low=100&high=300",
