@@ -11,6 +11,7 @@ import pytest
 from .explore_runs import (  # noqa: F401  (the explorer's workdirs, built once a session)
     dedup_workdir,
     image_dedup_workdir,
+    image_search_workdir,
     quality_workdirs,
     search_workdir,
 )

@@ -8,6 +8,8 @@ running real pipelines once per test session (the explorer only reads them).
   second workdir with 30.
 - `search_workdir`: passages embedded with all-MiniLM-L6-v2 into a LanceDB table.
 - `image_dedup_workdir`: photos and near copies of them through `image_dedup`.
+- `image_search_workdir`: photos with captions embedded by a tiny random CLIP (the stand-in
+  of examples/stand_in_models.py) into a LanceDB table.
 """
 
 from __future__ import annotations
@@ -141,6 +143,39 @@ def build_image_dedup_workdir(root: Path) -> Path:
     return root / "work"
 
 
+def build_image_search_workdir(root: Path) -> Path:
+    import importlib.util
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import skimage.data
+    from PIL import Image
+
+    from datamill import Dataset
+    from datamill.image_type import as_image
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "stand_in_models.py"
+    spec = importlib.util.spec_from_file_location("stand_in_models", path)
+    stand_ins = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stand_ins)
+    model = stand_ins.tiny_clip(root / "tiny-clip")
+    photos = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(getattr(skimage.data, name)())).convert("RGB").resize(
+            (64, 48)).save(buf, "JPEG", quality=90)
+        photos.append(buf.getvalue())
+    data = root / "photos.parquet"
+    pq.write_table(pa.table({"image": as_image(pa.array(photos, pa.binary())),
+                             "caption": ["an astronaut", "a cup of coffee", "a cat " + XSS,
+                                         "a rocket"]}), data)
+    (Dataset.read(str(data)).apply("embed_images", model=model, device="cpu")
+     .write(str(root / "index"), format="lancedb", table="images")
+     .run(root / "work", workers=1, progress=False))
+    return root / "work"
+
+
 @pytest.fixture(scope="session")
 def dedup_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_dedup_workdir(tmp_path_factory.mktemp("explore_dedup"))
@@ -159,3 +194,8 @@ def search_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def image_dedup_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_image_dedup_workdir(tmp_path_factory.mktemp("explore_image_dedup"))
+
+
+@pytest.fixture(scope="session")
+def image_search_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_image_search_workdir(tmp_path_factory.mktemp("explore_image_search"))

@@ -31,20 +31,21 @@ from .explore_fixtures import (  # noqa: E402, F401  (fixtures)
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-TEXT, IMAGES, DEDUP, QUALITY, SEARCH, IMAGE_DEDUP = range(6)
+TEXT, IMAGES, DEDUP, QUALITY, SEARCH, IMAGE_DEDUP, IMAGE_SEARCH = range(7)
 
 
 @pytest.fixture(scope="module")
 def server(text_workdir, image_workdir, dedup_workdir,  # noqa: F811
-           quality_workdirs, search_workdir, image_dedup_workdir, tmp_path_factory):
-    """The explorer over six workdirs, served by uvicorn in a thread: its base URL."""
+           quality_workdirs, search_workdir, image_dedup_workdir, image_search_workdir,
+           tmp_path_factory):
+    """The explorer over seven workdirs, served by uvicorn in a thread: its base URL."""
     import uvicorn
 
     from datamill.explore.app import create_app
 
     os.environ.setdefault("DATAMILL_EXPLORE_CACHE", str(tmp_path_factory.mktemp("stats")))
     app = create_app([text_workdir, image_workdir, dedup_workdir, quality_workdirs["changed"],
-                      search_workdir, image_dedup_workdir])
+                      search_workdir, image_dedup_workdir, image_search_workdir])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -212,12 +213,13 @@ def test_screenshots_of_every_page(server, watched, shots, dedup_workdir,
 
 def test_thumbnails_load_in_the_browser(server, watched, shots, image_dedup_workdir):
     """Thumbnails (PNGs re-encoded on the server) decode in the browser: a step's dropped
-    photos, and an image cluster beside its near copy."""
+    photos, an image cluster beside its near copy, the hits of an image index."""
     from datamill import dropped_rows
 
     kept = dropped_rows(image_dedup_workdir, "image_dedup").to_pylist()[0]["cluster_id"]
     for name, url in (("07-image-thumbs", f"/run/{IMAGES}/step/image_filter/"),
-                      ("09-image-cluster", f"/run/{IMAGE_DEDUP}/duplicates/image_dedup/{kept}")):
+                      ("09-image-cluster", f"/run/{IMAGE_DEDUP}/duplicates/image_dedup/{kept}"),
+                      ("12-image-search", f"/run/{IMAGE_SEARCH}/search?q=a+cat")):
         assert watched.page.goto(server + url).status == 200
         watched.page.wait_for_function(  # lazy images do not hold the load event back
             "() => [...document.querySelectorAll('img.thumb')].every(e => e.complete)",

@@ -17,7 +17,7 @@ from datamill import dropped_rows  # noqa: E402
 from .explore_runs import XSS  # noqa: E402
 
 BASE = "http://127.0.0.1:8765"
-DEDUP, CHANGED, AT_50, SEARCH, IMAGES = range(5)
+DEDUP, CHANGED, AT_50, SEARCH, IMAGES, IMAGE_SEARCH = range(6)
 
 
 
@@ -28,14 +28,15 @@ def _explore_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATAMILL_EXPLORE_CACHE", str(tmp_path / "explore-cache"))
 
 @pytest.fixture(scope="module")
-def client(dedup_workdir, quality_workdirs, search_workdir, image_dedup_workdir):
+def client(dedup_workdir, quality_workdirs, search_workdir, image_dedup_workdir,
+           image_search_workdir):
     from starlette.testclient import TestClient
 
     from datamill.explore.app import create_app
 
     return TestClient(create_app([dedup_workdir, quality_workdirs["changed"],
                                   quality_workdirs["at_50"], search_workdir,
-                                  image_dedup_workdir]), base_url=BASE)
+                                  image_dedup_workdir, image_search_workdir]), base_url=BASE)
 
 
 def links(page: str) -> list[str]:
@@ -185,6 +186,20 @@ def test_search_shows_hits_with_their_metadata_escaped(client) -> None:
     no_raw_payload(page)
     rows = [u for u in links(page) if f"/run/{SEARCH}/row/" in u]
     assert len(rows) == 2 and client.get(rows[0]).status_code == 200
+
+
+def test_an_image_index_shows_its_hits_as_thumbnails(client) -> None:
+    page = ok(client, f"/run/{IMAGE_SEARCH}/search?q=a+photo+of+a+cat&k=4")
+    assert "4 results for" in page
+    assert "jpeg bytes" not in page  # the index's image bytes are never shown or sent
+    thumbs = sorted({u for u in srcs(page) if "/thumb/" in u})
+    assert len(thumbs) == 4 and all(f"/run/{IMAGE_SEARCH}/step/embed_images/thumb/" in u
+                                    for u in thumbs)
+    for u in thumbs:
+        r = client.get(u)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert "a cat " + html.escape(XSS) in page  # the caption, escaped
+    no_raw_payload(page)
 
 
 def test_a_run_without_an_index_says_so(client) -> None:
