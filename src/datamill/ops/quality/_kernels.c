@@ -1329,3 +1329,92 @@ oom:
     free(heap);
     return -1;
 }
+
+/* --- the fast tokenizer's tokens in one pass (tokenize._featurize after its rules) ------- */
+/* From the token start mask over the batch's code points (`start`, documents separated by a
+ * newline, `doc_start`: each document's first code point, n_docs + 1 values), each token's
+ * end (the next start, or the first space), hash (as token_hashes), bits (as token_bits),
+ * with spaCy's special words split into their pieces (tokenize._split_specials: a token
+ * whose hash is in `special` (sorted, n_special; `bucket`: 65536 bytes, 1 for the top 16
+ * bits of each), that starts with a letter, becomes the
+ * pieces of lengths piece_len[piece_off[k]:piece_off[k + 1]]). Writes at most `cap` tokens:
+ * start in its document, length, hash, alpha, symbol, punct, sent_end (0/1), and the
+ * documents' token offsets (n_docs + 1); returns the number of tokens (more than `cap`: call
+ * again with that capacity). */
+static int64_t emit_token(const uint32_t *cp, const uint16_t *flags, const uint8_t *bits,
+                          uint16_t sent_flag, int64_t s, int64_t e, int64_t doc0, int64_t t,
+                          int64_t cap, int64_t *out_start, int64_t *out_len,
+                          uint64_t *out_hash, uint8_t *alpha, uint8_t *symbol,
+                          uint8_t *punct, uint8_t *sent_end) {
+    if (t >= cap) return t + 1;
+    uint64_t h = 0, pw = 1;
+    uint8_t b = 0;
+    for (int64_t i = s; i < e; i++) {
+        h += (uint64_t)cp[i] * pw;
+        pw *= HASH_R;
+        b |= bits[flags[i]];
+    }
+    out_start[t] = s - doc0;
+    out_len[t] = e - s;
+    out_hash[t] = h ^ ((uint64_t)(e - s) * HASH_LEN);
+    alpha[t] = (b & 1) != 0;
+    symbol[t] = (b & 2) == 0;
+    punct[t] = (b & 4) == 0;
+    sent_end[t] = (e - s == 1) && (flags[s] & sent_flag) != 0;
+    return t + 1;
+}
+
+int64_t token_pass(const uint32_t *cp, const uint16_t *flags, const uint8_t *start, int64_t n,
+                   const int64_t *doc_start, int64_t n_docs, const uint8_t *bits,
+                   uint16_t sent_flag, const uint8_t *bucket, const uint64_t *special,
+                   int64_t n_special,
+                   const int64_t *piece_off, const int64_t *piece_len, int64_t cap,
+                   int64_t *out_start, int64_t *out_len, uint64_t *out_hash, uint8_t *alpha,
+                   uint8_t *symbol, uint8_t *punct, uint8_t *sent_end, int64_t *offsets) {
+    int64_t t = 0, k = 0, doc0 = 0;
+    int64_t i = 0;
+    while (i < n) {
+        if (!start[i]) { i++; continue; }
+        int64_t s = i, e = i + 1;
+        while (e < n && !start[e] && !(flags[e] & F_SPACE)) e++;
+        while (k <= n_docs && doc_start[k] <= s) { offsets[k++] = t; }
+        doc0 = doc_start[k - 1];
+        /* its hash and bits first; a special word is written again as its pieces */
+        uint64_t h = 0, pw = 1;
+        uint8_t b = 0;
+        for (int64_t j = s; j < e; j++) {
+            h += (uint64_t)cp[j] * pw;
+            pw *= HASH_R;
+            b |= bits[flags[j]];
+        }
+        h ^= (uint64_t)(e - s) * HASH_LEN;
+        int64_t lo = n_special, hi = n_special;
+        if (bucket[h >> 48]) lo = 0;  /* a first, cheap test on the top 16 bits */
+        while (lo < hi) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if (special[mid] < h) lo = mid + 1; else hi = mid;
+        }
+        if (lo < n_special && special[lo] == h && (flags[s] & F_ALPHA)) {
+            int64_t a = s;
+            for (int64_t p = piece_off[lo]; p < piece_off[lo + 1]; p++) {
+                t = emit_token(cp, flags, bits, sent_flag, a, a + piece_len[p], doc0, t, cap,
+                               out_start, out_len, out_hash, alpha, symbol, punct, sent_end);
+                a += piece_len[p];
+            }
+        } else if (t < cap) {
+            out_start[t] = s - doc0;
+            out_len[t] = e - s;
+            out_hash[t] = h;
+            alpha[t] = (b & 1) != 0;
+            symbol[t] = (b & 2) == 0;
+            punct[t] = (b & 4) == 0;
+            sent_end[t] = (e - s == 1) && (flags[s] & sent_flag) != 0;
+            t++;
+        } else {
+            t++;
+        }
+        i = e;
+    }
+    while (k <= n_docs) offsets[k++] = t;
+    return t;
+}

@@ -71,6 +71,9 @@ def _declare(lib: Any) -> None:
     lib.minhash_signatures.restype = ctypes.c_int
     lib.ft_predict.argtypes = [p, p, p, i64, i64, i64, ctypes.c_float, p, p]
     lib.ft_predict.restype = ctypes.c_int
+    lib.token_pass.argtypes = [p, p, p, i64, p, i64, p, ctypes.c_uint16, p, p, i64, p, p,
+                               i64, p, p, p, p, p, p, p, p]
+    lib.token_pass.restype = i64
 
 
 def _ptr(a: Any) -> int:
@@ -159,6 +162,38 @@ def token_bits(lib: Any, flags: Any, table: Any, tstart: Any, length: Any) -> An
     lib.token_bits(_ptr(flags), _ptr(table), _ptr(tstart), _ptr(length), len(tstart),
                    _ptr(out))
     return out
+
+
+@_kernel
+def token_pass(lib: Any, cp: Any, flags: Any, start: Any, doc_start: Any, bits: Any,
+               sent_flag: int, specials: tuple[Any, Any, Any, Any]) -> dict | None:
+    """tokenize._featurize's tokens from its start mask, in one pass in C: {"offsets",
+    "start", "length", "hash", "alpha", "symbol", "punct", "sent_end"}; None without
+    kernels. `specials`: (bucket, sorted hashes, piece offsets, piece lengths) of the words
+    split by exception (tokenize._special_table)."""
+    import numpy as np
+
+    cp = _c(cp, np.uint32)
+    flags = _c(flags, np.uint16)
+    start = _c(start, np.bool_)
+    doc_start = _c(doc_start, np.int64)
+    bucket, special, piece_off, piece_len = specials
+    n_docs = len(doc_start) - 1
+    cap = int(np.count_nonzero(start)) + 64  # split words add a few: a second call if not
+    while True:
+        out = {"offsets": np.empty(n_docs + 1, np.int64), "start": np.empty(cap, np.int64),
+               "length": np.empty(cap, np.int64), "hash": np.empty(cap, np.uint64),
+               **{k: np.empty(cap, np.bool_) for k in ("alpha", "symbol", "punct",
+                                                        "sent_end")}}
+        count = lib.token_pass(
+            _ptr(cp), _ptr(flags), _ptr(start), len(cp), _ptr(doc_start), n_docs, _ptr(bits),
+            sent_flag, _ptr(bucket), _ptr(special), len(special), _ptr(piece_off),
+            _ptr(piece_len), cap, *(_ptr(out[k]) for k in ("start", "length", "hash", "alpha",
+                                                            "symbol", "punct", "sent_end",
+                                                            "offsets")))
+        if count <= cap:
+            return {k: (v if k == "offsets" else v[:count]) for k, v in out.items()}
+        cap = count
 
 
 @_kernel

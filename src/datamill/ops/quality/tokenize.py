@@ -346,6 +346,10 @@ def _featurize(texts: list[str], rules: bool) -> Tokens:
     doc_start = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths + 1, out=doc_start[1:])
     f = _flags(cp)
+    if rules:
+        fast = _featurize_in_c(big, cp, f, doc_start)
+        if fast is not None:
+            return fast
     space = (f & SPACE) != 0
     ns = ~space
     prev_space = _shift_prev(space, True)
@@ -403,10 +407,10 @@ def _featurize(texts: list[str], rules: bool) -> Tokens:
                   symbol=symbol, punct=punct, sent_end=sent_end)
 
 
-def _split_specials(tstart: Any, tend: Any, h: Any, f: Any) -> tuple[Any, Any, Any]:
-    """Split the words spaCy splits by exception ("dont" -> "do" "nt", "gonna" -> "gon"
-    "na"), found by their hashes `h`: the tokens' (start, end, hash) with each such word
-    replaced by its pieces. `f`: the characters' class flags."""
+def _specials() -> dict:
+    """The words split by exception: their sorted hashes, a bucket of their top 16 bits, and
+    per hash its pieces' hashes and lengths (`table`); `c`: the same for the C pass (bucket,
+    sorted distinct hashes, piece offsets, piece lengths)."""
     import numpy as np
 
     if not _SPECIALS:
@@ -423,6 +427,40 @@ def _split_specials(tstart: Any, tend: Any, h: Any, f: Any) -> tuple[Any, Any, A
         _SPECIALS.update(hashes=np.sort(whole), bucket=bucket, table={
             int(w): (ph, np.array([len(x) for x in p])) for w, ph, p in zip(whole, parts,
                                                                              pieces)})
+        keys = sorted(_SPECIALS["table"])
+        lengths = [_SPECIALS["table"][k][1] for k in keys]
+        piece_off = np.zeros(len(keys) + 1, np.int64)
+        np.cumsum([len(x) for x in lengths], out=piece_off[1:])
+        _SPECIALS["c"] = (bucket.view(np.uint8), np.array(keys, np.uint64), piece_off,
+                          np.concatenate(lengths).astype(np.int64))
+    return _SPECIALS
+
+
+def _featurize_in_c(big: str, cp: Any, f: Any, doc_start: Any) -> Tokens | None:
+    """What the rest of _featurize computes (with rules), with the kernels: the rules' start
+    mask in C, then the tokens' ends, hashes, special splits and flags in one C pass; None
+    without kernels."""
+    import numpy as np
+
+    from . import kernels
+
+    found = kernels.rule_starts(cp, f, _rule_words())
+    if found is None:
+        return None
+    start, units, cannot = found
+    _rare_rules(big, start, np.zeros((0, 3), np.int64), units, cannot)
+    fields = kernels.token_pass(cp, f, start, doc_start, _bits_table(), SENT_END,
+                                _specials()["c"])
+    return Tokens(**fields)
+
+
+def _split_specials(tstart: Any, tend: Any, h: Any, f: Any) -> tuple[Any, Any, Any]:
+    """Split the words spaCy splits by exception ("dont" -> "do" "nt", "gonna" -> "gon"
+    "na"), found by their hashes `h`: the tokens' (start, end, hash) with each such word
+    replaced by its pieces. `f`: the characters' class flags."""
+    import numpy as np
+
+    _specials()
     known = _SPECIALS["hashes"]
     maybe = np.flatnonzero(np.take(_SPECIALS["bucket"], (h >> np.uint64(48)).view(np.int64)))
     at = np.minimum(np.searchsorted(known, h[maybe]), len(known) - 1)
