@@ -49,14 +49,14 @@ def routes(explorer: Any) -> list:
 
     from . import compare as cmp
 
-    async def page(request: Any) -> Any:
+    def page(request: Any) -> Any:
         run = explorer.run_of(request)
         a, b, ctx = _sides(explorer, request)
         result = cmp.compare(a, b)
         return explorer.render(request, "compare.html", run=run, a=a, b=b, result=result,
                                runs=explorer.runs, kinds=cmp.KINDS, **ctx)
 
-    async def rows(request: Any) -> Any:
+    def rows(request: Any) -> Any:
         run = explorer.run_of(request)
         a, b, ctx = _sides(explorer, request)
         kind = request.query_params.get("kind") or None

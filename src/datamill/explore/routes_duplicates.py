@@ -20,7 +20,7 @@ def routes(explorer: Any) -> list:
     from . import duplicates as dup
     from .rowread import column_types, rows_by_id, steps_of
 
-    async def clusters(request: Any) -> Any:
+    def clusters(request: Any) -> Any:
         run = explorer.run_of(request)
         steps = steps_of(run)
         names = dup.dedup_steps(steps)
@@ -46,7 +46,7 @@ def routes(explorer: Any) -> list:
                                page=page, page_no=page_no, size=size, snippets=snippets,
                                snippet_chars=SNIPPET)
 
-    async def cluster(request: Any) -> Any:
+    def cluster(request: Any) -> Any:
         run = explorer.run_of(request)
         steps = steps_of(run)
         name = request.path_params["step"]

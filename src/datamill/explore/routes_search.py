@@ -19,7 +19,7 @@ def routes(explorer: Any) -> list:
     from . import search_page
     from .rowread import locate, steps_of
 
-    async def search(request: Any) -> Any:
+    def search(request: Any) -> Any:
         run = explorer.run_of(request)
         found = search_page.indexes(run.manifest)
         number = explorer.int_param(request, "index", 0)

@@ -30,12 +30,12 @@ def routes(explorer: Any) -> list:
     from . import whatif
     from .rowread import steps_of
 
-    async def index(request: Any) -> Any:
+    def index(request: Any) -> Any:
         run = explorer.run_of(request)
         found = whatif.candidates(steps_of(run))
         return explorer.render(request, "whatif_index.html", run=run, candidates=found)
 
-    async def page(request: Any) -> Any:
+    def page(request: Any) -> Any:
         run = explorer.run_of(request)
         steps = steps_of(run)
         name = request.path_params["step"]

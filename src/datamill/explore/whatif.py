@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import types
 import typing
 from collections import Counter
@@ -280,7 +281,7 @@ def _inputs(steps: RunSteps, step_name: str, consumed: list[str]) -> Any:
                       .to_pylist() if r is not None})
     code = {r: i for i, r in enumerate(reasons)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     writer = None
     try:
         for p in range(steps.partitions(parent)):
