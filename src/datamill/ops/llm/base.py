@@ -84,6 +84,29 @@ class LLMArgs(Arguments):
         return self
 
 
+class ScoringArgs(LLMArgs):
+    """Arguments of the operations that choose among fixed answers (judge, classify)."""
+
+    scoring: Literal["auto", "logprobs", "json"] = Field(
+        "auto", description="'logprobs': read the answer's probabilities from the local "
+                            "model's next-token distribution (backend='transformers'); "
+                            "'json'/'text': ask for a reply and parse it; 'auto': logprobs "
+                            "with backend='transformers', else the reply.")
+
+    @model_validator(mode="after")
+    def _scoring(self) -> ScoringArgs:
+        if self.scoring == "logprobs" and self.backend != "transformers":
+            raise ValueError("scoring='logprobs' reads a local model's next-token "
+                             "probabilities: it needs backend='transformers' (against a "
+                             "server, use scoring='json')")
+        return self
+
+    @property
+    def by_logprobs(self) -> bool:
+        return self.scoring == "logprobs" or (self.scoring == "auto"
+                                              and self.backend == "transformers")
+
+
 class InvalidReply(Exception):
     """The reply does not have the shape asked for; the message tells the model why."""
 

@@ -101,6 +101,26 @@ class Engine:
                                  "usage": used})
         return reply
 
+    async def score(self, payload: dict, counts: Counter) -> dict:
+        """The probabilities of `payload["labels"]` as the reply to `payload["messages"]`
+        opened with `payload["prefix"]` (a local model's next-token distribution):
+        {"probabilities": {label: p}, "mass": float}, cached like a chat reply."""
+        key = request_key({**self.identity, "score": payload})
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None and isinstance(hit.get("probabilities"), dict):
+                counts["cache_hits"] += 1
+                return hit
+        usage = Usage()
+        try:
+            data = await self.backend.score(payload, usage)
+        finally:
+            counts["requests"] += usage.requests
+        counts["prompt_tokens"] += int(data["usage"]["prompt_tokens"])
+        if self.cache is not None:
+            self.cache.put(key, data)
+        return data
+
     async def aclose(self) -> None:
         close = getattr(self.backend, "aclose", None)
         if close is not None:

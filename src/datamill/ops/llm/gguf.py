@@ -34,16 +34,18 @@ def default_cache_dir() -> Path:
 
 
 def gguf_to_transformers(gguf_path: str | os.PathLike,
-                         out_dir: str | os.PathLike | None = None) -> Path:
+                         out_dir: str | os.PathLike | None = None,
+                         digest: str | None = None) -> Path:
     """The transformers folder of a GGUF model: `out_dir` (default: a folder named after the
     file's digest under `default_cache_dir()/gguf`). Converted once; a folder that holds a
-    finished conversion of the same bytes is returned as it is."""
+    finished conversion of the same bytes is returned as it is. `digest`: the file's sha256
+    when the caller has it already."""
     import json
 
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise FileNotFoundError(f"no GGUF file at {gguf_path}")
-    digest = file_digest(gguf_path)
+    digest = digest or file_digest(gguf_path)
     out = Path(out_dir) if out_dir else default_cache_dir() / "gguf" / digest[:32]
     marker = out / DONE
     if marker.exists():
@@ -54,12 +56,15 @@ def gguf_to_transformers(gguf_path: str | os.PathLike,
             pass
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .local import quiet_progress
+
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         folder, name = str(gguf_path.parent), gguf_path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+        with quiet_progress():  # no "Converting and de-quantizing" bars
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
         model.config.architectures = [type(model).__name__]
         model.hf_quantizer = None  # the weights are dequantized: save them as plain tensors
         if hasattr(model.config, "quantization_config"):

@@ -89,3 +89,10 @@ class Asker:
                     *payload["messages"], {"role": "assistant", "content": reply.text},
                     {"role": "user", "content": RETRY_NOTE.format(error=exc)}]}
         raise AssertionError("unreachable")
+
+    async def score(self, messages: list[dict], prefix: str, labels: list[str]) -> dict:
+        """{"probabilities": {label: p}, "mass": float}: how likely each label is as the
+        reply opened with `prefix` (only the local backend scores)."""
+        payload = {"model": self.op.args.model, "messages": messages, "prefix": prefix,
+                   "labels": list(labels)}
+        return await self.engine.score(payload, self.counts)
