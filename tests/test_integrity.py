@@ -134,6 +134,42 @@ def test_verify_removes_temp_files_of_killed_runs(tmp_path: Path, capsys) -> Non
     assert not any(path.exists() for path in stale)
 
 
+def test_temp_file_cleanup_never_walks_the_response_cache(tmp_path: Path, monkeypatch) -> None:
+    """The LLM response cache (many small files, fanned out) stages its temp files in
+    llm-cache/.staging: the cleanup empties that folder and visits none of the cache's
+    folders, however many replies it holds; temp files beside step files still go."""
+    import os
+
+    from datamill.ops.llm.cache import ResponseCache, request_key
+    from datamill.storage import STAGING
+
+    work = tmp_path / "w"
+    doubled(dm.Dataset.read(write_jsonl(tmp_path / "in.jsonl", make_rows(20)))).run(
+        work, progress=False)
+    cache = ResponseCache(work / "llm-cache")
+    for i in range(300):
+        cache.put(request_key({"i": i}), {"text": str(i)})
+    assert cache.get(request_key({"i": 7})) == {"text": "7"}
+    assert list((work / "llm-cache" / STAGING).iterdir()) == []  # written, nothing left
+    killed = [work / "llm-cache" / STAGING / ".ab.json.tmp-99-0123abcd",
+              next((work / "steps").iterdir()) / ".part-00000.parquet.tmp-99-0123abcd"]
+    for path in killed:
+        path.write_bytes(b"x" * 100)
+    visited = []
+    walk = os.walk
+
+    def counting_walk(top, *args, **kwargs):
+        for entry in walk(top, *args, **kwargs):
+            visited.append(entry[0])
+            yield entry
+
+    monkeypatch.setattr(os, "walk", counting_walk)
+    assert Workdir(work).remove_temp_files() == (2, 200)
+    assert not any(path.exists() for path in killed)
+    assert not [v for v in visited if "llm-cache" in v]
+    assert len(visited) < 10  # the root, runs/, steps/ and the step folders
+
+
 # --- one writer per output folder ---------------------------------------------------------
 def _start_holder(tmp_path: Path, workdir: Path, out: Path, hold: Path) -> subprocess.Popen:
     data = write_jsonl(tmp_path / "in.jsonl", make_rows(600, seed=6))

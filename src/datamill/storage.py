@@ -15,8 +15,13 @@
         _SUCCESS.json            step record, written once every partition is committed
         _DAMAGED.json            files found corrupt, until their partitions are recomputed
 
-Temp files are named `.NAME.tmp-PID-RANDOM` beside their final name; the run that holds the
-lock removes those a killed run left (`Workdir.remove_temp_files`).
+      llm-cache/               the LLM ops' response cache (one file per request, fanned out);
+        .staging/                its writers' temp files (`staged_write_bytes`)
+
+Temp files are named `.NAME.tmp-PID-RANDOM` beside their final name, except in the stores of
+STAGED_STORES, whose temp files are all in their `.staging` folder; the run that holds the
+lock removes those a killed run left (`Workdir.remove_temp_files`), without walking the
+stores' (many) files.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ from .errors import StorageError, WorkdirBusyError
 STEP_COMPRESSION = "lz4"
 # what `temp_path` names, and the links executors/adopt.py stages
 TEMP_NAME = re.compile(r"^\..+\.(tmp-\d+-[0-9a-f]{8}|adopt-\d+)$")
+# workdir folders of many small files whose writers stage temp files in STAGING inside them
+STAGED_STORES = ("llm-cache",)
+STAGING = ".staging"
 
 
 def part_name(kind: str, partition: int, ext: str = "parquet") -> str:
@@ -72,6 +80,25 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> N
         if durable:
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def staged_write_bytes(store: str | Path, path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` inside `store` (a folder of STAGED_STORES) through a temp file
+    in `store/.staging`, renamed into place (not synced: a cache entry)."""
+    path = Path(path)
+    staging = Path(store) / STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(staging / path.name)
+    try:
+        tmp.write_bytes(data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise StorageError(f"could not write {path}: {exc}") from exc
+        raise
 
 
 def atomic_write_json(path: str | Path, obj: Any, durable: bool = True) -> None:
@@ -115,7 +142,18 @@ class Workdir:
         """Remove the temp files and folders that killed runs left (call with the lock
         held: no live writer has any then). Returns (entries removed, bytes freed)."""
         removed = freed = 0
+        for store in STAGED_STORES:  # every entry of a staging folder is a temp file
+            staging = self.root / store / STAGING
+            for entry in (staging.iterdir() if staging.is_dir() else ()):
+                freed += tree_size(entry)
+                if entry.is_dir():
+                    remove_tree(entry)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed += 1
         for folder, dirs, files in os.walk(self.root):
+            if folder == str(self.root):
+                dirs[:] = [d for d in dirs if d not in STAGED_STORES]
             for name in [*files, *dirs]:
                 if (".tmp-" not in name and ".adopt-" not in name) \
                         or not TEMP_NAME.match(name):

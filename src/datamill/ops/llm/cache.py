@@ -3,7 +3,8 @@ everything that decides the reply (model, the full messages, every generation pa
 seed, the sample's number, the operation and its version).
 
 Files sit in two levels of folders named by the key's first characters, and are written under
-a temp name then renamed into place, so that concurrent writers (worker processes, Ray nodes
+a temp name in `llm-cache/.staging` then renamed into place (so that cleaning a killed run's
+temp files never walks the cache), so that concurrent writers (worker processes, Ray nodes
 on a shared filesystem) never see half a file and need no lock or database. A file that does
 not parse counts as absent."""
 
@@ -14,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...storage import atomic_write_bytes
+from ...storage import STAGED_STORES, staged_write_bytes
 
-FOLDER = "llm-cache"
+FOLDER = STAGED_STORES[0]  # "llm-cache"
 
 
 def request_key(material: dict) -> str:
@@ -43,5 +44,5 @@ class ResponseCache:
         return data if isinstance(data, dict) else None
 
     def put(self, key: str, reply: dict[str, Any]) -> None:
-        atomic_write_bytes(self.path(key), json.dumps(reply, ensure_ascii=False).encode(),
-                           durable=False)
+        staged_write_bytes(self.root, self.path(key),
+                           json.dumps(reply, ensure_ascii=False).encode())
