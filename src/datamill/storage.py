@@ -312,7 +312,14 @@ def committed_files(folder: Path, names: list[str]) -> dict[str, dict]:
 
 
 class StreamingParquetWriter:
-    """Appends batches to a temp file; `commit()` renames it into place atomically."""
+    """Appends batches to a temp file; `commit()` renames it into place atomically. Small
+    batches (a filter's `_index` and dropped rows, a stats step's numbers) are gathered into
+    one row group of up to PENDING_ROWS rows or PENDING_BYTES bytes: a row group per 1 MiB
+    batch cost ~0.6 ms each, and a filter step writes two per batch. A batch of more bytes is
+    written at once, as before (a full disk shows at the write that fills it)."""
+
+    PENDING_ROWS = 1 << 16
+    PENDING_BYTES = 1 << 16
 
     def __init__(self, path: Path, schema: Any, compression: str = STEP_COMPRESSION):
         self.path = path
@@ -321,26 +328,42 @@ class StreamingParquetWriter:
         self.rows = 0
         self._tmp: Path | None = None
         self._writer: Any = None
+        self._pending: list = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
 
     def write(self, table: Any) -> None:
+        table = table.cast(self.schema) if table.schema != self.schema else table
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self._pending_bytes += table.nbytes
+        self.rows += table.num_rows
+        if self._pending_rows >= self.PENDING_ROWS or self._pending_bytes >= self.PENDING_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
+        pending = self._pending
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         try:
             if self._writer is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._tmp = temp_path(self.path)
                 self._writer = pq.ParquetWriter(self._tmp, self.schema,
                                                 compression=self.compression)
-            self._writer.write_table(table.cast(self.schema) if table.schema != self.schema
-                                     else table)
+            table = pending[0] if len(pending) == 1 else pa.concat_tables(pending)
+            self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         except OSError as exc:
             self.abort()
             raise StorageError(f"could not write {self.path}: {exc}") from exc
-        self.rows += table.num_rows
 
     def commit(self) -> int:
-        if self._writer is None:
-            self.write(self.schema.empty_table())
+        if self._pending or self._writer is None:
+            if not self._pending:
+                self._pending.append(self.schema.empty_table())
+            self._flush()
         try:
             self._writer.close()
             os.replace(self._tmp, self.path)
@@ -351,6 +374,7 @@ class StreamingParquetWriter:
         return self.path.stat().st_size
 
     def abort(self) -> None:
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
