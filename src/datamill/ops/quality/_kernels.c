@@ -1418,3 +1418,15 @@ int64_t token_pass(const uint32_t *cp, const uint16_t *flags, const uint8_t *sta
     while (k <= n_docs) offsets[k++] = t;
     return t;
 }
+
+/* Each code point's class flags from `table` (0x110000 entries; tokenize._flags); returns
+ * whether one of them has the UNKNOWN bit (its flags are not computed yet). */
+int char_flags(const uint32_t *cp, int64_t n, const uint16_t *table, uint16_t *out) {
+    uint16_t any = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t f = table[cp[i] < 0x110000 ? cp[i] : 0];
+        out[i] = f;
+        any |= f;
+    }
+    return (any & 0x8000) != 0;
+}

@@ -74,6 +74,8 @@ def _declare(lib: Any) -> None:
     lib.token_pass.argtypes = [p, p, p, i64, p, i64, p, ctypes.c_uint16, p, p, i64, p, p,
                                i64, p, p, p, p, p, p, p, p]
     lib.token_pass.restype = i64
+    lib.char_flags.argtypes = [p, i64, p, p]
+    lib.char_flags.restype = ctypes.c_int
 
 
 def _ptr(a: Any) -> int:
@@ -162,6 +164,18 @@ def token_bits(lib: Any, flags: Any, table: Any, tstart: Any, length: Any) -> An
     lib.token_bits(_ptr(flags), _ptr(table), _ptr(tstart), _ptr(length), len(tstart),
                    _ptr(out))
     return out
+
+
+@_kernel
+def char_flags(lib: Any, cp: Any, table: Any) -> tuple[Any, bool] | None:
+    """`table[cp]` (uint16 flags per code point) and whether one has the UNKNOWN bit, in C;
+    None without kernels."""
+    import numpy as np
+
+    cp = _c(cp, np.uint32)
+    out = np.empty(len(cp), np.uint16)
+    unknown = lib.char_flags(_ptr(cp), len(cp), _ptr(table), _ptr(out))
+    return out, bool(unknown)
 
 
 @_kernel

@@ -165,13 +165,20 @@ def _flags(cp: Any) -> Any:
     """Class flags of each code point, from a table filled as new code points appear."""
     import numpy as np
 
+    from . import kernels
+
     if not _TABLE:
         table = np.full(0x110000, UNKNOWN, dtype=np.uint16)
         table[:256] = [_flags_of(i) for i in range(256)]
         _TABLE.append(table)
     table = _TABLE[0]
-    flags = np.take(table, cp)  # (np.take: 2-3x faster than indexing with a uint32 index)
-    if len(flags) and flags.max() & UNKNOWN:  # the top bit: no other flag is as large
+    found = kernels.char_flags(cp, table)
+    if found is None:  # the numpy twin (np.take: 2-3x faster than indexing with a uint32)
+        flags = np.take(table, cp)
+        unknown = bool(len(flags) and flags.max() & UNKNOWN)  # (no other flag is as large)
+    else:
+        flags, unknown = found
+    if unknown:
         new = (flags & UNKNOWN) != 0
         for u in np.unique(cp[new]).tolist():
             table[u] = _flags_of(u)
