@@ -255,3 +255,24 @@ def test_a_corrupt_file_found_on_read_is_named(project, capsys):
     assert reasons["mark"] == ["file missing or corrupt"]
     assert reasons["text_length_filter"] == ["arguments"]
     assert reasons["fp_tag"] is None
+
+
+def test_lazy_datamill_imports_are_digested_without_being_imported():
+    """An op module's lazy imports (`from .runtime import Runtime` in a method) count in its
+    digest by their source, read from where they would load: fingerprinting imports none of
+    them (nor `module.attribute` names' modules), so a cached re-run stays light."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from datamill import code_fingerprint as cf\n"
+        "import datamill.ops.llm.base\n"
+        "deps = cf._datamill_imports('datamill.ops.llm.base')\n"
+        "assert 'datamill.ops.llm.runtime' in deps, deps\n"
+        "assert not any(d.endswith('.Runtime') for d in deps), deps\n"
+        "cf.datamill_digest('datamill.ops.llm.base')\n"
+        "assert 'datamill.ops.llm.runtime' not in sys.modules\n"
+        "assert cf.file_digest('datamill.ops.llm.runtime') != 'no-file'\n"
+        "assert 'datamill.ops.llm.runtime' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -88,8 +88,16 @@ def origin(module: str | None) -> str | None:
 
 
 def _module_file(module: str) -> str | None:
+    """The module's file; for one not imported (yet), where it would be loaded from."""
     mod = sys.modules.get(module)
-    return getattr(mod, "__file__", None) if mod is not None else None
+    if mod is not None:
+        return getattr(mod, "__file__", None)
+    import importlib.util
+
+    try:
+        return getattr(importlib.util.find_spec(module), "origin", None)
+    except (ImportError, ValueError):
+        return None
 
 
 @functools.cache
@@ -164,9 +172,19 @@ def _datamill_imports(module: str) -> tuple[str, ...]:
 
 
 def _is_module(name: str) -> bool:
+    """Whether `name` is a module, without importing it (nor, for `module.attribute`,
+    the module: find_spec imports a name's parent, so a parent that is no package ends it)."""
     import importlib.util
 
+    parent = name.rpartition(".")[0]
     try:
+        if parent in sys.modules:
+            if not hasattr(sys.modules[parent], "__path__"):
+                return False
+        elif parent:
+            spec = importlib.util.find_spec(parent)
+            if spec is None or spec.submodule_search_locations is None:
+                return False
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
