@@ -366,3 +366,29 @@ def test_verify_finds_an_output_written_to_a_relative_path(tmp_path: Path, monke
     flip_bytes(next((tmp_path / "out").glob("part-*.parquet")))
     assert main(["verify", str(tmp_path / "w"), "--dry-run"]) == 1
     assert str(tmp_path / "out" / "part-00000-0000.parquet") in capsys.readouterr().out
+
+
+def test_step_files_gather_small_batches_into_few_row_groups(tmp_path) -> None:
+    """A step file's small batches become one row group (they cost ~0.6 ms each); a batch
+    of more than PENDING_BYTES is written at once; the rows and their order are kept."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from datamill.storage import StreamingParquetWriter
+
+    schema = pa.schema([("_index", pa.int64()), ("s", pa.string())])
+    writer = StreamingParquetWriter(tmp_path / "part.parquet", schema)
+    for start in range(0, 1000, 10):  # 100 small batches
+        writer.write(pa.table({"_index": pa.array(range(start, start + 10), pa.int64()),
+                               "s": pa.array(["x"] * 10)}))
+    assert writer._writer is None  # nothing written yet: one row group at the end
+    big = "y" * (StreamingParquetWriter.PENDING_BYTES + 1)
+    writer.write(pa.table({"_index": pa.array([1000], pa.int64()), "s": pa.array([big])}))
+    assert writer._writer is not None  # the large batch went out at once (with the others)
+    writer.write(pa.table({"_index": pa.array([1001], pa.int64()), "s": pa.array(["z"])}))
+    writer.commit()
+    reader = pq.ParquetFile(tmp_path / "part.parquet")
+    assert reader.metadata.num_row_groups == 2
+    table = reader.read()
+    assert table.column("_index").to_pylist() == list(range(1002))
+    assert table.column("s").to_pylist()[-3:] == ["x", big, "z"]
