@@ -42,6 +42,9 @@ class LLMServer:
     def __init__(self, reply: Callable[[dict], str] = echo, models: tuple[str, ...] = ("tiny",),
                  api_key: str | None = None, delay: float = 0.0, retry_after: float = 0.01):
         self.reply = reply
+        # top_logprobs(body) -> [(token, logprob), ...], sent when a request asks for
+        # logprobs (None: a server that never sends them)
+        self.top_logprobs: Callable[[dict], list[tuple[str, float]]] | None = None
         self.models = list(models)
         self.api_key = api_key
         self.delay = delay  # seconds before every reply
@@ -205,10 +208,16 @@ class LLMServer:
     def _completion(self, body: dict) -> dict:
         text = self.reply(body)
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": text}}
+        if body.get("logprobs") and self.top_logprobs is not None:
+            top = self.top_logprobs(body)[:int(body.get("top_logprobs") or 1)]
+            choice["logprobs"] = {"content": [{
+                "token": top[0][0], "logprob": top[0][1],
+                "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top]}]}
         return {"id": f"chatcmpl-{self.requests}", "object": "chat.completion",
                 "model": body.get("model"),
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
+                "choices": [choice],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": len(text.split()),
                           "total_tokens": prompt + len(text.split())}}
 

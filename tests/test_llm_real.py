@@ -49,6 +49,20 @@ def test_generate_against_transformers_serve(tmp_path, smol_server):
         "cache_hits": 3}
 
 
+def test_judge_by_logprobs_falls_back_on_a_server_without_them(tmp_path, smol_server):
+    """`transformers serve` ignores `logprobs`: the judge asks for the JSON instead, once
+    per row more, and counts it (a 135M model's JSON then follows on_error)."""
+    path = write_jsonl(tmp_path / "a.jsonl", [{"q": "2 + 2", "a": "4"}])
+    before = smol_server.requests
+    dm.Dataset.read(path).apply(
+        "llm_judge", base_url=smol_server.base_url, model=smol_server.model, rubric="r",
+        prompt="{{ q }} = {{ a }}", min_score=1, max_score=5, scoring="logprobs",
+        max_tokens=8, parse_retries=0, on_error="skip").collect(
+        tmp_path / "w", workers=1, progress=False)
+    assert smol_server.requests - before == 2
+    assert counters(tmp_path / "w", "llm_judge")["logprobs_unusable"] == 1
+
+
 def test_wrong_model_is_refused_before_the_run(tmp_path, smol_server):
     path = write_jsonl(tmp_path / "q.jsonl", [{"q": "hi"}])
     before = smol_server.requests
@@ -150,10 +164,3 @@ def test_exact_probabilities_split_a_label_from_its_continuations():
     logp = {"1": math.log(0.5), "2": math.log(0.3), "10": math.log(0.2)}
     got = exact_probabilities(seqs, logp)
     assert got == pytest.approx({"1": 0.3, "2": 0.3, "10": 0.2})
-
-
-def test_logprobs_scoring_needs_a_local_model(tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [{"q": "hi"}])
-    with pytest.raises(DatamillError, match="scoring='logprobs'.*backend='transformers'"):
-        dm.Dataset.read(path).apply("llm_judge", base_url="http://127.0.0.1:9/v1", model="m",
-                                    rubric="r", prompt="{{ q }}", scoring="logprobs")

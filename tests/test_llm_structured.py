@@ -120,6 +120,38 @@ def test_judge_scores_on_a_rubric_and_refuses_out_of_range(tmp_path):
         assert srv.requests == 3  # the score of 11 was asked again
 
 
+def test_judge_by_server_logprobs_and_the_json_fallback(tmp_path):
+    """scoring="logprobs" against a server: one request per row for the first token's
+    top_logprobs (the spellings " 4" and "4" add up, other tokens are left out); a server
+    that sends no logprobs is asked for the JSON instead (counted `logprobs_unusable`);
+    a scale whose scores begin others (1..10) is refused when built."""
+    import math
+
+    ask_json = json.dumps({"rationale": "fine", "score": 2})
+    with LLMServer(reply=lambda body: ask_json) as srv:
+        srv.top_logprobs = lambda body: [(" 4", math.log(0.6)), ("4", math.log(0.1)),
+                                         ("3", math.log(0.2)), ("Hello", math.log(0.1))]
+        path = write_jsonl(tmp_path / "a.jsonl", [{"q": "1+1", "a": "2"}])
+        ds = dm.Dataset.read(path).apply(
+            "llm_judge", rubric="r", prompt="{{ q }} = {{ a }}", min_score=1, max_score=5,
+            scoring="logprobs", **common(srv))
+        row = run(ds, tmp_path / "w").to_pylist()[0]
+        assert row["score"] == 4 and row["rationale"] is None
+        assert row["score_confidence"] == pytest.approx(0.7 / 0.9)
+        assert row["score_expected"] == pytest.approx((4 * 0.7 + 3 * 0.2) / 0.9)
+        body = srv.bodies[0]
+        assert (body["logprobs"], body["top_logprobs"], body["max_tokens"]) == (True, 20, 1)
+        assert srv.requests == 1
+        srv.top_logprobs = None  # a server without logprobs: the JSON path
+        row = run(ds, tmp_path / "w2").to_pylist()[0]
+        assert (row["score"], row["rationale"], row["score_expected"]) == (2, "fine", None)
+        assert srv.requests == 3
+        assert step_record(tmp_path / "w2", "llm_judge")["counters"]["logprobs_unusable"] == 1
+        with pytest.raises(DatamillError, match="'1' begins '10'"):
+            dm.Dataset.read(path).apply("llm_judge", rubric="r", prompt="{{ q }}",
+                                        scoring="logprobs", **common(srv))
+
+
 def test_classify_matches_labels_and_asks_again(tmp_path):
     replies = {"I love it": "Positive.", "awful": "negative", "meh": "It is positive or "
                "negative", "so-so": "**neutral**"}

@@ -88,18 +88,22 @@ class ScoringArgs(LLMArgs):
     """Arguments of the operations that choose among fixed answers (judge, classify)."""
 
     scoring: Literal["auto", "logprobs", "json"] = Field(
-        "auto", description="'logprobs': read the answer's probabilities from the local "
-                            "model's next-token distribution (backend='transformers'); "
-                            "'json'/'text': ask for a reply and parse it; 'auto': logprobs "
-                            "with backend='transformers', else the reply.")
+        "auto", description="'logprobs': read the answers' probabilities from the model's "
+                            "next-token distribution (a server: its top_logprobs, else the "
+                            "reply is parsed); 'json': ask for a reply and parse it; 'auto': "
+                            "logprobs with backend='transformers', json with a server.")
 
-    @model_validator(mode="after")
-    def _scoring(self) -> ScoringArgs:
-        if self.scoring == "logprobs" and self.backend != "transformers":
-            raise ValueError("scoring='logprobs' reads a local model's next-token "
-                             "probabilities: it needs backend='transformers' (against a "
-                             "server, use scoring='json')")
-        return self
+    def check_labels(self, labels: list[str]) -> None:
+        """Against a server only the reply's first token is scored: no label may begin
+        another (as "1" begins "10")."""
+        if self.scoring != "logprobs" or self.backend == "transformers":
+            return
+        for a in labels:
+            for b in labels:
+                if a != b and b.startswith(a):
+                    raise ValueError(f"scoring='logprobs' against a server reads the reply's "
+                                     f"first token only: the answer {a!r} begins {b!r} (use "
+                                     f"scoring='json', or answers that do not begin others)")
 
     @property
     def by_logprobs(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...schema import normalize_columns
 from .base import InvalidReply, LLMMap, ScoringArgs
@@ -43,6 +43,11 @@ class LLMClassifyArgs(ScoringArgs):
             raise ValueError("labels needs two or more distinct labels")
         return value
 
+    @model_validator(mode="after")
+    def _first_tokens(self) -> LLMClassifyArgs:
+        self.check_labels(self.labels)
+        return self
+
 
 class LLMClassify(LLMMap):
     """Label every row with one of `labels`, with a chat model. `prompt` renders the item
@@ -70,10 +75,16 @@ class LLMClassify(LLMMap):
         if self.args.by_logprobs:
             scored = await ask.score(self.messages(row, system), PREFIX, labels)
             probs = scored["probabilities"]
-            best = max(labels, key=lambda label: probs[label])
-            out: dict[str, Any] = {self.args.output: best}
-            if self.args.confidence_column:
-                out[self.args.confidence_column] = probs[best]
-            return out
+            if probs is not None:
+                best = max(labels, key=lambda label: probs[label])
+                out: dict[str, Any] = {self.args.output: best}
+                if self.args.confidence_column:
+                    out[self.args.confidence_column] = probs[best]
+                return out
+            ask.counts["logprobs_unusable"] += 1  # no logprobs from the server: a reply
         label = await ask(self.messages(row, system), lambda t: match_label(t, labels))
-        return {self.args.output: label}
+        out = {self.args.output: label}
+        if self.args.by_logprobs and self.args.confidence_column:
+            out[self.args.confidence_column] = None
+        return out
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -17,6 +18,8 @@ from typing import Any
 
 from .cache import ResponseCache, request_key
 from .client import ClientSettings, LLMClient, Usage
+
+TOP_LOGPROBS = 20  # the most OpenAI's API gives
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,27 @@ class HTTPBackend:
 
     async def chat(self, payload: dict, usage: Usage, tokens: float) -> dict:
         return await self.client.post("/chat/completions", payload, usage, tokens)
+
+    async def score(self, payload: dict, usage: Usage) -> dict:
+        """The labels' probabilities from the server's top_logprobs of the reply's first
+        token (a label's several spellings, " 4" and "4", add up); "probabilities" is None
+        when the server sends no logprobs or puts none of its top tokens on a label."""
+        body = {"model": payload["model"], "messages": payload["messages"], "max_tokens": 1,
+                "temperature": 0.0, "logprobs": True, "top_logprobs": TOP_LOGPROBS}
+        tokens = sum(len(str(m.get("content", ""))) for m in payload["messages"]) / 4 + 1
+        data = await self.client.post("/chat/completions", body, usage, tokens)
+        choice = (data.get("choices") or [{}])[0]
+        content = (choice.get("logprobs") or {}).get("content") or []
+        tops = (content[0].get("top_logprobs") or []) if content else []
+        found = {label: 0.0 for label in payload["labels"]}
+        for top in tops:
+            token = str(top.get("token", "")).strip()
+            if token in found and top.get("logprob") is not None:
+                found[token] += math.exp(float(top["logprob"]))
+        mass = sum(found.values())
+        probs = {k: v / mass for k, v in found.items()} if mass > 0 else None
+        return {"probabilities": probs, "mass": mass,
+                "usage": data.get("usage") or {"prompt_tokens": 0}}
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -103,12 +127,12 @@ class Engine:
 
     async def score(self, payload: dict, counts: Counter) -> dict:
         """The probabilities of `payload["labels"]` as the reply to `payload["messages"]`
-        opened with `payload["prefix"]` (a local model's next-token distribution):
-        {"probabilities": {label: p}, "mass": float}, cached like a chat reply."""
+        (a local model's next tokens after `payload["prefix"]`; a server's top_logprobs):
+        {"probabilities": {label: p} or None, "mass": float}, cached like a chat reply."""
         key = request_key({**self.identity, "score": payload})
         if self.cache is not None:
             hit = self.cache.get(key)
-            if hit is not None and isinstance(hit.get("probabilities"), dict):
+            if hit is not None and "probabilities" in hit:
                 counts["cache_hits"] += 1
                 return hit
         usage = Usage()
@@ -116,7 +140,10 @@ class Engine:
             data = await self.backend.score(payload, usage)
         finally:
             counts["requests"] += usage.requests
-        counts["prompt_tokens"] += int(data["usage"]["prompt_tokens"])
+            counts["retries"] += usage.retries
+            for kind, n in usage.failed.items():
+                counts[f"failed_{kind}"] += n
+        counts["prompt_tokens"] += int(data["usage"].get("prompt_tokens") or 0)
         if self.cache is not None:
             self.cache.put(key, data)
         return data

@@ -13,6 +13,7 @@ from .structured import instructions, parse_json, response_format
 JUDGE = ("You are a strict, consistent grader. Grade the item below on this rubric, with a "
          "score from {low} to {high} ({high} is best).\n\nRubric:\n{rubric}")
 SCORE_ONLY = "Reply with the score only, as: Score: N"
+NUMBER_ONLY = "Reply with the score only: one number, nothing else."
 PREFIX = "Score:"
 
 
@@ -38,6 +39,7 @@ class LLMJudgeArgs(ScoringArgs):
     def _scale(self) -> LLMJudgeArgs:
         if self.min_score >= self.max_score:
             raise ValueError("min_score must be below max_score")
+        self.check_labels([str(s) for s in range(self.min_score, self.max_score + 1)])
         return self
 
 
@@ -78,6 +80,9 @@ class LLMJudge(LLMMap):
     async def answer(self, ask: Any, row: dict) -> dict:
         if self.args.by_logprobs:
             return await self.answer_by_logprobs(ask, row)
+        return await self.answer_by_json(ask, row)
+
+    async def answer_by_json(self, ask: Any, row: dict) -> dict:
         a = self.args
         schema = self.reply_schema()
         system = JUDGE.format(low=a.min_score, high=a.max_score, rubric=a.rubric) \
@@ -90,14 +95,20 @@ class LLMJudge(LLMMap):
         out = {a.score_column: int(value["score"])}
         if a.rationale_column:
             out[a.rationale_column] = value["rationale"]
+        if a.by_logprobs:  # asked by logprobs first: nothing to say about the probabilities
+            out.update({c: None for c in (a.expected_column, a.confidence_column) if c})
         return out
 
     async def answer_by_logprobs(self, ask: Any, row: dict) -> dict:
         a = self.args
+        local = a.backend == "transformers"  # a local model's reply opens with PREFIX
         system = JUDGE.format(low=a.min_score, high=a.max_score, rubric=a.rubric) \
-            + "\n\n" + SCORE_ONLY
+            + "\n\n" + (SCORE_ONLY if local else NUMBER_ONLY)
         scores = [str(s) for s in range(a.min_score, a.max_score + 1)]
         probs = (await ask.score(self.messages(row, system), PREFIX, scores))["probabilities"]
+        if probs is None:  # the server gave no logprobs (or none on a score): parse a reply
+            ask.counts["logprobs_unusable"] += 1
+            return await self.answer_by_json(ask, row)
         best = max(scores, key=lambda s: probs[s])  # the lower score on a tie
         out: dict[str, Any] = {a.score_column: int(best)}
         if a.rationale_column:

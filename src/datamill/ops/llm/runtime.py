@@ -91,8 +91,9 @@ class Asker:
         raise AssertionError("unreachable")
 
     async def score(self, messages: list[dict], prefix: str, labels: list[str]) -> dict:
-        """{"probabilities": {label: p}, "mass": float}: how likely each label is as the
-        reply opened with `prefix` (only the local backend scores)."""
+        """{"probabilities": {label: p} or None, "mass": float}: how likely each label is
+        as the reply (a local model's, opened with `prefix`; None: the server gave no
+        usable logprobs)."""
         payload = {"model": self.op.args.model, "messages": messages, "prefix": prefix,
                    "labels": list(labels)}
         return await self.engine.score(payload, self.counts)
