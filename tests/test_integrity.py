@@ -39,10 +39,11 @@ KILLED = textwrap.dedent('''
         calls.append(1)
         if len(calls) == 12 and os.path.exists(sys.argv[3]):
             os.kill(os.getpid(), signal.SIGKILL)
-        return {"twice": [2 * v for v in batch["n"].to_pylist()]}
+        values = batch["n"].to_pylist()  # padded: each batch outgrows the writer's gathering
+        return {"twice": [2 * v for v in values], "pad": ["x" * 70_000 for _ in values]}
 
     ds = (dm.Dataset.read(sys.argv[1], block_size=20_000)
-          .map(twice, produces={"twice": "int64"}, consumes=["n"])
+          .map(twice, produces={"twice": "int64", "pad": "string"}, consumes=["n"])
           .write(sys.argv[2] + "/out"))
     ds.run(sys.argv[2] + "/work", workers=1, progress=False)
 ''')
