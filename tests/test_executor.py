@@ -472,34 +472,6 @@ def test_jsonl_parses_what_the_smallest_step_takes(tmp_path, monkeypatch, small)
     assert len(parsed) >= sum(len(r["text"]) for r in rows) // limit
 
 
-class SmallBatchSpy(SmallBatches):
-    name = "test_small_batch_spy"
-    seen: list = []
-
-    def process(self, batch):
-        SmallBatchSpy.seen.append(batch.nbytes)
-        return super().process(batch)
-
-
-def test_a_step_after_a_filter_does_not_shrink_the_parse(tmp_path, monkeypatch):
-    """Steps after the pass's first filter see fewer rows: the reader parses its usual
-    chunks, and the step still gets slices of at most its `batch_bytes`."""
-    from datamill.io import jsonl
-
-    rows = [{"text": "word " * (200 + 50 * (i % 5)), "n": i} for i in range(400)]
-    src = write_jsonl(tmp_path / "long.jsonl", rows)
-    parsed = []
-    read_json = jsonl._read_json
-    monkeypatch.setattr(jsonl, "_read_json",
-                        lambda data, schema: parsed.append(len(data)) or read_json(data, schema))
-    monkeypatch.setattr(jsonl, "PARSE_CHUNK", 200_000)
-    SmallBatchSpy.seen = []
-    ds = dm.Dataset.read(src, schema={"text": "string", "n": "int64"})
-    ds.apply(EvenOnly).apply(SmallBatchSpy).run(tmp_path / "w", workers=1, progress=False)
-    assert max(parsed) > 100_000  # not cut to the 16 kB the step after the filter takes
-    assert SmallBatchSpy.seen and max(SmallBatchSpy.seen) <= 16_000 + 2_000
-
-
 def test_batch_slices_cover_the_table_once():
     from datamill.executors.rowwise import batch_slices
 

@@ -198,20 +198,6 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _parse_budget(steps: list[Step], ops: list[Any]) -> int | None:
-    """The smallest `batch_bytes` of the steps before the pass's first filter: what a source
-    parses at once. Steps after a filter see fewer rows (the chain's language filter keeps
-    ~40%): they still get slices of at most their `batch_bytes`, and a bigger parse keeps
-    their batches from shrinking (each batch costs every later step a fixed overhead)."""
-    sizes = []
-    for step, op in zip(steps[1:], ops[1:]):
-        if step.kind == "filter":
-            break
-        if b := getattr(op, "batch_bytes", None):
-            sizes.append(b)
-    return min(sizes, default=None)
-
-
 def _input_batches(workdir: Workdir, stage: Stage, partition: int,
                    declared: int = 0, smallest: int | None = None) -> Iterator[Any]:
     """The stage's input, in batches of at most BATCH_ROWS rows and the byte budget of
@@ -558,7 +544,8 @@ def run_partition(workdir: Workdir, stage: Stage, partition: int,
             ops[0].take_counters()
             ops[0].take_rejected()
         declared = max((getattr(op, "batch_bytes", None) or 0 for op in ops), default=0)
-        smallest = _parse_budget(stage.steps, ops)
+        smallest = min((b for op in ops[1:] if (b := getattr(op, "batch_bytes", None))),
+                       default=None)
         for batch in _input_batches(workdir, stage, partition, declared, smallest):
             if reads:  # input the reader set aside before this batch
                 _write_rejected(runs[0], ops[0].take_rejected())
