@@ -263,12 +263,24 @@ def openai_problem(conversation: Any) -> str | None:
     return None
 
 
+class MessagesSink(SplitSink):
+    """A split sink that writes only the `column` of conversations (a `messages` column)."""
+
+    def resolve_consumes(self, schema: dict) -> dict:
+        from ..schema import normalize_columns
+
+        return normalize_columns({self.args.column: "messages"})
+
+    def _columns(self, table: Any) -> Any:
+        return table.select([self.args.column])
+
+
 class WriteOpenaiArgs(SplitSinkArgs):
     column: str = Field("messages", description="The messages column (a `weight` field per "
                                                 "message, 0 or 1, is kept).")
 
 
-class WriteOpenai(SplitSink):
+class WriteOpenai(MessagesSink):
     """Write OpenAI chat fine-tuning files: `<split>.jsonl` per split (e.g. `train.jsonl`,
     `validation.jsonl`), each line `{"messages": [{"role", "content"[, "weight"]}, ...]}`.
     Every row is checked against OpenAI's documented rules (roles system, user, assistant;
@@ -280,14 +292,6 @@ class WriteOpenai(SplitSink):
     name = "write_openai"
     Args = WriteOpenaiArgs
     extension = "jsonl"
-
-    def resolve_consumes(self, schema: dict) -> dict:
-        from ..schema import normalize_columns
-
-        return normalize_columns({self.args.column: "messages"})
-
-    def _columns(self, table: Any) -> Any:
-        return table.select([self.args.column])
 
     def _name(self, split: str, index: int) -> str:
         return f"parts/{split}-{index:05d}.jsonl"
@@ -491,7 +495,7 @@ class WritePackedArgs(SplitSinkArgs):
     compression: str = Field("zstd", description="Parquet codec.")
 
 
-class WritePacked(SplitSink):
+class WritePacked(MessagesSink):
     """Write conversations as packed token sequences for training, per split:
     `data/<split>-PPPPP-of-NNNNN.parquet` with `input_ids`, `labels`, `position_ids` and
     `seq_lens` (list<int32> each) per packed row. Each conversation is tokenized as the chat
@@ -513,14 +517,6 @@ class WritePacked(SplitSink):
         from .tokenizer import tokenizer_digest
 
         return {"tokenizer": tokenizer_digest(self.args.tokenizer)}
-
-    def resolve_consumes(self, schema: dict) -> dict:
-        from ..schema import normalize_columns
-
-        return normalize_columns({self.args.column: "messages"})
-
-    def _columns(self, table: Any) -> Any:
-        return table.select([self.args.column])
 
     def _name(self, split: str, index: int) -> str:
         return f"data/{split}-{index:05d}-of-{self.partition_count or 1:05d}.parquet"
