@@ -30,11 +30,15 @@ import io
 import os
 import socket
 import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+try:
+    from .loopback_http import LoopbackServer
+except ImportError:  # run as a script
+    from loopback_http import LoopbackServer
 
 REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 403: "Forbidden",
            404: "Not Found", 410: "Gone", 429: "Too Many Requests",
@@ -71,7 +75,7 @@ def jpeg_variants(count: int, side: int = 256, quality: int = 85) -> dict[str, b
     return out
 
 
-class ImageServer:
+class ImageServer(LoopbackServer):
     """`with ImageServer() as server: server.url("/img/chelsea.png")`."""
 
     def __init__(self, images: dict[str, bytes] | None = None, host: str = "127.0.0.1",
@@ -80,7 +84,7 @@ class ImageServer:
         self.first = self.images[next(iter(self.images))]
         self.jpeg = next((b for b in self.images.values() if b[:3] == b"\xff\xd8\xff"),
                          self.first)
-        self.host, self.port, self.tls = host, port, tls  # tls: a server SSLContext
+        super().__init__(host, port, tls)
         self.hits: Counter[str] = Counter()  # request path (no query) -> requests
         self.sent: Counter[str] = Counter()  # path -> body bytes sent (big, drip)
         self.in_flight: Counter[str] = Counter()  # Host header -> /slow requests now
@@ -88,71 +92,16 @@ class ImageServer:
         self.max_total_in_flight = 0
         self.requests = 0  # all requests so far
         self.during: dict[str, int] = {}  # drip target -> requests that came while it dripped
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
 
-    # --- lifecycle --------------------------------------------------------------------
-    def __enter__(self) -> ImageServer:
-        return self.start()
+    thread_name = "image-server"
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> ImageServer:
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="image-server")
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the image server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-            self._thread.join(10)
+    async def _request(self, method: str, target: str, headers: dict,
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        return await self._route(target, headers, reader, writer)
 
     def url(self, path: str, host: str | None = None) -> str:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{host or self.host}:{self.port}{path}"
-
-    def _serve(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self._stopping = asyncio.Event()
-        server = await asyncio.start_server(self._connection, self.host, self.port,
-                                            backlog=1024, reuse_address=True, ssl=self.tls)
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        async with server:
-            await self._stopping.wait()
-            server.close()
-            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in others:  # connections still open (keep-alive, hang, drip)
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
-
-    # --- HTTP -------------------------------------------------------------------------
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                    return
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, _version = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in
-                           (ln.partition(":") for ln in lines[1:] if ln)}
-                keep = await self._route(target, headers, reader, writer)
-                if not keep or headers.get("connection", "").lower() == "close":
-                    return
-        except (ConnectionError, OSError, asyncio.CancelledError):  # closed, or stopping
-            return
-        finally:
-            writer.close()
 
     async def _respond(self, writer, status: int, body: bytes = b"", headers=(),
                        length: int | None = None) -> bool:

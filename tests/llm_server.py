@@ -22,10 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+
+try:
+    from .loopback_http import LoopbackServer
+except ImportError:  # run as a script
+    from loopback_http import LoopbackServer
 
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
@@ -36,7 +40,7 @@ def echo(body: dict) -> str:
     return "echo: " + (users[-1] if users else "")
 
 
-class LLMServer:
+class LLMServer(LoopbackServer):
     """`with LLMServer() as server: server.base_url` (ends in /v1)."""
 
     def __init__(self, reply: Callable[[dict], str] = echo, models: tuple[str, ...] = ("tiny",),
@@ -59,72 +63,19 @@ class LLMServer:
         self.per_prompt: Counter[str] = Counter()  # "[fault:...]" prompt -> times seen
         self.in_flight = 0
         self.max_in_flight = 0
-        self.host, self.port = "127.0.0.1", 0
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        super().__init__()
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def __enter__(self) -> LLMServer:
-        return self.start()
+    thread_name = "llm-server"
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def start(self) -> LLMServer:
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="llm-server")
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the LLM server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-            self._thread.join(10)
-
-    def _serve(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self._stopping = asyncio.Event()
-        server = await asyncio.start_server(self._connection, self.host, self.port,
-                                            backlog=1024, reuse_address=True)
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        async with server:
-            await self._stopping.wait()
-            server.close()
-            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
-
-    # --- HTTP -------------------------------------------------------------------------
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                    return
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in
-                           (ln.partition(":") for ln in lines[1:] if ln)}
-                length = int(headers.get("content-length", 0))
-                raw = await reader.readexactly(length) if length else b""
-                if not await self._route(method, target, headers, raw, writer):
-                    return
-        except (ConnectionError, OSError, asyncio.CancelledError):
-            return
-        finally:
-            writer.close()
+    async def _request(self, method: str, target: str, headers: dict,
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        length = int(headers.get("content-length", 0))
+        raw = await reader.readexactly(length) if length else b""
+        return await self._route(method, target, headers, raw, writer)
 
     async def _send(self, writer: Any, status: int, body: bytes,
                     ctype: str = "application/json", extra: tuple[str, ...] = (),
